@@ -1,0 +1,208 @@
+"""Small shared helpers used by every layer: array checks, atomic writes, hashing, threads.
+
+This module sits at the bottom of the import graph (it imports nothing from the package but
+:mod:`spectranorm_neuro.exceptions`), so every layer may use it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .exceptions import InvalidInputError, OutputExistsError, ShapeMismatchError, bad_value
+
+__all__ = [
+    "as_finite_array",
+    "check_n_modes",
+    "atomic_path",
+    "atomic_write_bytes",
+    "atomic_write_text",
+    "check_output_path",
+    "sha256_file",
+    "sha256_array",
+    "blas_threads",
+    "check_random_state",
+]
+
+
+def as_finite_array(
+    value: Any,
+    name: str,
+    ndim: int | tuple[int, ...] | None = None,
+    dtype: Any = np.float64,
+) -> np.ndarray:
+    """Convert to a finite float array, raising a named error otherwise.
+
+    Parameters
+    ----------
+    value : array_like
+        Input data.
+    name : str
+        Argument name used in error messages.
+    ndim : int or tuple of int, optional
+        Accepted number(s) of dimensions.
+    dtype : dtype, optional
+        Target dtype (float64 by default).
+
+    Returns
+    -------
+    numpy.ndarray
+        The converted array (a view when no conversion was needed).
+    """
+    try:
+        arr = np.asarray(value, dtype=dtype)
+    except (TypeError, ValueError) as exc:
+        raise bad_value(name, type(value).__name__, f"cannot be read as numbers ({exc})",
+                        "pass a numeric array") from None
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            raise bad_value(name, f"array of shape {arr.shape}",
+                            f"has {arr.ndim} dimension(s), expected {' or '.join(map(str, allowed))}",
+                            "reshape the array", ShapeMismatchError)
+    if arr.size and not np.all(np.isfinite(arr)):
+        bad = np.argwhere(~np.isfinite(arr))
+        n_bad = len(bad)
+        first = tuple(int(i) for i in bad[0])
+        raise bad_value(name, f"array of shape {arr.shape}",
+                        f"holds {n_bad} NaN/inf value(s), first at index {first}",
+                        "remove or impute non-finite values before calling")
+    return arr
+
+
+def check_n_modes(n_modes: int | None, available: int, name: str = "n_modes") -> int:
+    """Resolve an ``n_modes`` argument against the number of available modes.
+
+    ``None`` and ``-1`` mean "all available modes".
+
+    Returns
+    -------
+    int
+        The number of modes to use, in ``1 .. available``.
+    """
+    if n_modes is None or (isinstance(n_modes, (int, np.integer)) and int(n_modes) == -1):
+        return int(available)
+    if not isinstance(n_modes, (int, np.integer)) or isinstance(n_modes, bool):
+        raise bad_value(name, n_modes, "is not an integer", f"pass an integer in 1..{available} or -1")
+    n_modes = int(n_modes)
+    if n_modes < 1 or n_modes > available:
+        raise bad_value(name, n_modes, f"is outside the {available} available modes",
+                        f"pass an integer in 1..{available} (or -1 for all)")
+    return n_modes
+
+
+def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse to overwrite an existing file unless ``overwrite`` is true.
+
+    Returns
+    -------
+    pathlib.Path
+        The path, with its parent directory created.
+    """
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise bad_value("path", str(path), "already exists",
+                        "choose another output path or pass overwrite=True (CLI: --overwrite)",
+                        OutputExistsError)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike, overwrite: bool = False, suffix: str = "") -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
+
+    If the body raises, the temporary file is removed and ``path`` is untouched, so a reader never
+    sees a half-written file.
+
+    Parameters
+    ----------
+    path : path-like
+        Final destination.
+    overwrite : bool, optional
+        Allow replacing an existing file.
+    suffix : str, optional
+        Suffix for the temporary file (some writers, e.g. nibabel, choose a format by extension).
+        Defaults to the full suffix of ``path``.
+    """
+    path = check_output_path(path, overwrite)
+    if not suffix:
+        name = path.name
+        suffix = name[name.index("."):] if "." in name else ""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        if path.exists() and not overwrite:  # appeared while we were writing
+            raise bad_value("path", str(path), "was created by someone else during the write",
+                            "retry with another path or overwrite=True", OutputExistsError)
+        os.replace(tmp_path, path)
+    finally:
+        if tmp_path.exists():
+            tmp_path.unlink()
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, overwrite: bool = False) -> Path:
+    """Write ``data`` to ``path`` atomically; see :func:`atomic_path`."""
+    with atomic_path(path, overwrite) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str, overwrite: bool = False) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically; see :func:`atomic_path`."""
+    return atomic_write_bytes(path, text.encode("utf-8"), overwrite)
+
+
+def sha256_file(path: str | os.PathLike, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(chunk_size), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def sha256_array(*arrays: np.ndarray) -> str:
+    """Hex SHA-256 digest of arrays' shapes, dtypes and contiguous bytes."""
+    digest = hashlib.sha256()
+    for arr in arrays:
+        arr = np.ascontiguousarray(arr)
+        digest.update(f"{arr.dtype.str}{arr.shape}".encode())
+        digest.update(arr.tobytes())
+    return digest.hexdigest()
+
+
+@contextlib.contextmanager
+def blas_threads(n_threads: int | None) -> Iterator[None]:
+    """Limit BLAS/OpenMP threads inside the block (``None`` leaves them alone).
+
+    Uses :mod:`threadpoolctl`; eigensolvers and benchmarks use it so results and timings do not
+    depend on how busy a shared machine is.
+    """
+    if n_threads is None:
+        yield
+        return
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=int(n_threads)):
+        yield
+
+
+def check_random_state(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """Turn ``None``, an int or a Generator into a :class:`numpy.random.Generator`."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    if seed is None or isinstance(seed, (int, np.integer)):
+        return np.random.default_rng(seed)
+    raise InvalidInputError(
+        f"random_state={seed!r}: is not an int, None or numpy Generator. Fix: pass an int seed."
+    )

@@ -1,0 +1,5 @@
+"""The ``spectranorm-neuro`` command line."""
+
+from .main import main
+
+__all__ = ["main"]

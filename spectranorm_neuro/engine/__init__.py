@@ -1,0 +1,3 @@
+"""The spectral normative engine: specifications, effects, direct/covariance/spectral models."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""Self-contained HTML deviation reports."""
+
+__all__: list[str] = []

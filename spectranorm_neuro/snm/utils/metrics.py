@@ -1,0 +1,3 @@
+"""``snm.utils.metrics``: goodness-of-fit metrics of normative predictions."""
+
+__all__: list[str] = []
