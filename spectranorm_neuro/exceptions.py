@@ -131,10 +131,8 @@ def bad_value(
 
     Examples
     --------
-    >>> raise bad_value("n_modes", 500, "exceeds the 100 modes of the basis", "pass n_modes <= 100")
-    Traceback (most recent call last):
-    ...
-    spectranorm_neuro.exceptions.InvalidInputError: n_modes=500: exceeds the 100 modes of the basis. Fix: pass n_modes <= 100.
+    >>> str(bad_value("n_modes", 500, "exceeds the 100 modes", "pass n_modes <= 100"))
+    'n_modes=500: exceeds the 100 modes. Fix: pass n_modes <= 100.'
     """
     problem = problem.rstrip(".")
     fix = fix.rstrip(".")
