@@ -1,0 +1,87 @@
+"""The one output type shared by every adapter: a :class:`Graph` made of :class:`Structure` blocks.
+
+Feature order
+-------------
+A graph's nodes ("features") are the concatenation, in order, of its structures' kept nodes; within
+a structure they follow ``Structure.index`` (ascending indices into the structure's full node set).
+For volumes the full node set is the voxel grid flattened in C order (``numpy.ravel``), so
+``index`` holds ``numpy.ravel_multi_index(ijk.T, shape)`` of the voxels inside the mask.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import sparse
+
+__all__ = ["Structure", "Graph"]
+
+
+@dataclass(frozen=True, eq=False)
+class Structure:
+    """One block of features: a hemisphere, a voxel mask, a lattice or a set of parcels.
+
+    Parameters
+    ----------
+    name : str
+        CIFTI-style name, e.g. ``"CortexLeft"``, ``"CortexRight"``, ``"Volume"``, ``"Lattice"``,
+        ``"Parcels"``.
+    kind : {"surface", "volume", "lattice", "parcels"}
+        What the nodes are.
+    n_total : int
+        Number of nodes of the full structure before masking (vertices of the whole mesh, voxels
+        of the whole grid, cells of the lattice, parcels).
+    index : numpy.ndarray of int, shape (n_kept,)
+        Ascending indices (into ``0 .. n_total - 1``) of the nodes kept as features.
+    shape : tuple of int, optional
+        Grid shape for volumes and lattices.
+    affine : numpy.ndarray, shape (4, 4), optional
+        Voxel-to-world affine for volumes.
+    """
+
+    name: str
+    kind: str
+    n_total: int
+    index: np.ndarray
+    shape: tuple[int, ...] | None = None
+    affine: np.ndarray | None = None
+
+    @property
+    def n_features(self) -> int:
+        """Number of kept nodes."""
+        return len(self.index)
+
+
+@dataclass(eq=False)
+class Graph:
+    """A graph (adjacency) or FEM operator pair (stiffness, mass) over the features.
+
+    Parameters
+    ----------
+    structures : tuple of Structure
+        Blocks whose kept nodes, concatenated, are the features.
+    adjacency : scipy.sparse.csr_matrix, shape (n_features, n_features), optional
+        Symmetric non-negative weights.
+    stiffness, mass : scipy.sparse.csr_matrix, shape (n_features, n_features), optional
+        FEM operators (Laplace–Beltrami: ``stiffness @ phi = lambda * mass @ phi``).
+    coords : numpy.ndarray, shape (n_features, 3), optional
+        Node coordinates (vertex positions, voxel centres in world space, lattice positions).
+    faces : numpy.ndarray of int, shape (n_faces, 3), optional
+        Triangles over the features (meshes only).
+    provenance : dict
+        JSON-serialisable description of how the graph was made.
+    """
+
+    structures: tuple[Structure, ...]
+    adjacency: sparse.csr_matrix | None = None
+    stiffness: sparse.csr_matrix | None = None
+    mass: sparse.csr_matrix | None = None
+    coords: np.ndarray | None = None
+    faces: np.ndarray | None = None
+    provenance: dict = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        """Number of nodes (sum of the structures' kept nodes)."""
+        return int(sum(s.n_features for s in self.structures))
