@@ -29,6 +29,7 @@ __all__ = [
     "sha256_array",
     "blas_threads",
     "check_random_state",
+    "json_default",
 ]
 
 
@@ -206,3 +207,16 @@ def check_random_state(seed: int | np.random.Generator | None) -> np.random.Gene
     raise InvalidInputError(
         f"random_state={seed!r}: is not an int, None or numpy Generator. Fix: pass an int seed."
     )
+
+
+def json_default(obj: Any) -> Any:
+    """``json.dumps(default=...)`` hook for numpy scalars and arrays."""
+    if isinstance(obj, np.integer):
+        return int(obj)
+    if isinstance(obj, np.floating):
+        return float(obj)
+    if isinstance(obj, np.bool_):
+        return bool(obj)
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot store {type(obj).__name__} in JSON")

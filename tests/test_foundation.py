@@ -22,7 +22,7 @@ LAYERS = {
     "graphs": 1,
     "basis": 2,
     "engine": 3,
-    "snm": 4, "io": 4,
+    "snm": 4, "io": 4, "datasets": 4,
     "report": 5,
     "cli": 6,
 }

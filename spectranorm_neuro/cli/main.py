@@ -1,26 +1,296 @@
-"""Entry point of the ``spectranorm-neuro`` command."""
+"""Entry point of the ``spectranorm-neuro`` command: parser, dispatch, exit codes, messages.
+
+Exit codes: 0 success; 1 runtime error (a :class:`~spectranorm_neuro.exceptions.SpectraNormError`
+or an operating-system error: one line ``error: <reason>. Fix: <what to do>.`` on stderr, no
+traceback); 2 usage error (argparse's message, or an option that needs another). Warnings
+(extrapolation, ...) go to stderr as ``warning: ...`` lines; status lines go to stdout unless
+``--quiet``.
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import logging
 import sys
+import traceback
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
 
 from .._version import __version__
+from ..exceptions import SpectraNormError, SpectraNormWarning
+from ._common import Run, UsageError, cohort_options, common_options
+from ._scoring import MAP_KINDS
 
 __all__ = ["main", "build_parser"]
+
+_EPILOG = "Run `spectranorm-neuro <command> --help` for the options of a command."
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value} is not a positive integer")
+    return value
+
+
+def _structure(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    return int(value) if value >= 1 and value == int(value) else value
+
+
+def _add_demo(sub, parent) -> None:
+    p = sub.add_parser("demo", parents=[parent], help="run the whole workflow on a synthetic fsaverage5 cohort",
+                       description="Offline end-to-end demo: synthetic cohort on fsaverage5 with a known normative "
+                                   "process and three sites -> BIDS derivatives -> basis -> fit -> bundle -> apply "
+                                   "to held-out patients with planted focal deviations -> z-maps and HTML report. "
+                                   "Checks that the planted deviations show up.")
+    p.add_argument("--out", type=Path, default=Path("spectranorm_demo"),
+                   help="output folder (default ./spectranorm_demo)")
+    p.add_argument("--small", action="store_true", help="a reduced, faster run (one hemisphere, fewer subjects)")
+    p.add_argument("--hemi", choices=("both", "left"), default=None,
+                   help="hemispheres (default both; left with --small)")
+    p.add_argument("--n-train", type=_positive_int, default=None,
+                   help="training subjects (default 400; 150 with --small)")
+    p.add_argument("--n-modes", type=_positive_int, default=None,
+                   help="eigenmodes per hemisphere (default 80; 40 with --small)")
+    p.add_argument("--max-subjects", type=_positive_int, default=6, help="subjects shown in detail in the report")
+    p.set_defaults(handler="demo")
+
+
+def _add_basis(sub, parent) -> None:
+    p = sub.add_parser("basis", parents=[parent], help="compute an eigenmode basis (surface, NIfTI mask or lattice)",
+                       description="Compute the eigenmodes of a surface (Laplace-Beltrami), a NIfTI mask or a lattice "
+                                   "(graph Laplacian) and save them as a basis file.",
+                       epilog="example: spectranorm-neuro basis --mesh fsaverage5 --hemi both --cortex-mask auto "
+                              "--n-modes 200 --out basis.npz")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--mesh", nargs="+", metavar="SURFACE",
+                     help="'fsaverage5' (offline), or GIFTI/FreeSurfer surface file(s) (left first with --hemi both)")
+    src.add_argument("--mask", type=Path, help="NIfTI mask: a voxel graph over its non-zero voxels")
+    src.add_argument("--lattice", nargs="+", type=_positive_int, metavar="N", help="grid shape (2 or 3 sizes)")
+    p.add_argument("--hemi", choices=("left", "right", "both"), default="both", help="hemisphere(s) of --mesh")
+    p.add_argument("--cortex-mask", default=None,
+                   help="'auto' (fsaverage5 medial wall removed), 'none', or label file(s) (comma-separated)")
+    p.add_argument("--surface", default="midthickness", help="fsaverage5 surface (default midthickness)")
+    p.add_argument("--connectivity", type=int, default=None, help="voxel/lattice neighbourhood (6, 18, 26 / 4, 8)")
+    p.add_argument("--n-modes", type=_positive_int, required=True, help="number of modes")
+    p.add_argument("--laplacian", default="auto", choices=("auto", "lbo", "combinatorial", "normalized", "random_walk"),
+                   help="operator (auto: Laplace-Beltrami for meshes, normalized graph Laplacian otherwise)")
+    p.add_argument("--space", help="BIDS space- of the template (recorded in the basis; fsaverage5 is known)")
+    p.add_argument("--den", help="BIDS den- of the template")
+    p.add_argument("--res", help="BIDS res- of the template")
+    p.add_argument("--out", type=Path, required=True, help="basis file to write (e.g. basis.npz)")
+    p.set_defaults(handler="basis")
+
+
+def _add_fit(sub, parent) -> None:
+    p = sub.add_parser("fit", parents=[parent], help="fit a normative model on a cohort -> model bundle",
+                       description="Encode a cohort's maps in a basis, fit the spectral normative model and write a "
+                                   "model bundle (model + model card + checksums).",
+                       epilog="example: spectranorm-neuro fit derivatives/ --measure thickness --basis basis.npz "
+                              "--numerical age --nonlinear age --categorical sex site --batch site --holdout 0.1 "
+                              "--out model_bundle")
+    cohort_options(p, "training cohort")
+    p.add_argument("--basis", type=Path, required=True, help="basis file (from `spectranorm-neuro basis`)")
+    p.add_argument("--out", type=Path, required=True, help="bundle to write: a folder, or a file ending in .zip")
+    g = p.add_argument_group("model")
+    g.add_argument("--numerical", nargs="+", default=[], metavar="COL", help="numerical covariates (e.g. age)")
+    g.add_argument("--nonlinear", nargs="+", default=[], metavar="COL", help="numerical covariates with spline effects")
+    g.add_argument("--categorical", nargs="+", default=[], metavar="COL", help="categorical covariates (e.g. sex site)")
+    g.add_argument("--batch", nargs="+", default=[], metavar="COL", help="categorical batch covariates (site/scanner)")
+    g.add_argument("--mean", nargs="+", default=None, metavar="COL", help="covariates acting on the mean (default all)")
+    g.add_argument("--variance", nargs="+", default=None, metavar="COL",
+                   help="covariates acting on the log sd (default: numerical and batch covariates)")
+    g.add_argument("--model-type", choices=("HBR", "BLR"), default="HBR",
+                   help="HBR: partially pooled site effects (default); BLR: fixed effects")
+    g.add_argument("--n-modes", type=int, default=-1, help="leading modes to model (default -1: all of the basis)")
+    g.add_argument("--covariance-structure", type=_structure, default=0.5,
+                   help="mode pairs with correlation models: fraction of n-modes (<1) or a count. Default 0.5")
+    g.add_argument("--inference", choices=("map", "advi", "nuts"), default="map", help="default map (fast)")
+    g.add_argument("--holdout", type=float, default=0.0,
+                   help="fraction of each site held out of the fit and scored for the model card (default 0)")
+    p.set_defaults(handler="fit")
+
+
+def _add_scoring(sub, parent) -> None:
+    p = sub.add_parser("apply", parents=[parent], help="apply a bundle to a new cohort -> z/centile maps + summary",
+                       description="Score a cohort with a model bundle: BIDS derivatives with z-score and centile "
+                                   "maps (optionally harmonized, mu, sd), a per-subject summary TSV, optionally the "
+                                   "HTML report.",
+                       epilog="example: spectranorm-neuro apply model_bundle patients/ --out zmaps --report")
+    p.add_argument("bundle", type=Path, help="model bundle (folder or .zip)")
+    cohort_options(p, "cohort to score")
+    p.add_argument("--out", type=Path, required=True, help="derivatives folder to write")
+    p.add_argument("--maps", nargs="+", choices=MAP_KINDS, default=["zscore", "centile"],
+                   help="maps to write (default zscore centile)")
+    p.add_argument("--population", action="store_true",
+                   help="population-level norms (leave the site effects out): needed for sites the model never saw")
+    p.add_argument("--report", action="store_true", help="also write the HTML report into <out>/report")
+    _report_options(p)
+    p.set_defaults(handler="apply")
+
+    p = sub.add_parser("harmonize", parents=[parent], help="remove site effects from a cohort's maps",
+                       description="Write harmonized maps: each value moved to the same centile without the site "
+                                   "(batch) effects.",
+                       epilog="example: spectranorm-neuro harmonize model_bundle cohort/ --out harmonized")
+    p.add_argument("bundle", type=Path, help="model bundle (folder or .zip)")
+    cohort_options(p, "cohort to harmonize (its sites must be known to the bundle)")
+    p.add_argument("--out", type=Path, required=True, help="derivatives folder to write")
+    p.add_argument("--covariates", nargs="+", default=None, metavar="COL",
+                   help="covariates whose effects are removed (default: the batch covariates)")
+    p.set_defaults(handler="harmonize")
+
+    p = sub.add_parser("report", parents=[parent], help="HTML deviation report of a cohort",
+                       description="Score a cohort with a bundle and write the HTML report (model card, calibration, "
+                                   "group and subject maps, centile charts).",
+                       epilog="example: spectranorm-neuro report model_bundle patients/ --out report "
+                              "--group-column group")
+    p.add_argument("bundle", type=Path, help="model bundle (folder or .zip)")
+    cohort_options(p, "cohort to report on")
+    p.add_argument("--out", type=Path, required=True, help="report folder to write")
+    p.add_argument("--population", action="store_true", help="population-level norms (no site effects)")
+    _report_options(p)
+    p.set_defaults(handler="report")
+
+
+def _report_options(p) -> None:
+    g = p.add_argument_group("report")
+    g.add_argument("--group-column", default=None, help="covariate column defining groups (e.g. group)")
+    g.add_argument("--controls", default=None, metavar="COLUMN=VALUE",
+                   help="controls used for the calibration section, e.g. group=control (default all subjects)")
+    g.add_argument("--max-subjects", type=_positive_int, default=20, help="subjects shown in detail (default 20)")
+
+
+def _add_info(sub, parent) -> None:
+    p = sub.add_parser("adapt", parents=[parent], help="adapt a bundle to new sites from their controls",
+                       description="Learn the effects of new sites (batch levels) from a handful of their healthy "
+                                   "controls, everything else frozen, and write an adapted bundle.",
+                       epilog="example: spectranorm-neuro adapt model_bundle new_site_controls/ --out adapted_bundle")
+    p.add_argument("bundle", type=Path, help="model bundle (folder or .zip)")
+    cohort_options(p, "controls of the new site(s), with their site labels")
+    p.add_argument("--out", type=Path, required=True, help="adapted bundle to write (folder or .zip)")
+    p.set_defaults(handler="adapt")
+
+    p = sub.add_parser("info", parents=[parent], help="verify a bundle and print its model card",
+                       epilog="example: spectranorm-neuro info model_bundle")
+    p.add_argument("bundle", type=Path, help="model bundle (folder or .zip)")
+    p.add_argument("--json", action="store_true", help="print the model card as JSON")
+    p.set_defaults(handler="info")
+
+    p = sub.add_parser("sys-info", parents=[parent], help="versions and machine facts for bug reports")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.set_defaults(handler="sys-info")
 
 
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of ``spectranorm-neuro``."""
-    parser = argparse.ArgumentParser(prog="spectranorm-neuro",
-                                     description="Spectral normative modelling of brain maps.")
+    parser = argparse.ArgumentParser(prog="spectranorm-neuro", epilog=_EPILOG,
+                                     description="Spectral normative modelling of brain maps: fit once, share the "
+                                                 "model bundle, apply it to any new cohort.")
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    parent = common_options()
+    _add_demo(sub, parent)
+    _add_basis(sub, parent)
+    _add_fit(sub, parent)
+    _add_scoring(sub, parent)
+    _add_info(sub, parent)
     return parser
 
 
+def _handlers() -> dict:
+    from . import _apply_cmds, _model_cmds, demo
+
+    return {"demo": demo.cmd_demo, "basis": _model_cmds.cmd_basis, "fit": _model_cmds.cmd_fit,
+            "adapt": _model_cmds.cmd_adapt, "info": _model_cmds.cmd_info, "sys-info": _model_cmds.cmd_sys_info,
+            "apply": _apply_cmds.cmd_apply, "harmonize": _apply_cmds.cmd_harmonize, "report": _apply_cmds.cmd_report}
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+@contextlib.contextmanager
+def _console(run: Run) -> Iterator[None]:
+    """Route package warnings and log records to stderr lines for the duration of a command."""
+    logger = logging.getLogger("spectranorm_neuro")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(levelname)s: %(message)s"))
+    old_level, old_propagate = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(logging.DEBUG if run.verbose > 1 else logging.INFO if run.verbose else logging.WARNING)
+    logger.propagate = False
+    seen: set[str] = set()
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        text = _one_line(message if isinstance(message, Warning) else Warning(message))
+        if issubclass(category, SpectraNormWarning) or run.verbose:
+            if text not in seen:
+                seen.add(text)
+                run.warn(text)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.showwarning = show
+        try:
+            yield
+        finally:
+            logger.removeHandler(handler)
+            logger.setLevel(old_level)
+            logger.propagate = old_propagate
+
+
 def main(argv: list[str] | None = None) -> int:
-    """Run the command line; returns the exit code (0 ok, 1 runtime error, 2 usage error)."""
+    """Run the command line.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        Exit code: 0 ok, 1 runtime error, 2 usage error.
+    """
     parser = build_parser()
-    parser.parse_args(sys.argv[1:] if argv is None else argv)
-    parser.print_help()
-    return 0
+    try:
+        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    except SystemExit as exc:  # --help, --version, usage errors
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print(f"{parser.prog}: error: a command is required (demo, basis, fit, apply, adapt, harmonize, report, "
+              "info, sys-info)", file=sys.stderr)
+        return 2
+    run = Run(args, quiet=bool(args.quiet), verbose=int(args.verbose or 0))
+    handler = _handlers()[args.handler]
+    try:
+        with _console(run):
+            return int(handler(run) or 0)
+    except UsageError as exc:
+        print(f"{parser.prog} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
+        return 2
+    except SpectraNormError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except OSError as exc:
+        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("error: interrupted (nothing was written)", file=sys.stderr)
+        return 130
+    except Exception as exc:  # a bug: keep the message to one line unless asked
+        if run.verbose:
+            traceback.print_exc()
+        print(f"error: unexpected {type(exc).__name__}: {_one_line(exc)} (this is a bug; please report it with "
+              "the output of `spectranorm-neuro sys-info`; run with --verbose for the traceback)", file=sys.stderr)
+        return 1

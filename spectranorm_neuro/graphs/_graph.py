@@ -52,6 +52,21 @@ class Structure:
         """Number of kept nodes."""
         return len(self.index)
 
+    def matches(self, other: Structure) -> bool:
+        """Whether ``other`` describes the same nodes (``==`` compares identity only).
+
+        Compares name, kind, ``n_total``, ``shape``, ``index`` and ``affine`` (to 1e-6), e.g.
+        a structure loaded from a file against the one a basis was built on.
+        """
+        if not isinstance(other, Structure):
+            return False
+        same_affine = (self.affine is None) == (other.affine is None) and (
+            self.affine is None or np.allclose(self.affine, other.affine, atol=1e-6))
+        return bool(self.name == other.name and self.kind == other.kind and self.n_total == other.n_total
+                    and (None if self.shape is None else tuple(self.shape))
+                    == (None if other.shape is None else tuple(other.shape))
+                    and np.array_equal(self.index, other.index) and same_affine)
+
 
 @dataclass(eq=False)
 class Graph:

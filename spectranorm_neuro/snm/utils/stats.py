@@ -1,3 +1,5 @@
-"""``snm.utils.stats``: distributional helpers (z-scores, centiles, log-likelihoods)."""
+"""``snm.utils.stats``: distributional helpers (z-scores, centiles, Gaussian log-likelihoods)."""
 
-__all__: list[str] = []
+from ...engine.metrics import centiles, gaussian_log_likelihood, z_scores
+
+__all__ = ["centiles", "gaussian_log_likelihood", "z_scores"]

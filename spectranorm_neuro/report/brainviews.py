@@ -1,0 +1,365 @@
+"""Brain-map figures: surface montages, orthogonal volume slices, lattice images, parcel bars.
+
+Surfaces are drawn with nilearn's matplotlib surface plotting (lateral and medial views of each
+hemisphere, sulcal depth as background), volumes with nilearn's ``plot_stat_map``, lattices with
+``imshow``. Figures are :class:`matplotlib.figure.Figure` objects rendered by the Agg canvas; no
+pyplot state is touched.
+
+Speed: for a closed mesh (every edge shared by two triangles, as fsaverage5 inflated) the
+triangles facing away from the camera are hidden behind the others, so each view draws only the
+front-facing half; the picture is the same and rendering is about twice as fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import io
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from matplotlib.cm import ScalarMappable
+from matplotlib.colors import Normalize
+from matplotlib.figure import Figure
+
+from .._util import blas_threads
+from ._inputs import Block, hemisphere_of
+
+__all__ = [
+    "ColourScale",
+    "Panel",
+    "SurfaceGeometry",
+    "BrainRenderer",
+    "VIEW_ANGLES",
+    "png_bytes",
+    "fsaverage5_geometry",
+]
+
+# (elevation, azimuth) of matplotlib's 3-D camera, as nilearn uses them.
+VIEW_ANGLES = {
+    ("left", "lateral"): (0.0, 180.0),
+    ("left", "medial"): (0.0, 0.0),
+    ("right", "lateral"): (0.0, 0.0),
+    ("right", "medial"): (0.0, 180.0),
+}
+SURFACE_ZOOM = 1.55
+DPI = 80
+# Values whose magnitude is below this are not coloured (masked nodes are set to 0 first).
+_HIDE_BELOW = 1e-12
+# MNI152 brain bounding box (mm); volumes covering most of it get the MNI152 template as background.
+_MNI_BOX = np.array([[-78.0, -112.0, -70.0], [78.0, 76.0, 86.0]])
+
+
+@dataclass(frozen=True)
+class ColourScale:
+    """How values map to colours.
+
+    Parameters
+    ----------
+    cmap : str
+        Matplotlib colormap name.
+    vmin, vmax : float
+        Colour limits (``vmin = -vmax`` for symmetric scales).
+    label : str
+        Colour-bar label.
+    """
+
+    cmap: str
+    vmin: float
+    vmax: float
+    label: str
+
+    @property
+    def symmetric(self) -> bool:
+        """True when the scale is centred on zero."""
+        return bool(np.isclose(self.vmin, -self.vmax))
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One rendered figure of a brain map.
+
+    Parameters
+    ----------
+    key : str
+        Short identifier used in file names (``surface``, ``volume-Volume`` ...).
+    png : bytes
+        The PNG image.
+    caption : str
+        Text shown under the image.
+    """
+
+    key: str
+    png: bytes
+    caption: str
+
+
+@dataclass
+class SurfaceGeometry:
+    """A hemisphere mesh prepared for plotting.
+
+    Parameters
+    ----------
+    name : str
+        Structure name.
+    hemi : {"left", "right"}
+        Hemisphere, which decides what "lateral" and "medial" mean.
+    vertices : numpy.ndarray, shape (n_vertices, 3)
+    faces : numpy.ndarray of int, shape (n_faces, 3)
+    background : numpy.ndarray, shape (n_vertices,), optional
+        Background map (sulcal depth) as grey levels in [0, 1] (0 white, 1 black).
+    """
+
+    name: str
+    hemi: str
+    vertices: np.ndarray
+    faces: np.ndarray
+    background: np.ndarray | None = None
+    _visible: dict = field(default_factory=dict, repr=False)
+
+    @functools.cached_property
+    def closed(self) -> bool:
+        """True when every edge is shared by exactly two triangles."""
+        edges = np.sort(self.faces[:, [0, 1, 1, 2, 2, 0]].reshape(-1, 2), axis=1)
+        _, counts = np.unique(edges, axis=0, return_counts=True)
+        return bool(np.all(counts == 2))
+
+    def visible_faces(self, view: str) -> np.ndarray:
+        """Triangles that can be seen in ``view`` ("lateral"/"medial"), shape (n_visible, 3).
+
+        All triangles for open meshes; for closed meshes, those whose outward normal points
+        towards the camera (with a small margin so silhouettes stay whole).
+        """
+        if view in self._visible:
+            return self._visible[view]
+        faces = self.faces
+        if self.closed:
+            v = self.vertices
+            normals = np.cross(v[faces[:, 1]] - v[faces[:, 0]], v[faces[:, 2]] - v[faces[:, 0]])
+            centred = v[faces].mean(axis=1) - v.mean(axis=0)
+            if np.sum(normals * centred) < 0:  # inward orientation: flip
+                normals = -normals
+            elev, azim = np.deg2rad(VIEW_ANGLES[(self.hemi, view)])
+            eye = np.array([np.cos(elev) * np.cos(azim), np.cos(elev) * np.sin(azim), np.sin(elev)])
+            lengths = np.linalg.norm(normals, axis=1)
+            faces = faces[normals @ eye > -0.2 * lengths]
+        self._visible[view] = faces
+        return faces
+
+
+def _background_levels(values: np.ndarray) -> np.ndarray:
+    """Rescale a background map (sulcal depth) to grey levels in [0.15, 0.6] (light to mid grey)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    unit = np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
+    return 0.15 + 0.45 * unit
+
+
+@functools.lru_cache(maxsize=2)
+def fsaverage5_geometry(hemi: str) -> SurfaceGeometry:
+    """The fsaverage5 inflated hemisphere with sulcal depth, from nilearn's package data (offline).
+
+    Parameters
+    ----------
+    hemi : {"left", "right"}
+
+    Returns
+    -------
+    SurfaceGeometry
+    """
+    from nilearn import datasets
+
+    mesh = datasets.load_fsaverage("fsaverage5")["inflated"].parts[hemi]
+    sulcal = datasets.load_fsaverage_data(mesh="fsaverage5", data_type="sulcal").data.parts[hemi]
+    return SurfaceGeometry(name=f"fsaverage5-{hemi}", hemi=hemi,
+                           vertices=np.asarray(mesh.coordinates, dtype=np.float64),
+                           faces=np.asarray(mesh.faces, dtype=np.int64),
+                           background=_background_levels(np.asarray(sulcal, dtype=np.float64)))
+
+
+def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
+    """Render a figure with the Agg canvas and return PNG bytes."""
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=dpi, facecolor="white")
+    return buffer.getvalue()
+
+
+def _colourbar(fig: Figure, rect: Sequence[float], scale: ColourScale) -> None:
+    cax = fig.add_axes(rect)
+    bar = fig.colorbar(ScalarMappable(Normalize(scale.vmin, scale.vmax), scale.cmap), cax=cax)
+    bar.set_label(scale.label, fontsize=9)
+    cax.tick_params(labelsize=8)
+
+
+class BrainRenderer:
+    """Draw maps over the features of a report's blocks.
+
+    Parameters
+    ----------
+    blocks : sequence of Block
+        The structures and their feature slices.
+    mesh_specs : dict
+        ``{surface name: ("fsaverage5",) or (vertices, faces, background or None)}`` as returned
+        by :func:`~spectranorm_neuro.report._inputs.check_surface_meshes`.
+    dpi : int
+        Resolution of the PNGs.
+    """
+
+    def __init__(self, blocks: Sequence[Block], mesh_specs: Mapping[str, tuple], dpi: int = DPI):
+        self.blocks = tuple(blocks)
+        self.dpi = dpi
+        self.surfaces: list[tuple[Block, SurfaceGeometry]] = []
+        for block in self.blocks:
+            if block.kind != "surface":
+                continue
+            spec = mesh_specs[block.name]
+            hemi = hemisphere_of(block.name) or "left"
+            if isinstance(spec[0], str) and spec[0] == "fsaverage5":
+                geometry = fsaverage5_geometry(hemi)
+            else:
+                vertices, faces, background = spec
+                geometry = SurfaceGeometry(block.name, hemi, vertices, faces,
+                                           None if background is None else _background_levels(background))
+            self.surfaces.append((block, geometry))
+        self._volume_bg: dict[str, object] = {}
+
+    # ------------------------------------------------------------------ public
+    def render(self, values: np.ndarray, scale: ColourScale, title: str) -> list[Panel]:
+        """Draw one map.
+
+        Parameters
+        ----------
+        values : numpy.ndarray, shape (n_features,)
+            The map over all features (every block).
+        scale : ColourScale
+            Colour mapping.
+        title : str
+            Figure title.
+
+        Returns
+        -------
+        list of Panel
+            One surface montage (all surfaces together), then one panel per volume, lattice and
+            parcel block.
+        """
+        panels = []
+        with blas_threads(1):
+            if self.surfaces:
+                panels.append(Panel("surface", self._surface_montage(values, scale, title),
+                                    "Surface: lateral and medial views"))
+            for block in self.blocks:
+                if block.kind == "volume":
+                    png = self._volume_slices(block, values, scale, title)
+                    panels.append(Panel(f"volume-{block.name}", png, f"{block.name}: orthogonal slices"))
+                elif block.kind == "lattice" and len(block.structure.shape or ()) == 2:
+                    png = self._lattice(block, values, scale, title)
+                    panels.append(Panel(f"lattice-{block.name}", png, f"{block.name}: lattice"))
+                elif block.kind in ("lattice", "parcels"):
+                    png = self._profile(block, values, scale, title)
+                    panels.append(Panel(f"{block.kind}-{block.name}", png, f"{block.name}: {block.kind}"))
+        return panels
+
+    def surface_figure(self, values: np.ndarray, scale: ColourScale, title: str) -> Figure:
+        """The surface montage as a Figure (2 views per surface, then a colour bar)."""
+        from nilearn import plotting
+
+        views = [(block, geom, view) for block, geom in self.surfaces for view in ("lateral", "medial")]
+        width = 2.5
+        fig = Figure(figsize=(width * len(views) + 0.9, 2.45))
+        total = width * len(views) + 0.9
+        for i, (block, geom, view) in enumerate(views):
+            ax = fig.add_axes((i * width / total, 0.0, width / total, 0.9), projection="3d")
+            full = np.nan_to_num(block.to_full(values), nan=0.0)
+            plotting.plot_surf(
+                (geom.vertices.copy(), geom.visible_faces(view)), full, bg_map=geom.background,
+                hemi=geom.hemi, view=VIEW_ANGLES[(geom.hemi, view)], cmap=scale.cmap,
+                colorbar=False, threshold=_HIDE_BELOW, bg_on_data=geom.background is not None,
+                vmin=scale.vmin, vmax=scale.vmax, axes=ax, figure=fig)
+            ax.set_box_aspect(None, zoom=SURFACE_ZOOM)
+            ax.text2D(0.5, 0.02, f"{geom.hemi} {view}", transform=ax.transAxes, ha="center",
+                      va="bottom", fontsize=8, color="0.35")
+        _colourbar(fig, (1 - 0.55 / total, 0.12, 0.12 / total, 0.68), scale)
+        fig.suptitle(title, fontsize=10, y=0.985)
+        return fig
+
+    # ------------------------------------------------------------------ kinds
+    def _surface_montage(self, values: np.ndarray, scale: ColourScale, title: str) -> bytes:
+        return png_bytes(self.surface_figure(values, scale, title), self.dpi)
+
+    def volume_background(self, block: Block):
+        """Background image of a volume block: MNI152 template if the grid covers it, else the mask."""
+        import nibabel as nib
+
+        if block.name not in self._volume_bg:
+            s = block.structure
+            shape = np.asarray(s.shape)
+            corners = np.array([[i, j, k] for i in (0, shape[0] - 1) for j in (0, shape[1] - 1)
+                                for k in (0, shape[2] - 1)], dtype=np.float64)
+            world = corners @ np.asarray(s.affine)[:3, :3].T + np.asarray(s.affine)[:3, 3]
+            lo = np.maximum(world.min(axis=0), _MNI_BOX[0])
+            hi = np.minimum(world.max(axis=0), _MNI_BOX[1])
+            overlap = np.prod(np.clip(hi - lo, 0, None)) / np.prod(_MNI_BOX[1] - _MNI_BOX[0])
+            if overlap >= 0.5:
+                from nilearn import datasets
+
+                self._volume_bg[block.name] = datasets.load_mni152_template(resolution=2)
+            else:
+                mask = np.zeros(s.n_total, dtype=np.float32)
+                mask[s.index] = 1.0
+                self._volume_bg[block.name] = nib.Nifti1Image(mask.reshape(s.shape), np.asarray(s.affine))
+        return self._volume_bg[block.name]
+
+    def _volume_slices(self, block: Block, values: np.ndarray, scale: ColourScale, title: str) -> bytes:
+        import nibabel as nib
+        from nilearn import plotting
+
+        s = block.structure
+        full = np.nan_to_num(block.to_full(values), nan=0.0)
+        peak = int(np.argmax(np.abs(full))) if np.any(full) else int(s.index[len(s.index) // 2])
+        ijk = np.array(np.unravel_index(peak, s.shape), dtype=np.float64)
+        affine = np.asarray(s.affine, dtype=np.float64)
+        cut = tuple(float(c) for c in affine[:3, :3] @ ijk + affine[:3, 3])
+        img = nib.Nifti1Image(full.reshape(s.shape).astype(np.float32), affine)
+        fig = Figure(figsize=(7.5, 2.6))
+        plotting.plot_stat_map(
+            img, bg_img=self.volume_background(block), cut_coords=cut, display_mode="ortho",
+            figure=fig, colorbar=True, cmap=scale.cmap, vmin=scale.vmin, vmax=scale.vmax,
+            symmetric_cbar=scale.symmetric, threshold=_HIDE_BELOW, draw_cross=False,
+            black_bg=False, title=title, annotate=True)
+        return png_bytes(fig, self.dpi)
+
+    def _lattice(self, block: Block, values: np.ndarray, scale: ColourScale, title: str) -> bytes:
+        import matplotlib
+
+        grid = block.to_full(values).reshape(block.structure.shape)
+        fig = Figure(figsize=(4.2, 3.4))
+        ax = fig.add_axes((0.06, 0.06, 0.68, 0.82))
+        cmap = matplotlib.colormaps[scale.cmap].with_extremes(bad="0.85")
+        ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=scale.vmin, vmax=scale.vmax,
+                  interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.set_title(title, fontsize=10)
+        _colourbar(fig, (0.8, 0.12, 0.04, 0.7), scale)
+        return png_bytes(fig, self.dpi)
+
+    def _profile(self, block: Block, values: np.ndarray, scale: ColourScale, title: str) -> bytes:
+        """Values against node index: bars for up to 400 nodes (parcels), a line for more."""
+        import matplotlib
+
+        data = np.asarray(values[block.start:block.stop], dtype=np.float64)
+        index = np.asarray(block.structure.index)
+        fig = Figure(figsize=(7.5, 2.6))
+        ax = fig.add_axes((0.08, 0.18, 0.78, 0.7))
+        if data.size <= 400:
+            colours = matplotlib.colormaps[scale.cmap](Normalize(scale.vmin, scale.vmax)(data))
+            ax.bar(index, data, color=colours, width=1.0)
+        else:
+            ax.plot(index, data, color="#2b5d9b", lw=0.6)
+        ax.axhline(0, color="0.3", lw=0.8)
+        ax.set_xlim(-0.5, block.structure.n_total - 0.5)
+        ax.set_xlabel("parcel" if block.kind == "parcels" else "node", fontsize=9)
+        ax.set_ylabel(scale.label, fontsize=9)
+        ax.set_title(title, fontsize=10)
+        ax.tick_params(labelsize=8)
+        _colourbar(fig, (0.9, 0.18, 0.02, 0.7), scale)
+        return png_bytes(fig, self.dpi)
