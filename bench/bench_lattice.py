@@ -29,7 +29,7 @@ from spectranorm_neuro.datasets import gaussian_kernel_queries, lattice_basis, t
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="BLAS threads (default 2)")
+    parser.add_argument("--threads", type=int, default=1, help="BLAS threads outside the fit (default 1)")
     parser.add_argument("--train", type=int, default=3000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--pair-selection", default="covariance", choices=["correlation", "covariance"])

@@ -109,7 +109,7 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     """
     path = Path(path)
     if path.exists() and not overwrite:
-        raise bad_value("path", str(path), "already exists",
+        raise bad_value("path", path.name, f"already exists ({path})",
                         "choose another output path or pass overwrite=True (CLI: --overwrite)",
                         OutputExistsError)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -65,8 +65,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import arviz as az
 import numpy as np
 import pandas as pd
+import pymc as pm
+import pytensor
+import pytensor.tensor as pt
+from pymc.distributions.transforms import Transform
+from pymc.variational.callbacks import CheckParametersConvergence
 
 from .._util import as_finite_array, blas_threads, check_random_state
 from ..exceptions import ConvergenceWarning, ShapeMismatchError, bad_value
@@ -74,14 +80,14 @@ from .direct import DirectParams, fit_direct
 from .effects import Design
 from .specs import NormativeModelSpec
 
-__all__ = ["METHODS", "INITS", "fit_direct_pymc", "build_direct_model", "pytensor_blas_flags",
-           "pytensor_blas"]
+__all__ = ["METHODS", "INITS", "fit_direct_pymc", "build_direct_model", "AffineWhitening",
+           "AveragedConvergence",
+           "pytensor_blas_flags", "pytensor_blas"]
 
 logger = logging.getLogger("spectranorm_neuro")
 
 METHODS = ("advi", "nuts")
 INITS = ("map", "prior")
-TARGETS = ("mean", "variance")
 
 #: BLAS routines pytensor's C code may call, renamed onto scipy's prefixed OpenBLAS symbols.
 _BLAS_ROUTINES = ("gemm", "gemv", "ger", "dot", "axpy", "copy", "scal", "swap", "nrm2", "asum")
@@ -123,8 +129,6 @@ def pytensor_blas_flags() -> str:
 
 def _user_blas_flags() -> str | None:
     """``blas__ldflags`` the user configured (flags or .pytensorrc), without auto-detection."""
-    import pytensor
-
     param = pytensor.config._config_var_dict["blas__ldflags"]
     if hasattr(param, "val"):  # already resolved (set by the user, or detected earlier)
         return param.val
@@ -150,8 +154,6 @@ def pytensor_blas(compile_mode: str | None = None) -> Iterator[str | None]:
         BLAS from the user's configuration or from scipy's OpenBLAS; ``"NUMBA"`` when no BLAS
         can be linked).
     """
-    import pytensor
-
     param = pytensor.config._config_var_dict["blas__ldflags"]
     had, old = hasattr(param, "val"), getattr(param, "val", None)
     user = _user_blas_flags()
@@ -322,39 +324,84 @@ def _draws(posterior, name: str) -> np.ndarray:
 def _summarize(spec: NormativeModelSpec, posterior, y_mean, y_std, converged) -> DirectParams:
     """Posterior means, covariances and mean ``tau^2`` from draws, as :class:`DirectParams`."""
     out = {}
-    for target, key in (("mean", "beta"), ("variance", "gamma")):
+    for target, key, tau_key in (("mean", "beta", "tau2_mean"), ("variance", "gamma", "tau2_var")):
         coef = _draws(posterior, f"{target}_coef")  # (S, M, p)
         mean = coef.mean(axis=0)
         centred = coef - mean
         out[key] = mean
-        out[f"cov_{key}"] = np.einsum("smp,smq->mpq", centred, centred) / max(coef.shape[0] - 1, 1)
-        design = Design(spec, target)
-        taus = [_draws(posterior, tau).mean(axis=0) for _b, _n, tau in _block_names(target, design) if tau]
-        M = mean.shape[0]
-        out["tau2_mean" if target == "mean" else "tau2_var"] = (np.stack(taus, axis=1) if taus
-                                                                 else np.zeros((M, 0)))
+        out[f"cov_{key}"] = np.einsum("smp,smq->mpq", centred, centred, optimize=True) / (coef.shape[0] - 1)
+        taus = [_draws(posterior, _tau_name(target, b)).mean(axis=0)
+                for b in Design(spec, target).hierarchical_blocks]
+        out[tau_key] = np.stack(taus, axis=1) if taus else np.zeros((mean.shape[0], 0))
     return DirectParams(y_mean, y_std, out["beta"], out["gamma"], out["cov_beta"], out["cov_gamma"],
                         out["tau2_mean"], out["tau2_var"], np.asarray(converged, dtype=bool))
 
 
-class _Convergence:
-    """Factory of a :class:`pymc.callbacks.CheckParametersConvergence` that records its stop."""
+class AveragedConvergence(CheckParametersConvergence):
+    """Convergence check on window averages of the variational parameters (Polyak averaging).
 
-    @staticmethod
-    def make(every: int, tolerance: float):
-        from pymc.variational.callbacks import CheckParametersConvergence
+    With a constant step size, ADVI's parameters keep jittering around the optimum (stochastic
+    gradients), so single snapshots never stop changing. This
+    :class:`pymc.callbacks.CheckParametersConvergence` averages the parameters over consecutive
+    windows of ``every`` steps and stops when two successive window averages differ by less than
+    ``tolerance`` in the size-normalized ``ord`` norm (``ord=2``: root mean square change,
+    ``np.inf``: largest change). :meth:`averaged` then gives the average of the last two windows,
+    the estimate used instead of the last iterate.
 
-        class Recording(CheckParametersConvergence):
-            stopped_at: int | None = None
+    Parameters
+    ----------
+    every : int
+        Window length (steps).
+    tolerance : float
+        Threshold on the normalized change of the window averages.
+    ord : {2, numpy.inf}, optional
+        Norm of the change.
+    """
 
-            def __call__(self, approx, loss, i):
-                try:
-                    super().__call__(approx, loss, i)
-                except StopIteration:
-                    self.stopped_at = i
-                    raise
+    def __init__(self, every: int = 250, tolerance: float = 0.05, ord=2):
+        super().__init__(every=every, tolerance=tolerance, diff="absolute", ord=ord)
+        self.stopped_at: int | None = None
+        self.last_change = np.inf
+        self._sum: list[np.ndarray] | None = None
+        self._count = 0
+        self._windows: list[list[np.ndarray]] = []
 
-        return Recording(every=every, tolerance=tolerance, diff="absolute", ord=np.inf)
+    def __call__(self, approx, loss, i) -> None:
+        values = [sh.get_value() for sh in approx.params]
+        if self._sum is None:
+            self._sum = [np.zeros_like(v) for v in values]
+        for acc, v in zip(self._sum, values):
+            acc += v
+        self._count += 1
+        if self._count < self.every:
+            return
+        self._windows = [*self._windows[-1:], [acc / self._count for acc in self._sum]]
+        self._sum, self._count = None, 0
+        if len(self._windows) < 2:
+            return
+        delta = np.concatenate([np.ravel(c - p) for p, c in zip(*self._windows)])
+        scale = delta.size ** (1.0 / self.ord) if np.isfinite(self.ord) else 1.0
+        self.last_change = float(np.linalg.norm(delta, self.ord) / scale)
+        if self.last_change < self.tolerance:
+            self.stopped_at = i
+            raise StopIteration(f"Convergence achieved at {i}")
+
+    def averaged(self) -> list[np.ndarray] | None:
+        """Average of the last (up to two) complete windows, one array per parameter."""
+        if not self._windows:
+            return None
+        return [np.mean(ws, axis=0) for ws in zip(*self._windows)]
+
+
+def _rhat_by_mode(posterior, names: list[str]) -> np.ndarray:
+    """Largest R-hat of each mode over the variables ``names`` (leading dim ``mode``) -> (M,)."""
+    rhat = az.rhat(posterior[names])
+    worst = None
+    for name in names:
+        r = np.asarray(rhat[name])
+        r = np.nan_to_num(r.reshape(r.shape[0], -1).max(axis=1), nan=np.inf)
+        worst = r if worst is None else np.maximum(worst, r)
+    return worst
 
 
 def _check_int(name: str, value, minimum: int) -> int:
@@ -363,23 +410,17 @@ def _check_int(name: str, value, minimum: int) -> int:
     return int(value)
 
 
-def _rhat_by_mode(posterior, names: list[str]) -> np.ndarray:
-    """Largest split R-hat of each mode over the free parameters ``names`` -> (M,)."""
-    import arviz as az
-
-    rhat = az.rhat(posterior[names])
-    worst = None
-    for name in names:
-        r = np.asarray(rhat[name])
-        r = r.reshape(r.shape[0], -1).max(axis=1) if r.ndim > 1 else r
-        worst = r if worst is None else np.maximum(worst, r)
-    return worst
+def _check_positive(name: str, value) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.number)) or not (
+            np.isfinite(value) and value > 0):
+        raise bad_value(name, value, "is not a positive number", f"pass a positive float for {name}")
+    return float(value)
 
 
 def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, method: str = "advi",
                     random_state=None, init: str = "map", n_steps: int = 10000, draws: int = 1000,
-                    tune: int = 1000, minibatch_size: int | None = None, progress: bool | None = None,
-                    chains: int = 2, learning_rate: float = 2e-3, check_every: int = 500,
+                    tune: int = 500, minibatch_size: int | None = None, progress: bool | None = None,
+                    chains: int = 2, learning_rate: float = 0.02, check_every: int = 250,
                     tolerance: float = 0.05, n_threads: int | None = 1, compile_mode: str | None = None,
                     **kw) -> DirectParams:
     """Fit ``M`` direct models as one vectorized pymc model (ADVI or NUTS).
@@ -393,14 +434,14 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
     covariates : pandas.DataFrame, shape (n_subjects, ...)
         Covariates of the same subjects, in the same order.
     method : {"advi", "nuts"}, optional
-        Mean-field ADVI (``pm.fit``) or NUTS (``pm.sample``; for small problems).
+        Mean-field ADVI (``pm.ADVI``) or NUTS (``pm.sample``; for small problems).
     random_state : int or numpy.random.Generator, optional
         Seed of every random step (ADVI gradients and minibatches, draws, NUTS chains).
     init : {"map", "prior"}, optional
-        ``"map"``: start ADVI (means and sds) and NUTS at the fast path's MAP/Laplace fit;
-        ``"prior"``: pymc's default start (ADVI: zero means, unit sds).
+        ``"map"``: start at, and whiten with, the fast path's MAP/Laplace fit (see the module
+        notes); ``"prior"``: pymc's defaults (ADVI: zero means, unit sds; no whitening).
     n_steps : int, optional
-        ADVI: maximum number of optimization steps (convergence usually stops it earlier).
+        ADVI: maximum number of optimization steps (the convergence check usually stops earlier).
     draws : int, optional
         Draws from the ADVI approximation, or NUTS draws per chain, used for posterior means and
         covariances.
@@ -411,19 +452,20 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
     progress : bool, optional
         Show pymc's progress bar.
     chains : int, optional
-        NUTS chains (run one after the other; at least 2 for R-hat).
+        NUTS chains, run one after the other (at least 2 for R-hat).
     learning_rate : float, optional
-        ADVI: step size of the Adam optimizer.
+        ADVI: step size of the Adam optimizer (in posterior-sd units with ``init="map"``).
     check_every : int, optional
         ADVI: steps between convergence checks.
     tolerance : float, optional
-        ADVI: stop when no variational parameter changed by more than this between two checks.
+        ADVI: stop when no variational parameter moved by more than this between two checks
+        (with ``init="map"`` the means are in posterior-sd units).
     n_threads : int, optional
         BLAS threads during the fit (``None``: leave as is).
     compile_mode : str, optional
         pytensor mode to compile with (default: C with BLAS, see the module notes).
     **kw
-        Passed to ``pymc.fit`` (ADVI) or ``pymc.sample`` (NUTS), e.g. ``target_accept``.
+        Passed to ``ADVI.fit`` (e.g. ``obj_n_mc``) or ``pymc.sample`` (e.g. ``target_accept``).
 
     Returns
     -------
@@ -431,7 +473,11 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
         ``beta``/``gamma``: posterior means (M, p); ``cov_beta``/``cov_gamma``: posterior
         covariances from the draws (M, p, p); ``tau2_mean``/``tau2_var``: posterior means of the
         hierarchical variances (M, h); ``converged`` (M,): ADVI stopped by its convergence check
-        (same flag for every mode), or NUTS R-hat < 1.01 for all of a mode's parameters.
+        (one flag for all modes), or NUTS R-hat < 1.01 for every variable of the mode.
+
+    Examples
+    --------
+    >>> params = fit_direct_pymc(spec, coeffs, covariates, method="advi", random_state=0)  # doctest: +SKIP
     """
     if method not in METHODS:
         raise bad_value("method", method, "is not a pymc inference method", f"pass one of {list(METHODS)}")
@@ -442,10 +488,8 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
     tune = _check_int("tune", tune, 0)
     chains = _check_int("chains", chains, 1)
     check_every = _check_int("check_every", check_every, 1)
-    if minibatch_size is not None:
-        minibatch_size = _check_int("minibatch_size", minibatch_size, 1)
-    if not (np.isfinite(learning_rate) and learning_rate > 0):
-        raise bad_value("learning_rate", learning_rate, "is not a positive number", "pass e.g. 2e-3")
+    learning_rate = _check_positive("learning_rate", learning_rate)
+    tolerance = _check_positive("tolerance", tolerance)
     rng = check_random_state(random_state)
     Y = as_finite_array(Y, "Y", ndim=2)
     spec.check_dataframe(covariates, "covariates_dataframe")
@@ -453,12 +497,12 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
         raise bad_value("Y", f"array of shape {Y.shape}",
                         f"has {Y.shape[0]} rows but the covariate table has {len(covariates)}",
                         "pass one covariate row per subject, in the same order", ShapeMismatchError)
-    if minibatch_size is not None and minibatch_size > Y.shape[0]:
-        raise bad_value("minibatch_size", minibatch_size, f"exceeds the {Y.shape[0]} subjects",
-                        "pass a smaller minibatch_size, or None for full-batch gradients")
-    seeds = [int(s) for s in rng.integers(0, 2**31 - 1, size=3)]
-
-    import pymc as pm
+    if minibatch_size is not None:
+        minibatch_size = _check_int("minibatch_size", minibatch_size, 1)
+        if minibatch_size > Y.shape[0]:
+            raise bad_value("minibatch_size", minibatch_size, f"exceeds the {Y.shape[0]} subjects",
+                            "pass a smaller minibatch_size, or None for full-batch gradients")
+    seed_fit, seed_draws, seed_nuts = (int(s) for s in rng.integers(0, 2**31 - 1, size=3))
 
     y_mean = Y.mean(axis=0)
     y_std = Y.std(axis=0)
@@ -467,46 +511,54 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
     Xm, _ = Design(spec, "mean").matrix(covariates, warn=False)
     Xv, _ = Design(spec, "variance").matrix(covariates, warn=False)
     M = Y.shape[1]
-    show = bool(progress)
-    with blas_threads(n_threads), pytensor_blas(compile_mode) as mode, warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*PyTensor could not link to a BLAS.*")
+    with blas_threads(n_threads), pytensor_blas(compile_mode) as mode:
         compile_kwargs = {} if mode is None else {"mode": mode}
-        start = sigma = None
+        start = whitening = None
         if init == "map":
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore", ConvergenceWarning)
-                map_params = fit_direct(spec, Y, covariates)
-        model = build_direct_model(spec, Ys, Xm, Xv, minibatch_size if method == "advi" else None)
-        if init == "map":
-            start, sigma = _map_start(spec, model, map_params)
+                start, whitening = _map_start(spec, fit_direct(spec, Y, covariates))
+        model = build_direct_model(spec, Ys, Xm, Xv, minibatch_size if method == "advi" else None, whitening)
         if method == "advi":
-            callback = _Convergence.make(check_every, tolerance)
-            with model:
-                advi = pm.ADVI(random_seed=seeds[0], start=start, start_sigma=sigma)
-                fit_kwargs = {"obj_optimizer": pm.adam(learning_rate=learning_rate)}
-                fit_kwargs.update(kw)
-                approx = advi.fit(n=n_steps, callbacks=[callback], progressbar=show,
-                                  compile_kwargs=compile_kwargs, **fit_kwargs)
-                idata = approx.sample(draws, random_seed=seeds[1])
-            stopped = callback.stopped_at is not None
-            logger.info("pymc ADVI: %s after %d steps", "converged" if stopped else "not converged",
-                        callback.stopped_at or n_steps)
-            if not stopped:
-                warnings.warn(f"ADVI did not meet its convergence check (tolerance={tolerance}) in "
-                              f"{n_steps} steps; raise n_steps or the tolerance", ConvergenceWarning,
-                              stacklevel=2)
-            converged = np.full(M, stopped)
+            idata, converged = _fit_advi(model, start, M, n_steps, draws, learning_rate, check_every,
+                                         tolerance, (seed_fit, seed_draws), bool(progress), compile_kwargs, kw)
         else:
             free = [rv.name for rv in model.free_RVs]
             with model:
-                idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seeds[2],
-                                  initvals=start, progressbar=show, compute_convergence_checks=False,
+                idata = pm.sample(draws=draws, tune=tune, chains=chains, cores=1, random_seed=seed_nuts,
+                                  initvals=start, progressbar=bool(progress), compute_convergence_checks=False,
                                   compile_kwargs=compile_kwargs, **kw)
-            if chains >= 2:
-                converged = _rhat_by_mode(idata.posterior, free) < 1.01
-            else:
-                converged = np.zeros(M, dtype=bool)
+            converged = _rhat_by_mode(idata.posterior, free) < 1.01 if chains >= 2 else np.zeros(M, bool)
             if not converged.all():
-                warnings.warn(f"NUTS: {int((~converged).sum())} of {M} modes have R-hat >= 1.01 (or a "
-                              "single chain); raise draws/tune/chains", ConvergenceWarning, stacklevel=2)
+                warnings.warn(f"NUTS: {int((~converged).sum())} of {M} modes have R-hat >= 1.01 (or one "
+                              "chain only); raise draws, tune or chains", ConvergenceWarning, stacklevel=2)
     return _summarize(spec, idata.posterior, y_mean, y_std, converged)
+
+
+def _fit_advi(model, start, M, n_steps, draws, learning_rate, check_every, tolerance, seeds, progress,
+              compile_kwargs, kw) -> tuple[Any, np.ndarray]:
+    """Run mean-field ADVI until the averaged parameters settle; draw from the averaged fit."""
+    check = AveragedConvergence(every=check_every, tolerance=tolerance)
+    start_sigma = None
+    if start is not None:  # whitened raw coefficients: posterior sd ~ 1; log tau^2: ~ 0.5
+        start_sigma = {model.rvs_to_values[rv].name: (1.0 if rv.name.endswith("_raw") else 0.5)
+                       for rv in model.free_RVs}
+    with model:
+        advi = pm.ADVI(random_seed=seeds[0], start=start, start_sigma=start_sigma)
+        fit_kwargs = {"obj_optimizer": pm.adam(learning_rate=learning_rate), "score": False}
+        fit_kwargs.update(kw)
+        approx = advi.fit(n=n_steps, callbacks=[check], progressbar=progress,
+                          compile_kwargs=compile_kwargs, **fit_kwargs)
+        averaged = check.averaged()
+        if averaged is not None:
+            for shared, value in zip(approx.params, averaged):
+                shared.set_value(value)
+        idata = approx.sample(draws, random_seed=seeds[1])
+    stopped = check.stopped_at is not None
+    logger.info("pymc ADVI: %s after %d steps (last change of the averaged parameters %.3g)",
+                "converged" if stopped else "not converged", check.stopped_at or n_steps, check.last_change)
+    if not stopped:
+        warnings.warn(f"ADVI did not meet its convergence check (tolerance={tolerance}) in {n_steps} "
+                      f"steps (last change {check.last_change:.3g}); raise n_steps or tolerance",
+                      ConvergenceWarning, stacklevel=3)
+    return idata, np.full(M, stopped)

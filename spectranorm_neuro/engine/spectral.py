@@ -22,7 +22,7 @@ from joblib import Parallel, delayed
 from scipy import stats
 from tqdm.auto import tqdm
 
-from .._util import as_finite_array, check_n_modes
+from .._util import as_finite_array, blas_threads, check_n_modes
 from ..basis import EigenmodeBasis
 from ..exceptions import NotFittedError, ShapeMismatchError, bad_value
 from .covariance import CovarianceParams, adapt_covariance, fit_covariance, predict_correlation, select_pairs
@@ -84,13 +84,21 @@ def _blocks(n: int, size: int) -> list[slice]:
     return [slice(a, min(a + size, n)) for a in range(0, n, size)]
 
 
+def _pinned(func, block):
+    """Run one block with BLAS on one thread: the solver's many small products lose badly to
+    thread synchronization, and parallelism comes from blocks of modes instead."""
+    with blas_threads(1):
+        return func(block)
+
+
 def _run_blocks(func, n_items: int, n_jobs: int, desc: str, progress: bool | None):
     """Run ``func(slice)`` over blocks of items, in parallel through joblib when there are several."""
     blocks = _blocks(n_items, MODE_BLOCK)
     if len(blocks) <= 1 or n_jobs == 1:
-        return [func(b) for b in tqdm(blocks, desc=desc, unit="block", disable=progress is not True and None)]
+        return [_pinned(func, b) for b in tqdm(blocks, desc=desc, unit="block",
+                                               disable=progress is not True and None)]
     runner = Parallel(n_jobs=n_jobs, return_as="generator")
-    results = runner(delayed(func)(b) for b in blocks)
+    results = runner(delayed(_pinned)(func, b) for b in blocks)
     return list(tqdm(results, total=len(blocks), desc=desc, unit="block", disable=progress is not True and None))
 
 

@@ -7,8 +7,8 @@ Exposes the engine under the names the SpectraNorm documentation uses:
 
 from ..engine.direct import DirectNormativeModel
 from ..engine.results import NormativePredictions
-from ..engine.spectral import SpectralNormativeModel, SpectralPredictions
 from ..engine.specs import CovariateSpec, NormativeModelSpec
+from ..engine.spectral import SpectralNormativeModel, SpectralPredictions
 from . import utils
 
 __all__ = [
