@@ -85,8 +85,11 @@ def _blocks(n: int, size: int) -> list[slice]:
 
 
 def _pinned(func, block):
-    """Run one block with BLAS on one thread: the solver's many small products lose badly to
-    thread synchronization, and parallelism comes from blocks of modes instead."""
+    """Run ``func(block)`` with BLAS on one thread.
+
+    The solver's many small products lose badly to thread synchronization on a busy machine;
+    parallelism comes from blocks of modes instead.
+    """
     with blas_threads(1):
         return func(block)
 
