@@ -10,6 +10,7 @@ import contextlib
 import hashlib
 import os
 import tempfile
+import zipfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "blas_threads",
     "check_random_state",
     "json_default",
+    "write_npz",
 ]
 
 
@@ -210,7 +212,7 @@ def check_random_state(seed: int | np.random.Generator | None) -> np.random.Gene
 
 
 def json_default(obj: Any) -> Any:
-    """``json.dumps(default=...)`` hook for numpy scalars and arrays."""
+    """``json.dumps(default=...)`` hook for numpy scalars and arrays, and paths."""
     if isinstance(obj, np.integer):
         return int(obj)
     if isinstance(obj, np.floating):
@@ -219,4 +221,29 @@ def json_default(obj: Any) -> Any:
         return bool(obj)
     if isinstance(obj, np.ndarray):
         return obj.tolist()
+    if isinstance(obj, os.PathLike):
+        return os.fspath(obj)
     raise TypeError(f"cannot store {type(obj).__name__} in JSON")
+
+
+def write_npz(file, arrays: dict[str, np.ndarray]) -> None:
+    """Write arrays as an uncompressed ``.npz`` that is byte-identical for identical arrays.
+
+    Same layout as :func:`numpy.savez` (one ``NAME.npy`` member per array, stored uncompressed, so
+    members can be memory-mapped), but every member gets a fixed timestamp and the arrays are
+    written without pickling, so equal inputs give equal files and equal checksums.
+
+    Parameters
+    ----------
+    file : path-like or binary file object
+        Destination.
+    arrays : dict of str to numpy.ndarray
+        Arrays to store (object arrays are refused).
+    """
+    with zipfile.ZipFile(file, mode="w", compression=zipfile.ZIP_STORED, allowZip64=True) as zf:
+        for name, arr in arrays.items():
+            info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+            info.compress_type = zipfile.ZIP_STORED
+            info.external_attr = 0o644 << 16
+            with zf.open(info, mode="w", force_zip64=True) as member:
+                np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)

@@ -241,3 +241,14 @@ def test_fit_is_deterministic_and_parallel_equals_serial(setup):
     c = copy.deepcopy(s["model"]).fit(s["Ctr"][:600], s["train"].iloc[:600], n_jobs=1)
     for k, va in a.direct_params.__dict__.items():
         assert np.array_equal(va, getattr(c.direct_params, k)), k
+
+
+def test_identical_models_save_to_identical_bytes(setup, tmp_path):
+    import time
+
+    s = setup
+    s["model"].save_model(tmp_path / "a")
+    time.sleep(2.1)  # zip timestamps have a 2-second resolution
+    s["model"].save_model(tmp_path / "b")
+    for name in ("params.npz", "basis.npz", "spec.json", "model.json", "manifest.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name

@@ -581,3 +581,14 @@ def test_multi_map_files_need_map_index(tmp_path):
     cohort = io.read_table_cohort(table, structures=(left,), base_dir=tmp_path, map_index=1)
     assert list(cohort.files.columns) == ["CortexLeft"]
     np.testing.assert_allclose(cohort.read(), stacks[:, 1].astype(np.float32))
+
+
+def test_participants_value_outside_declared_levels_is_an_error(tmp_path):
+    from spectranorm_neuro.io.cohort import _typed_covariates
+
+    frame = pd.DataFrame({"site": ["A", "B", "D"]}, index=["sub-1", "sub-2", "sub-3"])
+    sidecar = {"site": {"Levels": {"A": "scanner A", "B": "scanner B"}}}
+    with pytest.raises(InvalidInputError, match=r"site=.*\['D'\].*participants\.json.*Fix: add \['D'\]"):
+        _typed_covariates(frame, sidecar, tmp_path / "participants.tsv")
+    ok = _typed_covariates(frame.iloc[:2], sidecar, tmp_path / "participants.tsv")
+    assert list(ok["site"]) == ["A", "B"] and list(ok["site"].cat.categories) == ["A", "B"]

@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from .._util import atomic_path, sha256_array
+from .._util import atomic_path, json_default, sha256_array, write_npz
 from .._version import __version__
 from ..exceptions import (
     ChecksumError,
@@ -58,18 +58,6 @@ _COMPRESSED = {b"\x1f\x8b": "gzip", b"\x78\x01": "zlib", b"\x78\x5e": "zlib", b"
                b"\x78\xda": "zlib", b"BZ": "bz2", b"\xfd7": "xz/lzma", b"\x04\x22": "lz4"}
 
 
-def _json_default(obj):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.bool_):
-        return bool(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, os.PathLike):
-        return os.fspath(obj)
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
 
 
 def save_basis(basis, path: str | os.PathLike, overwrite: bool = False) -> Path:
@@ -112,13 +100,13 @@ def save_basis(basis, path: str | os.PathLike, overwrite: bool = False) -> Path:
         "sha256": {name: sha256_array(arr) for name, arr in arrays.items()},
     }
     try:
-        text = json.dumps(meta, default=_json_default, sort_keys=True)
+        text = json.dumps(meta, default=json_default, sort_keys=True)
     except TypeError as exc:
         raise bad_value("basis.provenance", sorted(basis.provenance), f"is not JSON-serialisable ({exc})",
                         "keep only str/int/float/bool/list/dict values in the provenance") from None
     arrays["metadata"] = np.array(text)
     with atomic_path(path, overwrite=overwrite) as tmp, open(tmp, "wb") as fh:
-        np.savez(fh, **arrays)
+        write_npz(fh, arrays)
     return Path(path)
 
 

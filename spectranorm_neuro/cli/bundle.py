@@ -27,11 +27,10 @@ import tempfile
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 import numpy as np
 
-from .._util import atomic_path
+from .._util import atomic_path, json_default
 from ..engine.persistence import FORMAT_NAME as MODEL_FORMAT_NAME
 from ..engine.persistence import FORMAT_VERSION as MODEL_FORMAT_VERSION
 from ..engine.persistence import read_manifest, verify_manifest, write_manifest
@@ -93,14 +92,6 @@ class ModelBundle:
         return self.card.get("measure")
 
 
-def _json_default(obj: Any):
-    if isinstance(obj, np.integer):
-        return int(obj)
-    if isinstance(obj, np.floating):
-        return float(obj)
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot store {type(obj).__name__} in JSON")
 
 
 def _is_bundle_dir(path: Path) -> bool:
@@ -126,7 +117,7 @@ def _check_target(path: Path, overwrite: bool) -> None:
 
 def _write_tree(model: SpectralNormativeModel, card: dict, root: Path) -> None:
     model.save_model(root / MODEL_DIR)
-    (root / CARD_FILE).write_text(json.dumps(card, indent=2, default=_json_default) + "\n")
+    (root / CARD_FILE).write_text(json.dumps(card, indent=2, default=json_default) + "\n")
     files = relative_files(root)
     write_manifest(root, files, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION,
                    extra={"model_format": MODEL_FORMAT_NAME, "model_format_version": MODEL_FORMAT_VERSION})

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._util import json_default, sha256_file
+from .._util import json_default, sha256_file, write_npz
 from .._version import __version__
 from ..basis import EigenmodeBasis
 from ..exceptions import (
@@ -160,7 +160,7 @@ def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
         arrays = direct.to_arrays("direct_")
         arrays.update(cov.to_arrays("covariance_"))
         with open(tmp / "params.npz", "wb") as fh:
-            np.savez(fh, **arrays)
+            write_npz(fh, arrays)
         model.eigenmode_basis.save(tmp / "basis.npz")
         write_manifest(tmp, _FILES, FORMAT_NAME, FORMAT_VERSION)
         _commit(tmp, directory)

@@ -323,14 +323,26 @@ def _read_table(table: Any, argument: str) -> tuple[pd.DataFrame, Path | None]:
     return frame, path
 
 
-def _typed_covariates(frame: pd.DataFrame, sidecar: dict | None) -> pd.DataFrame:
-    """Numbers become floats; columns with ``Levels`` in the JSON sidecar become categorical."""
+def _typed_covariates(frame: pd.DataFrame, sidecar: dict | None, path: Path | None = None) -> pd.DataFrame:
+    """Numbers become floats; columns with ``Levels`` in the JSON sidecar become categorical.
+
+    A value that is not among a column's declared ``Levels`` is an error (it would otherwise turn
+    silently into a missing value).
+    """
     out = frame.copy()
     for col in out.columns:
         levels = (sidecar or {}).get(col, {}).get("Levels") if isinstance((sidecar or {}).get(col), dict) \
             else None
         if levels:
-            out[col] = pd.Categorical(out[col], categories=[str(k) for k in levels])
+            declared = [str(k) for k in levels]
+            values = out[col].astype(str).where(out[col].notna())
+            unknown = sorted(set(values.dropna()) - set(declared))
+            if unknown:
+                sidecar_path = path.with_suffix(".json") if path is not None else "participants.json"
+                raise bad_file(col, sidecar_path, f"declares Levels {declared} but participants.tsv holds "
+                               f"{unknown}", f"add {unknown} to the Levels of {col!r} in participants.json",
+                               InvalidInputError)
+            out[col] = pd.Categorical(values, categories=declared)
             continue
         try:
             out[col] = pd.to_numeric(out[col])
@@ -360,7 +372,7 @@ def _participants(participants: Any, root: Path | None,
                         "add a participant_id column (sub-<label>) as BIDS requires", FileFormatError)
     frame["participant_id"] = [_sub(p) for p in frame["participant_id"]]
     _check_duplicates(frame["participant_id"], str(path or "participants"))
-    covs = _typed_covariates(frame.set_index("participant_id"), sidecar)
+    covs = _typed_covariates(frame.set_index("participant_id"), sidecar, path)
     return covs, sidecar, path
 
 
