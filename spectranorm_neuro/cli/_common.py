@@ -103,6 +103,8 @@ def cohort_options(parser: argparse.ArgumentParser, what: str) -> None:
     group.add_argument("--session", help="keep maps of this session")
     group.add_argument("--file-columns", metavar="COLS",
                        help="CSV/TSV path columns: one name, or L=<col>,R=<col> (guessed by default)")
+    group.add_argument("--missing", choices=("raise", "drop"), default="raise",
+                       help="participants without maps (BIDS folders): raise an error (default) or drop them")
     group.add_argument("--select", action="append", default=[], metavar="COLUMN=VALUE",
                        help="keep subjects whose covariate COLUMN equals VALUE (repeatable, all must hold)")
 
@@ -240,7 +242,7 @@ def load_cohort(run: Run, basis, bundle_space: dict | None = None,
                                 "their space", IncompatibleModelError)
         cohort = read_bids_cohort(source, measure, basis=basis, participants=args.participants,
                                   space=space.get("space"), den=space.get("den"), desc=args.desc,
-                                  session=args.session)
+                                  session=args.session, missing=args.missing)
         if not space:
             space = files_space(cohort.files.to_numpy().ravel())
     else:

@@ -139,6 +139,7 @@ def cmd_adapt(run: Run) -> int:
     cohort, space = load_cohort(run, bundle.basis, bundle.space, bundle.measure)
     check_compatible(bundle, cohort.structures, space, "cohort")
     covariates = covariates_frame(cohort)
+    _check_new_levels(model, covariates, str(args.cohort))
     coeffs = encode_cohort(cohort, bundle.basis, n_jobs=run.n_jobs, progress=run.progress)
     before = {c.name: set(c.adapted or []) for c in model.spec.covariates}
     model.adapt_fit(coeffs, covariates)
@@ -149,6 +150,29 @@ def cmd_adapt(run: Run) -> int:
     levels = "; ".join(f"{k}: {', '.join(v)}" for k, v in added.items())
     run.say(f"Adapted to {levels} from {cohort.n_subjects} subjects; wrote {args.out}")
     return 0
+
+
+def _check_new_levels(model, covariates, source: str) -> None:
+    """Adaptation needs controls of sites (batch levels) the model does not know yet, and only those."""
+    new, old = [], []
+    for cov in model.spec.covariates:
+        if cov.name not in model.spec.batch_covariates:
+            continue
+        if cov.name not in covariates.columns:
+            raise bad_value("cohort", source, f"has no {cov.name!r} column", f"add the {cov.name} of every subject",
+                            InvalidInputError)
+        known = set(cov.categories or []) | set(cov.adapted or [])
+        levels = {str(v) for v in covariates[cov.name].dropna().tolist()}
+        new += [f"{cov.name}={v}" for v in sorted(levels - known)]
+        old += [f"{cov.name}={v}" for v in sorted(levels & known)]
+    if not new:
+        raise bad_value("cohort", source, f"holds only levels the bundle already knows ({', '.join(old)}), so there "
+                        "is nothing to adapt", "pass controls of the new site(s), labelled with their new site names",
+                        InvalidInputError)
+    if old:
+        raise bad_value("cohort", source, f"mixes new levels ({', '.join(new)}) with levels the bundle already knows "
+                        f"({', '.join(old)})", "pass controls of the new site(s) only (e.g. with --select site=<new>)",
+                        InvalidInputError)
 
 
 def cmd_info(run: Run) -> int:

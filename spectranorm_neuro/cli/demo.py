@@ -69,14 +69,21 @@ class DemoSettings:
         return self.n_modes_per_hemi * (2 if self.hemi == "both" else 1)
 
 
-_SIDECAR = {
+_DESCRIPTIONS = {
     "participant_id": {"Description": "Participant identifier"},
     "age": {"Description": "Age at scan", "Units": "years"},
-    "sex": {"Description": "Sex", "Levels": {"F": "female", "M": "male"}},
-    "site": {"Description": "Acquisition site (scanner)", "Levels": {s: f"site {s}" for s in SITES}},
-    "group": {"Description": "Diagnostic group",
-              "Levels": {"control": "healthy control", "patient": "patient with one planted focal deviation"}},
+    "sex": {"Description": "Sex"},
+    "site": {"Description": "Acquisition site (scanner)"},
+    "group": {"Description": "Diagnostic group (patients carry one planted focal deviation)"},
 }
+
+
+def _sidecar(covariates: pd.DataFrame) -> dict:
+    """``participants.json``: descriptions, and the ``Levels`` present for the categorical columns."""
+    side = {k: dict(v) for k, v in _DESCRIPTIONS.items()}
+    for col in ("sex", "site", "group"):
+        side[col]["Levels"] = {str(v): str(v) for v in sorted(covariates[col].astype(str).unique())}
+    return side
 
 
 def write_bids_cohort(root: Path, cohort: SyntheticCohort, structures, name: str) -> None:
@@ -95,7 +102,7 @@ def write_bids_cohort(root: Path, cohort: SyntheticCohort, structures, name: str
     write_dataset_description(root, name=name)
     table = cohort.covariates.reset_index()
     (root / "participants.tsv").write_text(table.to_csv(sep="\t", index=False, lineterminator="\n"))
-    (root / "participants.json").write_text(json.dumps(_SIDECAR, indent=2) + "\n")
+    (root / "participants.json").write_text(json.dumps(_sidecar(cohort.covariates), indent=2) + "\n")
     hemis = {"CortexLeft": "L", "CortexRight": "R"}
     by_structure = split_features(cohort.maps, structures)
     lookup = {s.name: s for s in structures}

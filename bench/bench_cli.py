@@ -1,0 +1,77 @@
+"""Benchmark of the command line (issue #6): the demo and each command on the demo's data.
+
+Prints wall-clock seconds of:
+
+* ``spectranorm-neuro demo`` (default size: 400 training subjects, both fsaverage5 hemispheres,
+  80 modes per hemisphere, 40 + 40 held-out subjects, report with 6 subjects in detail), and the
+  planted-deviation check it reports (target: <= 120 s on 2 cores, check passed);
+* ``fit`` of the demo's reference dataset (BIDS, 400 subjects) with its basis, to a ``.zip`` bundle;
+* ``info`` of that bundle (checksums verified);
+* ``apply`` of the bundle to the demo's clinic dataset (80 subjects: z-score and centile GIFTI maps
+  + summary), with and without ``--report``;
+* ``adapt`` is not timed (the demo has no new site).
+
+Everything goes to a temporary folder removed at the end.
+
+Run: ``python bench/bench_cli.py [--small] [--json PATH]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from spectranorm_neuro.cli import main
+
+
+def timed(argv: list[str]) -> float:
+    sink = io.StringIO()
+    t0 = time.perf_counter()
+    with contextlib.redirect_stdout(sink):
+        code = main([str(a) for a in argv])
+    elapsed = time.perf_counter() - t0
+    if code != 0:
+        raise SystemExit(f"{argv[0]} failed with exit code {code}")
+    return elapsed
+
+
+def run(small: bool) -> dict:
+    tmp = Path(tempfile.mkdtemp(prefix="bench_cli_"))
+    try:
+        demo = tmp / "demo"
+        out = {"demo_s": timed(["demo", "--out", demo, *(["--small"] if small else [])])}
+        out["planted_check"] = json.loads((demo / "demo_check.json").read_text())["planted_deviation_check"]
+        fit_args = ["--measure", "thickness", "--numerical", "age", "--nonlinear", "age", "--categorical", "sex",
+                    "site", "--batch", "site"]
+        out["fit_s"] = timed(["fit", demo / "data" / "reference", "--basis", demo / "basis.npz", *fit_args,
+                              "--out", tmp / "bundle.zip"])
+        out["info_s"] = timed(["info", tmp / "bundle.zip"])
+        out["apply_s"] = timed(["apply", tmp / "bundle.zip", demo / "data" / "clinic", "--out", tmp / "z"])
+        out["apply_with_report_s"] = timed(["apply", tmp / "bundle.zip", demo / "data" / "clinic", "--out",
+                                            tmp / "z2", "--report", "--max-subjects", "6"])
+        out["n_clinic_subjects"] = sum(1 for _ in (demo / "data" / "clinic").glob("sub-*"))
+        return out
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main_bench() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--small", action="store_true", help="the reduced demo")
+    parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    args = parser.parse_args()
+    res = run(args.small)
+    for key, value in res.items():
+        print(f"{key:22s} {value if not isinstance(value, float) else f'{value:.1f}'}")
+    if args.json:
+        args.json.write_text(json.dumps(res, indent=2))
+
+
+if __name__ == "__main__":
+    main_bench()

@@ -1,0 +1,247 @@
+"""The command line end to end: basis -> fit -> info -> apply -> adapt -> apply again, harmonize, sys-info.
+
+Every command runs through ``main([...])``; outputs are checked against the Python API on the same
+data (exact equality of the float32 values written), against BIDS naming and GIFTI intents, and
+against the known truth of the synthetic process (planted patches, site counts, covariate ranges).
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from spectranorm_neuro.cli import main
+from spectranorm_neuro.cli.bundle import load_bundle
+from spectranorm_neuro.io import encode_cohort, parse_bids_name, read_bids_cohort, vertex_queries
+
+from ._cli_data import FIT_ARGS, N_MODES, make_study, run_cli
+
+pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    return make_study(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(study):
+    out = study.root / "bundle"
+    code, stdout, stderr = run_cli(["fit", study.root / "reference", "--basis", study.root / "basis.npz",
+                                    *FIT_ARGS, "--holdout", "0.2", "--out", out])
+    assert code == 0, stderr
+    assert "held out" in stdout
+    return out
+
+
+def _python_scores(bundle_path, cohort_root, predict_without=()):
+    """z, centile, mu, sd of a cohort through the Python API."""
+    bundle = load_bundle(bundle_path)
+    model = bundle.model
+    cohort = read_bids_cohort(cohort_root, "thickness", basis=model.eigenmode_basis)
+    cov = cohort.covariates.astype({c: str for c in ("sex", "site", "group")})
+    C = encode_cohort(cohort, model.eigenmode_basis, progress=False)
+    Q = vertex_queries(model.eigenmode_basis).encoded
+    pred = model.evaluate(Q, C, cov, predict_without=list(predict_without)).predictions
+    return cohort, pred, model, C, cov
+
+
+def _read_maps(out, subjects, desc, structure):
+    arrays, intents = [], set()
+    for sub in subjects:
+        path = out / sub / "anat" / f"{sub}_hemi-L_space-fsaverage_den-10k_desc-{desc}_thickness.func.gii"
+        img = nib.load(path)
+        intents.add(nib.nifti1.intent_codes.niistring[img.darrays[0].intent])
+        assert dict(img.meta)["AnatomicalStructurePrimary"] == "CortexLeft"
+        arrays.append(np.asarray(img.darrays[0].data))
+    full = np.stack(arrays)
+    assert np.isnan(np.delete(full, structure.index, axis=1)).all()  # medial wall left empty
+    return full[:, structure.index], intents
+
+
+def test_help_of_every_command():
+    for cmd in ("demo", "basis", "fit", "apply", "adapt", "harmonize", "report", "info", "sys-info"):
+        code, out, _ = run_cli([cmd, "--help"])
+        assert code == 0 and f"spectranorm-neuro {cmd}" in out
+    assert run_cli(["--version"])[0] == 0
+    code, _, err = run_cli([])
+    assert code == 2 and "command is required" in err
+    code, _, err = run_cli(["fit"])
+    assert code == 2 and "required" in err
+
+
+def test_basis_command_matches_python_api(study, tmp_path):
+    out = tmp_path / "b.npz"
+    code, stdout, stderr = run_cli(["basis", "--mesh", "fsaverage5", "--hemi", "left", "--cortex-mask", "auto",
+                                    "--n-modes", N_MODES, "--out", out])
+    assert code == 0, stderr
+    assert "space-fsaverage_den-10k" in stdout
+    from spectranorm_neuro.basis import EigenmodeBasis
+
+    got = EigenmodeBasis.load(out)
+    np.testing.assert_array_equal(got.eigenvalues, study.basis.eigenvalues)
+    np.testing.assert_array_equal(got.eigenvectors, study.basis.eigenvectors)
+    assert [s.name for s in got.structures] == ["CortexLeft"]
+    lattice = tmp_path / "lat.npz"
+    code, _, stderr = run_cli(["basis", "--lattice", 6, 5, "--n-modes", 4, "--space", "MNI152NLin2009cAsym",
+                               "--out", lattice])
+    assert code == 0, stderr
+    lat = EigenmodeBasis.load(lattice)
+    assert lat.n_features == 30 and lat.provenance["space"] == "MNI152NLin2009cAsym"
+    # eigenvalues of the normalized Laplacian of a 6 x 5 path-product grid are known: the first is 0
+    assert abs(lat.eigenvalues[0]) < 1e-10
+
+
+def test_info_prints_the_model_card(study, bundle_dir):
+    code, stdout, stderr = run_cli(["info", bundle_dir])
+    assert code == 0, stderr
+    assert "SHA-256 verified" in stdout and "space-fsaverage_den-10k" in stdout
+    code, stdout, _ = run_cli(["info", bundle_dir, "--json"])
+    card = json.loads(stdout)
+    ref = study.cohorts["reference"].covariates
+    train = card["training"]
+    held = card["metrics"]["held_out"]
+    assert train["n_subjects"] + held["n_subjects"] == len(ref) == 90
+    sizes = ref["site"].value_counts()
+    assert set(train["sites"]["site"]) == {"A", "B", "C"}
+    for site, n in train["sites"]["site"].items():  # floor(0.2 * N) held out of every site
+        assert n == sizes[site] - int(np.floor(0.2 * sizes[site]))
+    age = train["covariates"]["age"]
+    assert ref["age"].min() <= age["min"] < age["max"] <= ref["age"].max()
+    assert train["covariates"]["sex"]["categories"] == ["F", "M"]
+    assert card["basis"]["space"] == {"space": "fsaverage", "den": "10k"}
+    assert card["basis"]["n_modes"] == N_MODES and card["basis"]["structures"][0]["n_total"] == 10242
+    assert card["basis"]["provenance"]["laplacian"] == "lbo"
+    assert card["fitting"]["seed"] == 0 and card["fitting"]["batch_covariates"] == ["site"]
+    assert 0.8 < held["z_sd"] < 1.2 and abs(held["z_mean"]) < 0.2  # calibrated on held-out controls
+    assert card["measure"] == "thickness" and card["package_version"]
+
+
+def test_apply_writes_bids_maps_equal_to_python_api(study, bundle_dir, tmp_path):
+    out = tmp_path / "zmaps"
+    code, stdout, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", out,
+                                    "--maps", "zscore", "centile", "mu", "sd"])
+    assert code == 0, stderr
+    assert "summary table" in stdout
+    cohort, pred, model, _, _ = _python_scores(bundle_dir, study.root / "clinic")
+    structure = model.eigenmode_basis.structures[0]
+    expected = (("zscore", "z-score", "NIFTI_INTENT_ZSCORE"), ("centile", "centiles", "NIFTI_INTENT_NONE"),
+                ("mu", "mu_estimate", "NIFTI_INTENT_ESTIMATE"), ("sd", "std_estimate", "NIFTI_INTENT_ESTIMATE"))
+    for desc, key, intent in expected:
+        got, intents = _read_maps(out, cohort.subjects, desc, structure)
+        assert intents == {intent}
+        np.testing.assert_array_equal(got, pred[key].astype(np.float32))
+    for path in out.rglob("*.func.gii"):
+        ents = parse_bids_name(path)
+        assert (ents["hemi"], ents["space"], ents["den"], ents["suffix"]) == ("L", "fsaverage", "10k", "thickness")
+        assert ents["desc"] in ("zscore", "centile", "mu", "sd")
+    z = pred["z-score"]
+    np.testing.assert_allclose(pred["centiles"], 100 * stats.norm.cdf(z), rtol=1e-10)
+    # the planted patches show up in the patients' z-maps
+    clinic = study.cohorts["clinic"]
+    patients = clinic.covariates["group"].to_numpy() == "patient"
+    assert z[patients][clinic.core[patients]].mean() < -1.0
+    assert abs(z[~patients].mean()) < 0.5
+    summary = pd.read_csv(out / "group" / "desc-zscoresummary_thickness.tsv", sep="\t", index_col=0)
+    assert list(summary.index) == cohort.subjects
+    np.testing.assert_allclose(summary["mean_abs_z"], np.abs(z).mean(axis=1), rtol=1e-5)
+    np.testing.assert_array_equal(summary["n_abs_z_gt_2"], (np.abs(z) > 2).sum(axis=1))
+    desc = json.loads((out / "dataset_description.json").read_text())
+    assert desc["DatasetType"] == "derivative"
+    assert json.loads((out / "spectranorm_apply.json").read_text())["n_subjects"] == 12
+
+
+def test_apply_from_table_and_zip_bundle_gives_the_same_maps(study, bundle_dir, tmp_path):
+    zipped = tmp_path / "bundle.zip"
+    code, _, stderr = run_cli(["fit", study.root / "reference", "--basis", study.root / "basis.npz", *FIT_ARGS,
+                               "--holdout", "0.2", "--out", zipped])
+    assert code == 0, stderr
+    a, b = tmp_path / "a", tmp_path / "b"
+    assert run_cli(["apply", bundle_dir, study.root / "clinic", "--out", a, "-q"])[0] == 0
+    code, stdout, stderr = run_cli(["apply", zipped, study.root / "clinic.tsv", "--out", b, "-q"])
+    assert code == 0, stderr
+    assert stdout == ""  # --quiet
+    files = sorted(p.relative_to(a) for p in a.rglob("*.gii"))
+    assert files == sorted(p.relative_to(b) for p in b.rglob("*.gii")) and len(files) == 24
+    for rel in files:  # same seed, same data: identical maps from a folder or a .zip, BIDS or table
+        np.testing.assert_array_equal(nib.load(a / rel).darrays[0].data, nib.load(b / rel).darrays[0].data)
+
+
+def test_unseen_site_population_then_adapt(study, bundle_dir, tmp_path):
+    # without --population or adaptation: refused (tested in test_cli_errors); with it: population norms
+    pop = tmp_path / "pop"
+    code, _, stderr = run_cli(["apply", bundle_dir, study.root / "newsite_test", "--out", pop, "--population"])
+    assert code == 0, stderr
+    cohort, pred, model, _, _ = _python_scores(bundle_dir, study.root / "newsite_test", predict_without=["site"])
+    got, _ = _read_maps(pop, cohort.subjects, "zscore", model.eigenmode_basis.structures[0])
+    np.testing.assert_array_equal(got, pred["z-score"].astype(np.float32))
+
+    adapted = tmp_path / "adapted"
+    code, stdout, stderr = run_cli(["adapt", bundle_dir, study.root / "newsite", "--out", adapted])
+    assert code == 0, stderr
+    assert "site: D" in stdout
+    card = json.loads(run_cli(["info", adapted, "--json"])[1])
+    assert card["adaptations"] == [{"levels": {"site": ["D"]}, "n_subjects": 16,
+                                    "source": str(study.root / "newsite")}]
+    again = tmp_path / "again"
+    code, _, stderr = run_cli(["apply", adapted, study.root / "newsite_test", "--out", again])
+    assert code == 0, stderr
+    assert "warning" not in stderr
+    # Python API: adapt the original model on the same controls, then score
+    ref_model = load_bundle(bundle_dir).model
+    controls = read_bids_cohort(study.root / "newsite", "thickness", basis=ref_model.eigenmode_basis)
+    ref_model.adapt_fit(encode_cohort(controls, ref_model.eigenmode_basis, progress=False),
+                        controls.covariates.astype({c: str for c in ("sex", "site", "group")}))
+    test = read_bids_cohort(study.root / "newsite_test", "thickness", basis=ref_model.eigenmode_basis)
+    C = encode_cohort(test, ref_model.eigenmode_basis, progress=False)
+    Q = vertex_queries(ref_model.eigenmode_basis).encoded
+    z = ref_model.evaluate(Q, C, test.covariates.astype({c: str for c in ("sex", "site", "group")})
+                           ).predictions["z-score"]
+    got, _ = _read_maps(again, test.subjects, "zscore", ref_model.eigenmode_basis.structures[0])
+    np.testing.assert_array_equal(got, z.astype(np.float32))
+    # adapted site-D norms fit site-D controls better than population norms (site D has a 1.1x sd and an offset)
+    assert abs(np.mean(z)) < 0.5
+
+
+def test_harmonize_matches_python_api(study, bundle_dir, tmp_path):
+    out = tmp_path / "harm"
+    code, _, stderr = run_cli(["harmonize", bundle_dir, study.root / "clinic", "--out", out])
+    assert code == 0, stderr
+    cohort, _, model, C, cov = _python_scores(bundle_dir, study.root / "clinic")
+    Q = vertex_queries(model.eigenmode_basis).encoded
+    expected = model.harmonize(Q, cov, C, ["site"])
+    got, intents = _read_maps(out, cohort.subjects, "harmonized", model.eigenmode_basis.structures[0])
+    assert intents == {"NIFTI_INTENT_ESTIMATE"}
+    np.testing.assert_array_equal(got, expected.astype(np.float32))
+    # what harmonizing removed is the known site offset (relative to the average site), per site
+    site = cov["site"].to_numpy()
+    removed = C @ Q - expected
+    offsets = study.process.site_offset
+    mean_offset = np.mean([offsets[s] for s in "ABC"], axis=0)
+    for s in "ABC":
+        r = np.corrcoef(removed[site == s].mean(axis=0), offsets[s] - mean_offset)[0, 1]
+        assert r > 0.5, (s, r)  # independent 20-mode fields: r ~ N(0, 0.22)
+
+
+def test_sys_info_and_seeded_reproducibility(study, tmp_path):
+    code, stdout, _ = run_cli(["sys-info"])
+    assert code == 0 and "numpy" in stdout and "spectranorm_neuro" in stdout
+    info = json.loads(run_cli(["sys-info", "--json"])[1])
+    assert info["dependencies"]["numpy"] == np.__version__
+    # same seed + same inputs -> identical model arrays and card
+    outs = []
+    for name in ("r1", "r2"):
+        out = tmp_path / name
+        assert main(["fit", str(study.root / "reference"), "--basis", str(study.root / "basis.npz"), *FIT_ARGS,
+                     "--holdout", "0.2", "--seed", "3", "--out", str(out), "-q"]) == 0
+        outs.append(out)
+    a, b = (np.load(o / "model" / "params.npz") for o in outs)
+    assert sorted(a.files) == sorted(b.files)
+    for key in a.files:
+        np.testing.assert_array_equal(a[key], b[key])
+    assert (outs[0] / "model_card.json").read_text() == (outs[1] / "model_card.json").read_text()
