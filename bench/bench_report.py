@@ -116,6 +116,10 @@ def main() -> None:
                                 progress=False, model_card={"model": "bench stand-in", "seed": 0},
                                 n_jobs=args.jobs)
         elapsed = time.perf_counter() - t0
+        if args.jobs != 1:  # join the joblib workers so their CPU time is counted
+            from joblib.externals.loky import get_reusable_executor
+
+            get_reusable_executor().shutdown(wait=True)
         cpu = _cpu_seconds() - cpu0
         size = sum(p.stat().st_size for p in out.rglob("*") if p.is_file()) / 2**20
         n_png = len(list(out.rglob("*.png")))

@@ -118,6 +118,15 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
+def _default_file_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_FILE_MODE = _default_file_mode()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, overwrite: bool = False, suffix: str = "") -> Iterator[Path]:
     """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
@@ -147,6 +156,7 @@ def atomic_path(path: str | os.PathLike, overwrite: bool = False, suffix: str = 
         if path.exists() and not overwrite:  # appeared while we were writing
             raise bad_value("path", str(path), "was created by someone else during the write",
                             "retry with another path or overwrite=True", OutputExistsError)
+        os.chmod(tmp_path, _FILE_MODE)  # mkstemp makes 0600 files; give the usual umask-based mode
         os.replace(tmp_path, path)
     finally:
         if tmp_path.exists():

@@ -137,3 +137,23 @@ def test_version_is_single_sourced():
     from importlib.metadata import version
 
     assert spectranorm_neuro.__version__ == version("spectranorm-neuro")
+
+
+def test_atomic_write_is_all_or_nothing_and_readable(tmp_path):
+    import os
+    import stat
+
+    from spectranorm_neuro._util import atomic_path, atomic_write_text
+    from spectranorm_neuro.exceptions import OutputExistsError
+
+    target = tmp_path / "out.txt"
+    atomic_write_text(target, "first")
+    mode = stat.S_IMODE(os.stat(target).st_mode)
+    assert mode & 0o044 == 0o044  # readable by group and others under the usual umask (not mkstemp's 0600)
+    with pytest.raises(OutputExistsError, match=r"path='out.txt'.*already exists.*overwrite=True"):
+        atomic_write_text(target, "second")
+    with pytest.raises(RuntimeError), atomic_path(target, overwrite=True) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("writer failed")
+    assert target.read_text() == "first"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]

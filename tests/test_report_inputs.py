@@ -42,20 +42,23 @@ def run(tmp_path, z=None, subjects="default", **kwargs):
     ({"subjects": subjects_table(2)}, ShapeMismatchError, r"subjects='DataFrame with 2 rows'.*Fix: pass one"),
     ({"subjects": subjects_table().set_axis(["a", "a", "b"])}, InvalidInputError,
      r"subjects=.index with duplicate id 'a'.*Fix: index the DataFrame"),
-    ({"subjects": np.zeros((3, 2))}, InvalidInputError, r"subjects='ndarray': is not a pandas DataFrame.*Fix:"),
+    ({"subjects": np.zeros((3, 2))}, InvalidInputError,
+     r"subjects='ndarray': is not a pandas DataFrame.*Fix:"),
     ({"controls": [True, False]}, ShapeMismatchError, r"controls=.*shape \(2,\).*Fix: pass a boolean array"),
     ({"controls": [0.5, 1, 0]}, InvalidInputError, r"controls=.*is not boolean.*Fix: pass True for"),
     ({"controls": [False, False, False]}, InvalidInputError, r"controls='all False'.*Fix: mark at least one"),
     ({"group_column": "diagnosis"}, InvalidInputError,
      r"group_column='diagnosis': is not a column of subjects.*Fix: pass one of \['age', 'site', 'group'\]"),
     ({"site_column": "scanner"}, InvalidInputError, r"site_column='scanner': is not a column.*Fix:"),
-    ({"atlas_labels": np.arange(5)}, ShapeMismatchError, r"atlas_labels=.*one parcel per feature \(12\).*Fix:"),
+    ({"atlas_labels": np.arange(5)}, ShapeMismatchError,
+     r"atlas_labels=.*one parcel per feature \(12\).*Fix:"),
     ({"atlas_labels": np.full(12, 0.5)}, InvalidInputError, r"atlas_labels='non-integer numbers'.*Fix:"),
     ({"atlas_labels": (np.arange(12) % 3, ["a", "b"])}, InvalidInputError,
      r"atlas_labels='label 2': has no entry among the 2 names.*Fix: pass one name per label"),
     ({"atlas_labels": np.full(12, -1)}, InvalidInputError, r"atlas_labels='all unlabelled'.*Fix:"),
     ({"centiles": [0.5, 1.5]}, InvalidInputError, r"centiles=\[0.5, 1.5\].*strictly between 0 and 1.*Fix:"),
-    ({"coefficients": np.zeros((2, 4))}, ShapeMismatchError, r"coefficients=.*one row per subject \(3\).*Fix:"),
+    ({"coefficients": np.zeros((2, 4))}, ShapeMismatchError,
+     r"coefficients=.*one row per subject \(3\).*Fix:"),
     ({"max_subjects": -1}, InvalidInputError, r"max_subjects=-1: is not a non-negative integer.*Fix:"),
     ({"inline_subjects": 2.5}, InvalidInputError, r"inline_subjects=2.5.*Fix: pass e.g. inline_subjects="),
     ({"model_card": ["seed", 1]}, InvalidInputError, r"model_card='list': is not a dict.*Fix:"),
@@ -102,7 +105,8 @@ def test_basis_features_must_match(tmp_path):
 
 def test_model_covariates_must_be_in_subjects(tmp_path):
     basis = random_basis(n_features=12, n_modes=3)
-    with pytest.raises(InvalidInputError, match=r"subjects=.*lacks the model covariate\(s\) \['sex'\].*Fix: add"):
+    pattern = r"subjects=.*lacks the model covariate\(s\) \['sex'\].*Fix: add"
+    with pytest.raises(InvalidInputError, match=pattern):
         run(tmp_path, model=LinearModel(basis))
 
 

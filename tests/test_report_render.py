@@ -142,6 +142,7 @@ def render_mixed(mixed, out, **kwargs):
     return generate_report(out, mixed["z"], mixed["subjects"], mixed["basis"], **args)
 
 
+@pytest.mark.slow
 def test_mixed_report_sections_figures_and_calibration_numbers(mixed, tmp_path):
     index = render_mixed(mixed, tmp_path / "rep")
     assert index == tmp_path / "rep" / "index.html"
@@ -228,6 +229,7 @@ def test_mixed_report_sections_figures_and_calibration_numbers(mixed, tmp_path):
     assert "Groups (group)" in html and "AD: 3, HC: 4" in html
 
 
+@pytest.mark.slow
 def test_many_subjects_get_linked_pages_and_max_subjects(mixed, tmp_path):
     index = render_mixed(mixed, tmp_path / "rep", inline_subjects=3, max_subjects=5, model=None,
                          coefficients=None)
@@ -253,16 +255,18 @@ def test_many_subjects_get_linked_pages_and_max_subjects(mixed, tmp_path):
 
 def test_existing_report_is_not_overwritten(mixed, tmp_path):
     out = tmp_path / "rep"
-    index = render_mixed(mixed, out, model=None, max_subjects=1)
+    args = {"model": None, "max_subjects": 1, "group_column": None}
+    index = render_mixed(mixed, out, **args)
     before = index.read_bytes()
     with pytest.raises(OutputExistsError, match=r"out_dir=.*already holds a report.*overwrite=True"):
-        render_mixed(mixed, out, model=None, max_subjects=1)
+        render_mixed(mixed, out, **args)
     assert index.read_bytes() == before
     mixed["z"][0] += 1.0
-    render_mixed(mixed, out, model=None, max_subjects=1, overwrite=True)
+    render_mixed(mixed, out, overwrite=True, **args)
     assert index.read_bytes() != before
 
 
+@pytest.mark.slow
 def test_same_inputs_give_identical_files(mixed, tmp_path):
     a = render_mixed(mixed, tmp_path / "a", max_subjects=2).parent
     b = render_mixed(mixed, tmp_path / "b", max_subjects=2).parent
@@ -273,7 +277,7 @@ def test_same_inputs_give_identical_files(mixed, tmp_path):
 
 
 def test_lattice_map_puts_the_deviation_where_it_was_planted(mixed, tmp_path):
-    index = render_mixed(mixed, tmp_path / "rep", model=None, max_subjects=3)
+    index = render_mixed(mixed, tmp_path / "rep", model=None, max_subjects=3, group_column=None)
     png = (index.parent / "figures" / "subjects" / "sub-02-zmap-lattice-Lattice.png").read_bytes()
     img = mpimg.imread(io.BytesIO(png))[..., :3]
     image_part = img[:, : int(0.75 * img.shape[1])]  # left of the colour bar
@@ -282,16 +286,16 @@ def test_lattice_map_puts_the_deviation_where_it_was_planted(mixed, tmp_path):
     frame_cols = np.flatnonzero(dark.sum(axis=0) > 0.4 * image_part.shape[0])
     top, bottom, left, right = frame_rows.min(), frame_rows.max(), frame_cols.min(), frame_cols.max()
 
-    def cells_of(mask):
-        r, c = np.nonzero(mask[top + 2:bottom - 1, left + 2:right - 1])
-        return (r * 12 // (bottom - top - 3)) * 12 + c * 12 // (right - left - 3)
-
-    red, green, blue = image_part[..., 0], image_part[..., 1], image_part[..., 2]
-    strong = cells_of((red > 0.45) & (green < 0.2) & (blue < 0.2))  # z above about 3.5
-    reddish = np.unique(cells_of((red - blue > 0.3) & (red - green > 0.2)))  # z above about 1.5
+    centres_y = np.round(top + (np.arange(12) + 0.5) * (bottom - top) / 12).astype(int)
+    centres_x = np.round(left + (np.arange(12) + 0.5) * (right - left) / 12).astype(int)
+    colours = image_part[centres_y[:, None], centres_x[None, :]].reshape(144, 3)  # row-major cells
+    red, green, blue = colours.T
+    strong = np.flatnonzero((red - green > 0.3) & (green < 0.25) & (blue < 0.25))  # z above about 3.3
+    reddish = np.flatnonzero((red - blue > 0.3) & (red - green > 0.2))  # z above about 1.5
     planted = np.arange(10, 40)  # z[2, 10:40] += 4 on a row-major 12 x 12 lattice
-    assert strong.size > 100
-    assert np.mean(np.isin(strong, planted)) > 0.98
+    expected_strong = planted[mixed["z"][2, planted] > 3.6]
+    assert expected_strong.size > 15
+    assert set(expected_strong) <= set(strong) <= set(planted)
     assert np.isin(planted, reddish).mean() > 0.9
 
 
@@ -317,3 +321,20 @@ def test_plain_arrays_without_subjects_or_model(tmp_path):
     assert "calibration-sites" not in p.tables  # no site column
     text = index.read_text()
     assert "No model card was given" in text and "No model was given" in text
+
+
+def test_subject_ids_are_escaped_and_zero_detailed_subjects(tmp_path):
+    structures = (Structure("Lattice", "lattice", 16, np.arange(16), shape=(4, 4)),)
+    z = np.random.default_rng(1).normal(size=(2, 16))
+    subjects = pd.DataFrame({"age": [1.0, 2.0]}, index=["<script>alert(1)</script>", "a&b"])
+    index = generate_report(tmp_path / "rep", z, subjects, None, structures=structures, progress=False)
+    p = parse(index)
+    assert p.scripts == 0
+    assert [r[0][0] for r in body_rows(p, "subject-table")] == ["<script>alert(1)</script>", "a&b"]
+    assert (index.parent / "figures" / "subjects" / "script_alert_1_script-zmap-lattice-Lattice.png").exists()
+    none = generate_report(tmp_path / "none", z, subjects, None, structures=structures, progress=False,
+                           max_subjects=0)
+    p = parse(none)
+    assert not (none.parent / "figures" / "subjects").exists()
+    assert all(r[0][0] in ("<script>alert(1)</script>", "a&b") for r in body_rows(p, "subject-table"))
+    assert not any(h.startswith("#subject-") for h in p.hrefs)

@@ -152,5 +152,6 @@ def test_user_mesh_with_background(tmp_path):
     red = red[red[:, 1] < 0.8 * width]  # not the colour bar
     assert len(red) > 50
     assert np.mean(red[:, 1] < 0.45 * width) > 0.95  # first of the two views (lateral)
-    with pytest.raises(ValueError, match=r"meshes=\[\]: has no mesh for surface 'CortexLeft' \(258 vertices\)"):
+    pattern = r"meshes=\[\]: has no mesh for surface 'CortexLeft' \(258 vertices\)"
+    with pytest.raises(ValueError, match=pattern):
         generate_report(tmp_path / "other", z, None, None, structures=structures, progress=False)

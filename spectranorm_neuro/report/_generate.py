@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util import atomic_write_bytes, atomic_write_text, check_output_path
+from .._util import atomic_write_bytes, atomic_write_text, blas_threads, check_output_path
 from .._version import __version__
 from ..exceptions import InvalidInputError, OutputExistsError, bad_value
 from . import _inputs as checks
@@ -63,16 +63,18 @@ def _nice_ceiling(value: float, floor: float) -> float:
     return 10.0 * power  # pragma: no cover
 
 
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_").lower() or "group"
+def _safe(text: str) -> str:
+    """File-name-safe version of a structure name."""
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", text).strip("_") or "x"
 
 
 def _figures(writer: _Writer, panels: list[Panel], stem: str, what: str) -> list[EmbeddedFigure]:
-    return [writer.png(f"figures/{stem}-{p.key}.png", p.png, f"{stem}-{p.key}", f"{what} — {p.caption}")
-            for p in panels]
+    return [writer.png(f"figures/{stem}-{_safe(p.key)}.png", p.png, f"{stem}-{_safe(p.key)}",
+                       f"{what} — {p.caption}") for p in panels]
 
 
-def _planned_paths(root: Path, slugs: list[str], pages: bool, interactive: dict[str, list[str]]) -> list[Path]:
+def _planned_paths(root: Path, slugs: list[str], pages: bool,
+                   interactive: dict[str, list[str]]) -> list[Path]:
     paths = [root / "index.html"]
     if pages:
         paths += [root / "subjects" / f"{slug}.html" for slug in slugs]
@@ -199,7 +201,7 @@ def generate_report(
     slugs = checks.subject_slugs(ids)
     shown = list(range(n_shown))
     pages = n_shown > inline_limit
-    interactive_names = {slugs[i]: [b.name for b in blocks if b.kind in ("surface", "volume")]
+    interactive_names = {slugs[i]: [_safe(b.name) for b in blocks if b.kind in ("surface", "volume")]
                          for i in shown} if interactive else {}
     if not overwrite:
         existing = [p for p in _planned_paths(root, [slugs[i] for i in shown], pages, interactive_names)
@@ -221,6 +223,7 @@ def generate_report(
     stats = subject_stats(z, [b.start for b in blocks])
     parcels = parcel_stats(z[:n_shown], atlas[0], atlas[1], n_top) if atlas and n_shown else None
     view_groups = ["All subjects", *group_levels]
+    group_slugs = [s.lower() for s in checks.subject_slugs(["all", *group_levels])]
     view_labels = np.full(n_subjects, "All subjects", dtype=object)
     mean_all, frac_all, size_all = group_maps(z, view_labels, ["All subjects"])
     if group_levels:
@@ -244,74 +247,77 @@ def generate_report(
     chart_fig = CentileChartFigure(charts, group_labels if group_levels else None, group_levels) \
         if charts is not None else None
     n_tasks = 1 + len(view_groups) + n_shown + (1 if chart_fig else 0)
-    bar = tqdm(total=n_tasks, desc="Rendering report", unit="fig", disable=not progress)
-    try:
-        cal_fig = writer.png("figures/calibration.png", _png(calibration_figure(cal)), "calibration",
-                             "Calibration: histogram of z against N(0, 1) and normal QQ plot")
-        bar.update()
-        groups = []
-        for g, name in enumerate(view_groups):
-            slug = "all" if g == 0 else _slug(name)
-            figs = _figures(writer, renderer.render(mean_all[g], mean_scale, f"{name}: mean z"),
-                            f"group-{slug}-mean-z", f"{name}: mean z")
-            figs += _figures(writer, renderer.render(frac_all[g], frac_scale, f"{name}: fraction |z| > 2"),
-                             f"group-{slug}-frac-extreme", f"{name}: fraction of subjects with |z| > 2")
-            groups.append({"name": name, "slug": slug, "n": int(size_all[g]), "figures": figs})
+    with blas_threads(1):  # drawing needs no BLAS; idle BLAS threads only spin on a shared machine
+        bar = tqdm(total=n_tasks, desc="Rendering report", unit="fig", disable=not progress)
+        try:
+            cal_fig = writer.png("figures/calibration.png", _png(calibration_figure(cal)), "calibration",
+                                 "Calibration: histogram of z against N(0, 1) and normal QQ plot")
             bar.update()
-        cohort_chart = None
-        if chart_fig is not None:
-            cohort_chart = {
-                "figure": writer.png("figures/centiles-cohort.png", chart_fig.render_cohort(),
-                                     "centiles-cohort", "Cohort on the normative centile charts"),
-                "covariate": charts.covariate,
-                "reference": ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
-                                       for k, v in charts.reference.items()) or "their defaults",
+            groups = []
+            for name, slug in zip(view_groups, group_slugs):
+                g = len(groups)
+                figs = _figures(writer, renderer.render(mean_all[g], mean_scale, f"{name}: mean z"),
+                                f"group-{slug}-mean-z", f"{name}: mean z")
+                frac_panels = renderer.render(frac_all[g], frac_scale, f"{name}: fraction |z| > 2")
+                figs += _figures(writer, frac_panels,
+                                 f"group-{slug}-frac-extreme", f"{name}: fraction of subjects with |z| > 2")
+                groups.append({"name": name, "slug": slug, "n": int(size_all[g]), "figures": figs})
+                bar.update()
+            cohort_chart = None
+            if chart_fig is not None:
+                cohort_chart = {
+                    "figure": writer.png("figures/centiles-cohort.png", chart_fig.render_cohort(),
+                                         "centiles-cohort", "Cohort on the normative centile charts"),
+                    "covariate": charts.covariate,
+                    "reference": ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
+                                           for k, v in charts.reference.items()) or "their defaults",
+                }
+                bar.update()
+
+            unit, unit_singular = _unit_names(blocks)
+            cohort = cohort_context(table, blocks, control_mask, group_column, group_labels, group_levels,
+                                    n_features, unit, unit_singular)
+            context = {
+                "title": TITLE, "version": __version__, "cohort": cohort, "n_rendered": n_shown,
+                "model_card": model_card_rows(model_card),
+                "calibration": cal, "calibration_figure": cal_fig,
+                "calibration_label": "control subjects" if controls is not None else "all scored subjects",
+                "coverage": [{"label": f"{100 * p:g}th", "threshold": t, "observed": o, "expected": p,
+                              "difference": o - p}
+                             for p, t, o in zip(cal.centiles, cal.thresholds, cal.coverage)],
+                "sites": [] if cal.sites is None else cal.sites.to_dict("records"),
+                "site_column": site_col or "site", "groups": groups, "group_vmax": group_vmax,
+                "frac_vmax": frac_scale.vmax, "cohort_centiles": cohort_chart,
+                "notes": _notes(n_subjects, n_shown, max_subjects, model, coeffs, charts),
             }
-            bar.update()
 
-        unit, unit_singular = _unit_names(blocks)
-        cohort = cohort_context(table, blocks, control_mask, group_column, group_labels, group_levels,
-                                n_features, unit, unit_singular)
-        context = {
-            "title": TITLE, "version": __version__, "cohort": cohort, "n_rendered": n_shown,
-            "model_card": model_card_rows(model_card),
-            "calibration": cal, "calibration_figure": cal_fig,
-            "calibration_label": "control subjects" if controls is not None else "all scored subjects",
-            "coverage": [{"label": f"{100 * p:g}th", "threshold": t, "observed": o, "expected": p,
-                          "difference": o - p}
-                         for p, t, o in zip(cal.centiles, cal.thresholds, cal.coverage)],
-            "sites": [] if cal.sites is None else cal.sites.to_dict("records"),
-            "site_column": site_col or "site", "groups": groups, "group_vmax": group_vmax,
-            "frac_vmax": frac_scale.vmax, "cohort_centiles": cohort_chart,
-            "notes": _notes(n_subjects, n_shown, max_subjects, model, coeffs, charts),
-        }
-
-        inline = []
-        for item in render_subjects(renderer, charts, group_labels if group_levels else None, group_levels,
-                                    z[:n_shown], ids[:n_shown], z_scale, interactive, jobs):
-            i = item.index
-            slug = slugs[i]
-            figs = _figures(writer, item.panels, f"subjects/{slug}-zmap", f"{ids[i]}: z-scores")
-            chart = None if item.chart is None else writer.png(
-                f"figures/subjects/{slug}-centiles.png", item.chart, f"subjects/{slug}-centiles",
-                f"{ids[i]} on the normative centile charts")
-            links = []
-            for name, html in item.interactive:
-                rel = f"interactive/{slug}-{name}.html"
-                writer.text(rel, html)
-                links.append((name, ("../" if pages else "") + rel))
-            s = subject_context(i, ids[i], slug, table, group_labels if group_levels else None,
-                                control_mask, blocks, stats, parcels, charts, figs, chart, links,
-                                z_scale.vmax, unit)
-            if pages:
-                writer.text(f"subjects/{slug}.html",
-                            render_page("subject.html", title=TITLE, version=__version__, s=s,
-                                        index_href="../index.html", position=i + 1, n_pages=n_shown))
-            else:
-                inline.append(s)
-            bar.update()
-    finally:
-        bar.close()
+            inline = []
+            groups_or_none = group_labels if group_levels else None
+            for item in render_subjects(renderer, charts, groups_or_none, group_levels,
+                                        z[:n_shown], ids[:n_shown], z_scale, interactive, jobs):
+                i = item.index
+                slug = slugs[i]
+                figs = _figures(writer, item.panels, f"subjects/{slug}-zmap", f"{ids[i]}: z-scores")
+                chart = None if item.chart is None else writer.png(
+                    f"figures/subjects/{slug}-centiles.png", item.chart, f"subjects/{slug}-centiles",
+                    f"{ids[i]} on the normative centile charts")
+                links = []
+                for name, html in item.interactive:
+                    rel = f"interactive/{slug}-{_safe(name)}.html"
+                    writer.text(rel, html)
+                    links.append((name, ("../" if pages else "") + rel))
+                s = subject_context(i, ids[i], slug, table, group_labels if group_levels else None,
+                                    control_mask, blocks, stats, parcels, charts, figs, chart, links,
+                                    z_scale.vmax, unit)
+                if pages:
+                    writer.text(f"subjects/{slug}.html",
+                                render_page("subject.html", title=TITLE, version=__version__, s=s,
+                                            index_href="../index.html", position=i + 1, n_pages=n_shown))
+                else:
+                    inline.append(s)
+                bar.update()
+        finally:
+            bar.close()
 
     context["inline_subjects"] = inline
     context["subject_rows"] = [

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .._util import blas_threads
 from ..exceptions import bad_value
 from .brainviews import BrainRenderer, ColourScale, Panel
 from .centiles import CentileCharts
@@ -50,7 +51,8 @@ def check_n_jobs(n_jobs: int | None) -> int:
     if n_jobs is None:
         return 1
     if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
-        raise bad_value("n_jobs", n_jobs, "is not a positive integer or -1", "pass e.g. n_jobs=2 (or -1 for all CPUs)")
+        raise bad_value("n_jobs", n_jobs, "is not a positive integer or -1",
+                        "pass e.g. n_jobs=2 (or -1 for all CPUs)")
     return int(os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
 
 
@@ -61,12 +63,13 @@ def _render_chunk(renderer: BrainRenderer, charts: CentileCharts | None, groups,
     if charts is not None and charts.subject_y is not None:
         chart_fig = CentileChartFigure(charts, groups, levels)
     out = []
-    for i, sid, values in tasks:
-        title = f"{sid}: z-scores"
-        panels = renderer.render(values, scale, title)
-        chart = chart_fig.render_subject(i, sid) if chart_fig is not None else None
-        pages = interactive_pages(renderer, values, scale, title) if interactive else []
-        out.append(SubjectFigures(i, panels, chart, pages))
+    with blas_threads(1):  # drawing needs no BLAS; idle BLAS threads only spin on a shared machine
+        for i, sid, values in tasks:
+            title = f"{sid}: z-scores"
+            panels = renderer.render(values, scale, title)
+            chart = chart_fig.render_subject(i, sid) if chart_fig is not None else None
+            pages = interactive_pages(renderer, values, scale, title) if interactive else []
+            out.append(SubjectFigures(i, panels, chart, pages))
     return out
 
 

@@ -22,7 +22,6 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
-from .._util import blas_threads
 from ._inputs import Block, hemisphere_of
 
 __all__ = [
@@ -242,20 +241,19 @@ class BrainRenderer:
             parcel block.
         """
         panels = []
-        with blas_threads(1):
-            if self.surfaces:
-                panels.append(Panel("surface", self._surface_montage(values, scale, title),
-                                    "Surface: lateral and medial views"))
-            for block in self.blocks:
-                if block.kind == "volume":
-                    png = self._volume_slices(block, values, scale, title)
-                    panels.append(Panel(f"volume-{block.name}", png, f"{block.name}: orthogonal slices"))
-                elif block.kind == "lattice" and len(block.structure.shape or ()) == 2:
-                    png = self._lattice(block, values, scale, title)
-                    panels.append(Panel(f"lattice-{block.name}", png, f"{block.name}: lattice"))
-                elif block.kind in ("lattice", "parcels"):
-                    png = self._profile(block, values, scale, title)
-                    panels.append(Panel(f"{block.kind}-{block.name}", png, f"{block.name}: {block.kind}"))
+        if self.surfaces:
+            panels.append(Panel("surface", self._surface_montage(values, scale, title),
+                                "Surface: lateral and medial views"))
+        for block in self.blocks:
+            if block.kind == "volume":
+                png = self._volume_slices(block, values, scale, title)
+                panels.append(Panel(f"volume-{block.name}", png, f"{block.name}: orthogonal slices"))
+            elif block.kind == "lattice" and len(block.structure.shape or ()) == 2:
+                png = self._lattice(block, values, scale, title)
+                panels.append(Panel(f"lattice-{block.name}", png, f"{block.name}: lattice"))
+            elif block.kind in ("lattice", "parcels"):
+                png = self._profile(block, values, scale, title)
+                panels.append(Panel(f"{block.kind}-{block.name}", png, f"{block.name}: {block.kind}"))
         return panels
 
     def surface_figure(self, values: np.ndarray, scale: ColourScale, title: str) -> Figure:
@@ -264,8 +262,8 @@ class BrainRenderer:
 
         views = [(block, geom, view) for block, geom in self.surfaces for view in ("lateral", "medial")]
         width = 2.5
-        fig = Figure(figsize=(width * len(views) + 0.9, 2.45))
-        total = width * len(views) + 0.9
+        total = width * len(views) + 1.1
+        fig = Figure(figsize=(total, 2.45))
         for i, (block, geom, view) in enumerate(views):
             ax = fig.add_axes((i * width / total, 0.0, width / total, 0.9), projection="3d")
             full = np.nan_to_num(block.to_full(values), nan=0.0)
@@ -277,7 +275,7 @@ class BrainRenderer:
             ax.set_box_aspect(None, zoom=SURFACE_ZOOM)
             ax.text2D(0.5, 0.02, f"{geom.hemi} {view}", transform=ax.transAxes, ha="center",
                       va="bottom", fontsize=8, color="0.35")
-        _colourbar(fig, (1 - 0.55 / total, 0.12, 0.12 / total, 0.68), scale)
+        _colourbar(fig, (1 - 0.85 / total, 0.12, 0.12 / total, 0.68), scale)
         fig.suptitle(title, fontsize=10, y=0.985)
         return fig
 

@@ -188,8 +188,9 @@ def centile_charts(model: Any, subjects: pd.DataFrame, n_features: int,
     x_name = numerical[0]
     x = as_finite_array(subjects[x_name].to_numpy(dtype=np.float64), f"subjects[{x_name!r}]", ndim=1)
     lo, hi = float(x.min()), float(x.max())
-    pad = 0.02 * (hi - lo) if hi > lo else 1.0
-    grid = np.linspace(lo - pad, hi + pad, n_grid)
+    if hi <= lo:  # a single age: chart a small window around it
+        lo, hi = lo - 1.0, hi + 1.0
+    grid = np.linspace(lo, hi, n_grid)
     rows, reference = _reference_rows(subjects, model, grid, x_name)
     mean, std = _predict(model, encoded, rows, batch)
     levels = np.asarray(centiles, dtype=np.float64)
