@@ -367,6 +367,7 @@ class AveragedConvergence(CheckParametersConvergence):
         self._windows: list[list[np.ndarray]] = []
 
     def __call__(self, approx, loss, i) -> None:
+        """Accumulate the parameters; at the end of a window, compare it with the previous one."""
         values = [sh.get_value() for sh in approx.params]
         if self._sum is None:
             self._sum = [np.zeros_like(v) for v in values]
@@ -382,6 +383,7 @@ class AveragedConvergence(CheckParametersConvergence):
         delta = np.concatenate([np.ravel(c - p) for p, c in zip(*self._windows)])
         scale = delta.size ** (1.0 / self.ord) if np.isfinite(self.ord) else 1.0
         self.last_change = float(np.linalg.norm(delta, self.ord) / scale)
+        logger.debug("ADVI step %d: change of the window-averaged parameters %.3g", i, self.last_change)
         if self.last_change < self.tolerance:
             self.stopped_at = i
             raise StopIteration(f"Convergence achieved at {i}")
@@ -419,9 +421,9 @@ def _check_positive(name: str, value) -> float:
 
 def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, method: str = "advi",
                     random_state=None, init: str = "map", n_steps: int = 10000, draws: int = 1000,
-                    tune: int = 500, minibatch_size: int | None = None, progress: bool | None = None,
-                    chains: int = 2, learning_rate: float = 0.02, check_every: int = 250,
-                    tolerance: float = 0.05, n_threads: int | None = 1, compile_mode: str | None = None,
+                    tune: int = 1000, minibatch_size: int | None = None, progress: bool | None = None,
+                    chains: int = 2, learning_rate: float = 0.01, check_every: int = 500,
+                    tolerance: float = 0.1, n_threads: int | None = 1, compile_mode: str | None = None,
                     **kw) -> DirectParams:
     """Fit ``M`` direct models as one vectorized pymc model (ADVI or NUTS).
 
@@ -545,7 +547,9 @@ def _fit_advi(model, start, M, n_steps, draws, learning_rate, check_every, toler
                        for rv in model.free_RVs}
     with model:
         advi = pm.ADVI(random_seed=seeds[0], start=start, start_sigma=start_sigma)
-        fit_kwargs = {"obj_optimizer": pm.adam(learning_rate=learning_rate), "score": False}
+        # keep score=True (pymc's default): with score=False the compiled step function of pymc 5.28
+        # has no outputs and its draws did not vary between steps here (ADVI diverged)
+        fit_kwargs = {"obj_optimizer": pm.adam(learning_rate=learning_rate)}
         fit_kwargs.update(kw)
         approx = advi.fit(n=n_steps, callbacks=[check], progressbar=progress,
                           compile_kwargs=compile_kwargs, **fit_kwargs)
