@@ -33,7 +33,19 @@ def test_spectral_model_tutorial(tmp_path):
     assert z_rmse < 0.25  # 600 training subjects in the fast run; 0.09 at full size
 
 
+def test_eigenmode_bases_tutorial(tmp_path):
+    out = run_tutorial(next(p for p in TUTORIALS if p.name.startswith("01_")), tmp_path)
+    assert {p.name for p in tmp_path.glob("*.png")} == {"01_first_modes.png", "02_reconstructions.png"}
+    assert (tmp_path / "lattice_basis.npz").read_bytes()[:2] == b"PK"
+    err = {(m.group(1).strip(), int(m.group(2))): float(m.group(3))
+           for m in re.finditer(r"^(.{12}) +(\d+) modes: relative error +(\S+)%", out, re.M)}
+    assert len(err) == 6
+    for name in ("wide blob", "narrow blob", "square"):
+        assert err[(name, 100)] < err[(name, 20)]  # more modes, smaller error
+    assert err[("wide blob", 20)] < 5 < err[("narrow blob", 20)]  # smooth maps need few modes
+
+
 def test_every_tutorial_is_tested():
-    tested = {"02_"}  # add each new tutorial's prefix together with its test above
+    tested = {"01_", "02_"}  # add each new tutorial's prefix together with its test above
     names = {p.name[:3] for p in TUTORIALS}
     assert "02_" in names and names <= tested, names
