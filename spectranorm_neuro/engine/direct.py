@@ -22,7 +22,7 @@ from .inference import ArrayRecord, GaussianFamily, fit_laplace
 from .results import NormativePredictions
 from .specs import NormativeModelSpec
 
-__all__ = ["DirectParams", "fit_direct", "predict_direct", "adapt_direct", "extend_levels",
+__all__ = ["DirectParams", "check_training_data", "fit_direct", "predict_direct", "adapt_direct", "extend_levels",
            "check_unseen", "DirectNormativeModel", "UNSEEN_POLICIES"]
 
 logger = logging.getLogger("spectranorm_neuro")
@@ -70,6 +70,17 @@ def _designs(spec: NormativeModelSpec) -> tuple[Design, Design]:
     return Design(spec, "mean"), Design(spec, "variance")
 
 
+def check_training_data(spec: NormativeModelSpec, Y, covariates: pd.DataFrame) -> np.ndarray:
+    """Check training responses (n_subjects, M) and their covariate table; return ``Y`` as floats."""
+    Y = as_finite_array(Y, "Y", ndim=2)
+    spec.check_dataframe(covariates, "covariates_dataframe")
+    if Y.shape[0] != len(covariates):
+        raise bad_value("Y", f"array of shape {Y.shape}",
+                        f"has {Y.shape[0]} rows but the covariate table has {len(covariates)}",
+                        "pass one covariate row per subject, in the same order", ShapeMismatchError)
+    return Y
+
+
 def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_kwargs) -> DirectParams:
     """Fit ``M`` direct models sharing one specification.
 
@@ -88,12 +99,7 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_k
     -------
     DirectParams
     """
-    Y = as_finite_array(Y, "Y", ndim=2)
-    spec.check_dataframe(covariates, "covariates_dataframe")
-    if Y.shape[0] != len(covariates):
-        raise bad_value("Y", f"array of shape {Y.shape}",
-                        f"has {Y.shape[0]} rows but the covariate table has {len(covariates)}",
-                        "pass one covariate row per subject, in the same order", ShapeMismatchError)
+    Y = check_training_data(spec, Y, covariates)
     y_mean = Y.mean(axis=0)
     y_std = Y.std(axis=0)
     y_std = np.where(y_std > 0, y_std, 1.0)

@@ -15,39 +15,64 @@ The returned :class:`~spectranorm_neuro.engine.direct.DirectParams` holds poster
 coefficients, their posterior covariances (from draws), posterior means of ``tau^2`` and
 per-mode convergence flags, so every prediction function works unchanged.
 
-Why it is fast (issue #4: a naive vectorized ADVI took ~9 min for 20k steps on the seed cohort)
------------------------------------------------------------------------------------------------
+How it is made fast (issue #4: a naive vectorized ADVI took ~9 min for 20k steps)
+-------------------------------------------------------------------------------
 Measured on the seed cohort (3000 subjects, 100 modes, age spline df=5 + 6-site hierarchical
-effects on the mean and the log-sd; ``bench/bench_pymc.py``):
+effects on the mean and the log-sd) on a shared 2-core machine, ``bench/bench_pymc.py``: the
+whole ADVI fit takes ~13 s (~60 s the very first time, when pytensor compiles its C code), the
+fast path ~3.5 s. Cost of one ADVI step (wall ms), each change added to the previous ones:
 
-* **BLAS for pytensor.** A pip-installed pytensor finds no BLAS and runs its matrix products in
-  Python through a slow fallback. numpy's bundled OpenBLAS is 64-bit-integer with suffixed
-  symbols, but scipy's wheel bundles a 32-bit-integer OpenBLAS (``scipy.libs/libscipy_openblas-
-  *.so``) whose Fortran symbols carry a ``scipy_`` prefix. :func:`pytensor_blas_flags` links
-  pytensor's C code to that library and maps the names with ``-Ddgemm_=scipy_dgemm_``-style
-  defines (checked with :mod:`ctypes` to exist). The flags are set only while our functions are
-  compiled (the user's pytensor configuration is restored afterwards) and never replace a
-  ``blas__ldflags`` the user configured. If the library is missing, the NUMBA backend is used
-  (numba ships with pytensor); ``compile_mode`` overrides both. Gain: ~5x per step.
-* **One BLAS thread.** The products are small (3000 x 12 x 100); OpenBLAS threads only contend
-  with each other (and with the other processes of a shared machine). They are pinned to
-  ``n_threads=1`` during the fit (:func:`~spectranorm_neuro._util.blas_threads`). Gain: up to
-  ~8x per product on a loaded 2-core machine.
-* **No parameter checks.** ``pm.Model(check_bounds=False)``: every scale is positive by
-  construction (``exp`` of a linear predictor, log-transformed ``tau^2``), so the per-observation
-  ``sigma > 0`` checks are dropped from the compiled graph.
-* **Start at the fast path's answer.** ADVI's mean-field means start at the MAP fit of
-  :func:`~spectranorm_neuro.engine.direct.fit_direct` (offsets = MAP coefficient / MAP ``tau``)
-  and its standard deviations at the Laplace conditional sds ``1 / sqrt(diag(H))``, the
-  mean-field optimum for a Gaussian posterior. The optimizer (Adam with a small step) then only
-  has to refine, not to travel.
-* **Stop when converged.** :class:`pymc.callbacks.CheckParametersConvergence` (absolute change,
-  max norm, every ``check_every`` steps) stops ADVI early; ``n_steps`` is only a cap.
-* **Minibatching** (``minibatch_size``) is supported but off by default: with the warm start the
-  full-batch gradient converges in fewer seconds than the noisier minibatch one on this cohort.
+==========================================================  =========
+pytensor defaults (pip install: no BLAS, OpenBLAS threads)    20.9
++ pytensor's C code linked to scipy's OpenBLAS                 9.6
++ one BLAS thread                                              9.1 (CPU time halved)
++ intermediate arrays kept between steps (``allow_gc=False``)  4.1
++ Normal density written with the log-sd (one ``exp``)         3.9
+==========================================================  =========
 
-Compiled C code is cached by pytensor in its per-user compile directory (``pytensor.config.
-compiledir``, by default under ``~/.pytensor``), so only the first fit pays the C compilation.
+and the number of steps falls from tens of thousands to ~2000:
+
+* **BLAS.** A pip-installed pytensor finds no BLAS. numpy's bundled OpenBLAS uses 64-bit integers
+  and suffixed names, but scipy's wheel bundles a 32-bit-integer OpenBLAS (``scipy.libs/
+  libscipy_openblas-*.so``) whose Fortran routines are prefixed ``scipy_``.
+  :func:`pytensor_blas_flags` links pytensor's C code to it and renames the routines with
+  ``-Ddgemm_=scipy_dgemm_``-style defines (each checked to exist with :mod:`ctypes`). The flags
+  are set only while our functions compile (:func:`pytensor_setup`; the user's configuration is
+  restored afterwards) and never replace a ``blas__ldflags`` the user configured. Without that
+  library the NUMBA backend is used (numba is a pytensor dependency); ``compile_mode`` overrides.
+  No runtime dependency is added.
+* **One BLAS thread** (``n_threads=1``, :func:`~spectranorm_neuro._util.blas_threads`): the
+  products (3000 x 12 x 100) are too small for threads, which only contend for the cores.
+* **No reallocation.** The compiled functions keep their intermediate (subjects x modes) arrays
+  between calls (linker ``allow_gc=False``) instead of freeing and reallocating ~20 MB per step.
+* **Likelihood** ``-log_sd - (y - mu)^2 exp(-2 log_sd) / 2`` (``pm.CustomDist``, the Normal
+  density exactly) instead of ``pm.Normal(sigma=exp(log_sd))``, which evaluates ``exp`` and
+  divisions several times; ``check_bounds=False`` drops per-observation parameter checks (every
+  scale is positive by construction).
+* **Start at, and whiten with, the fast path** (``init="map"``). ADVI starts at the MAP fit of
+  :func:`~spectranorm_neuro.engine.direct.fit_direct` (offsets = MAP coefficient / MAP ``tau``,
+  ``tau^2`` at its empirical-Bayes value), and each mode's coefficient vector gets the affine
+  transform :class:`AffineWhitening` ``raw = MAP + L eps`` with ``L L'`` the Laplace covariance.
+  This changes coordinates, not the model: ADVI and NUTS then work on ``eps``, which is close to
+  ``N(0, I)`` under the posterior, so the strongly correlated spline/intercept coefficients no
+  longer slow the optimizer down, the mean-field (diagonal) approximation in ``eps`` is a
+  full-rank one per mode in the coefficients, and every variational parameter is in posterior-sd
+  units. Without it ADVI's means wander along the correlated directions (differences to MAP of
+  0.25 predictive sd after 10k steps, against 0.1 with it).
+* **Average, then stop.** With a constant step (Adam, ``learning_rate=0.01``) the parameters keep
+  jittering around the optimum. :class:`AveragedConvergence` (a :class:`pymc.callbacks.
+  CheckParametersConvergence`) averages them over windows of ``check_every=500`` steps and stops
+  when no window average moved by more than ``tolerance=0.3`` posterior sd from the previous
+  window (the floor set by the gradient noise is ~0.22 here); the average of the last two windows
+  (Polyak averaging) is the fit. ``n_steps`` is only a cap; a fit that hits it is flagged not
+  converged and warned about.
+* **Minibatching** (``minibatch_size``) is supported but off: a step on 500 subjects costs ~1 ms
+  instead of ~4, but the subsampling noise raises the floor of the convergence check above its
+  tolerance (so it needs a looser one) and makes the averaged estimate noisier, for a saving of
+  a few seconds on the seed cohort.
+
+pytensor caches compiled C code in its per-user compile directory (``pytensor.config.compiledir``,
+under ``~/.pytensor`` by default), so only the first fit on a machine pays the C compilation.
 
 Reproducibility: ``random_state`` seeds one :class:`numpy.random.Generator` from which the seeds
 of ADVI (gradient noise, minibatches), of the draws from the approximation and of NUTS are taken;
@@ -73,22 +98,23 @@ import pytensor
 import pytensor.tensor as pt
 from pymc.distributions.transforms import Transform
 from pymc.variational.callbacks import CheckParametersConvergence
+from pytensor.compile.mode import Mode, get_mode
 
-from .._util import as_finite_array, blas_threads, check_random_state
-from ..exceptions import ConvergenceWarning, ShapeMismatchError, bad_value
-from .direct import DirectParams, fit_direct
+from .._util import blas_threads, check_random_state
+from ..exceptions import ConvergenceWarning, bad_value
+from .direct import DirectParams, check_training_data, fit_direct
 from .effects import Design
 from .specs import NormativeModelSpec
 
 __all__ = ["METHODS", "INITS", "fit_direct_pymc", "build_direct_model", "AffineWhitening",
-           "AveragedConvergence",
-           "pytensor_blas_flags", "pytensor_blas"]
+           "AveragedConvergence", "pytensor_blas_flags", "pytensor_setup"]
 
 logger = logging.getLogger("spectranorm_neuro")
 
 METHODS = ("advi", "nuts")
 INITS = ("map", "prior")
 
+_HALF_LOG_2PI = 0.5 * float(np.log(2.0 * np.pi))
 #: BLAS routines pytensor's C code may call, renamed onto scipy's prefixed OpenBLAS symbols.
 _BLAS_ROUTINES = ("gemm", "gemv", "ger", "dot", "axpy", "copy", "scal", "swap", "nrm2", "asum")
 
@@ -139,8 +165,12 @@ def _user_blas_flags() -> str | None:
 
 
 @contextlib.contextmanager
-def pytensor_blas(compile_mode: str | None = None) -> Iterator[str | None]:
-    """Set pytensor up for fast compiled code inside the block; restore its configuration after.
+def pytensor_setup(compile_mode: str | None = None) -> Iterator[Mode]:
+    """Configure pytensor for fast compiled code inside the block; restore its configuration after.
+
+    Inside the block ``blas__ldflags`` points at scipy's OpenBLAS (:func:`pytensor_blas_flags`)
+    unless the user configured BLAS. The yielded mode keeps intermediate arrays between calls
+    (linker ``allow_gc=False``) instead of freeing and reallocating them at every step.
 
     Parameters
     ----------
@@ -149,10 +179,10 @@ def pytensor_blas(compile_mode: str | None = None) -> Iterator[str | None]:
 
     Yields
     ------
-    str or None
-        The mode to pass to ``pytensor.function`` (``None``: pytensor's default C backend, with
-        BLAS from the user's configuration or from scipy's OpenBLAS; ``"NUMBA"`` when no BLAS
-        can be linked).
+    pytensor.compile.mode.Mode
+        The mode to compile with: ``compile_mode`` if given, else pytensor's default (C backend,
+        with BLAS from the user's configuration or from scipy's OpenBLAS), or NUMBA when no BLAS
+        can be linked.
     """
     param = pytensor.config._config_var_dict["blas__ldflags"]
     had, old = hasattr(param, "val"), getattr(param, "val", None)
@@ -166,7 +196,7 @@ def pytensor_blas(compile_mode: str | None = None) -> Iterator[str | None]:
             mode = "NUMBA"
             logger.info("pymc backend: no BLAS for pytensor's C backend; compiling with NUMBA")
     try:
-        yield mode
+        yield get_mode(mode).clone(link_kwargs={"allow_gc": False})
     finally:
         if had:
             param.val = old
@@ -188,7 +218,8 @@ class AffineWhitening(Transform):
     ----------
     loc : numpy.ndarray, shape (M, p)
     chol : numpy.ndarray, shape (M, p, p)
-        Lower-triangular factors with a positive diagonal.
+        Invertible factors ``L`` (Cholesky factors of the covariances, or any ``L`` with
+        ``L L' = covariance``).
     """
 
     name = "affine_whitening"
@@ -197,7 +228,7 @@ class AffineWhitening(Transform):
         self.loc = np.asarray(loc, dtype=float)
         self.chol = np.asarray(chol, dtype=float)
         self.chol_inv = np.linalg.inv(self.chol)
-        self.log_det = np.log(np.diagonal(self.chol, axis1=1, axis2=2)).sum(axis=1)
+        self.log_det = np.linalg.slogdet(self.chol)[1]
 
     def backward(self, value, *inputs):
         """``eps`` (M, p) -> ``value`` (M, p)."""
@@ -222,6 +253,11 @@ def _prior_sd(design: Design) -> np.ndarray:
 
 def _tau_name(target: str, block) -> str:
     return f"{target}_tau2_{block.name}"
+
+
+def _normal_logp_log_sd(value, mu, log_sd):
+    """Normal log density with the log standard deviation as parameter (one ``exp`` per value)."""
+    return -log_sd - 0.5 * pt.sqr(value - mu) * pt.exp(-2.0 * log_sd) - _HALF_LOG_2PI
 
 
 def build_direct_model(spec: NormativeModelSpec, Ys: np.ndarray, Xm: np.ndarray, Xv: np.ndarray,
@@ -282,7 +318,7 @@ def build_direct_model(spec: NormativeModelSpec, Ys: np.ndarray, Xm: np.ndarray,
             total = n
         mu = pt.dot(xm, thetas["mean"].T)
         log_sd = pt.dot(xv, thetas["variance"].T)
-        pm.Normal("y", mu=mu, sigma=pt.exp(log_sd), observed=ys, total_size=total)
+        pm.CustomDist("y", mu, log_sd, logp=_normal_logp_log_sd, observed=ys, total_size=total)
     return model
 
 
@@ -307,12 +343,21 @@ def _map_start(spec: NormativeModelSpec, params: DirectParams) -> tuple[dict, di
             start[_tau_name(target, block)] = tau2[:, j]
         raw = beta / scale
         cov_raw = cov / (scale[:, :, None] * scale[:, None, :])
-        cov_raw = 0.5 * (cov_raw + cov_raw.transpose(0, 2, 1))
-        jitter = 1e-10 * np.maximum(np.trace(cov_raw, axis1=1, axis2=2), 1e-300)[:, None, None]
-        chol = np.linalg.cholesky(cov_raw + jitter * np.eye(cov_raw.shape[1]))
         start[f"{target}_raw"] = raw
-        whitening[target] = (raw, chol)
+        whitening[target] = (raw, _cov_factor(cov_raw))
     return start, whitening
+
+
+def _cov_factor(cov: np.ndarray) -> np.ndarray:
+    """Factors ``L`` with ``L L' = cov`` of a (M, p, p) stack: Cholesky, or eigen if not PD."""
+    cov = 0.5 * (cov + cov.transpose(0, 2, 1))
+    jitter = 1e-10 * np.maximum(np.trace(cov, axis1=1, axis2=2), 1e-300)[:, None, None]
+    try:
+        return np.linalg.cholesky(cov + jitter * np.eye(cov.shape[1]))
+    except np.linalg.LinAlgError:  # a Laplace covariance that is not numerically PD
+        w, V = np.linalg.eigh(cov)
+        w = np.maximum(w, 1e-10 * np.maximum(w.max(axis=1, keepdims=True), 1e-300))
+        return V * np.sqrt(w)[:, None, :]
 
 
 def _draws(posterior, name: str) -> np.ndarray:
@@ -354,11 +399,11 @@ class AveragedConvergence(CheckParametersConvergence):
         Window length (steps).
     tolerance : float
         Threshold on the normalized change of the window averages.
-    ord : {2, numpy.inf}, optional
-        Norm of the change.
+    ord : {numpy.inf, 2}, optional
+        Norm of the change (default: the largest change of any parameter).
     """
 
-    def __init__(self, every: int = 250, tolerance: float = 0.05, ord=2):
+    def __init__(self, every: int = 500, tolerance: float = 0.3, ord=np.inf):
         super().__init__(every=every, tolerance=tolerance, diff="absolute", ord=ord)
         self.stopped_at: int | None = None
         self.last_change = np.inf
@@ -383,7 +428,8 @@ class AveragedConvergence(CheckParametersConvergence):
         delta = np.concatenate([np.ravel(c - p) for p, c in zip(*self._windows)])
         scale = delta.size ** (1.0 / self.ord) if np.isfinite(self.ord) else 1.0
         self.last_change = float(np.linalg.norm(delta, self.ord) / scale)
-        logger.debug("ADVI step %d: change of the window-averaged parameters %.3g", i, self.last_change)
+        logger.debug("ADVI step %d: change of the window-averaged parameters %.3g (rms %.3g, max %.3g)", i,
+                     self.last_change, np.sqrt(np.mean(delta**2)), np.abs(delta).max())
         if self.last_change < self.tolerance:
             self.stopped_at = i
             raise StopIteration(f"Convergence achieved at {i}")
@@ -423,7 +469,7 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
                     random_state=None, init: str = "map", n_steps: int = 10000, draws: int = 1000,
                     tune: int = 1000, minibatch_size: int | None = None, progress: bool | None = None,
                     chains: int = 2, learning_rate: float = 0.01, check_every: int = 500,
-                    tolerance: float = 0.1, n_threads: int | None = 1, compile_mode: str | None = None,
+                    tolerance: float = 0.3, n_threads: int | None = 1, compile_mode: str | None = None,
                     **kw) -> DirectParams:
     """Fit ``M`` direct models as one vectorized pymc model (ADVI or NUTS).
 
@@ -458,10 +504,10 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
     learning_rate : float, optional
         ADVI: step size of the Adam optimizer (in posterior-sd units with ``init="map"``).
     check_every : int, optional
-        ADVI: steps between convergence checks.
+        ADVI: window length (steps) of the averaged convergence check (:class:`AveragedConvergence`).
     tolerance : float, optional
-        ADVI: stop when no variational parameter moved by more than this between two checks
-        (with ``init="map"`` the means are in posterior-sd units).
+        ADVI: stop when no window-averaged variational parameter moved by more than this from the
+        previous window (with ``init="map"``, in posterior-sd units).
     n_threads : int, optional
         BLAS threads during the fit (``None``: leave as is).
     compile_mode : str, optional
@@ -493,12 +539,7 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
     learning_rate = _check_positive("learning_rate", learning_rate)
     tolerance = _check_positive("tolerance", tolerance)
     rng = check_random_state(random_state)
-    Y = as_finite_array(Y, "Y", ndim=2)
-    spec.check_dataframe(covariates, "covariates_dataframe")
-    if Y.shape[0] != len(covariates):
-        raise bad_value("Y", f"array of shape {Y.shape}",
-                        f"has {Y.shape[0]} rows but the covariate table has {len(covariates)}",
-                        "pass one covariate row per subject, in the same order", ShapeMismatchError)
+    Y = check_training_data(spec, Y, covariates)
     if minibatch_size is not None:
         minibatch_size = _check_int("minibatch_size", minibatch_size, 1)
         if minibatch_size > Y.shape[0]:
@@ -513,13 +554,13 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
     Xm, _ = Design(spec, "mean").matrix(covariates, warn=False)
     Xv, _ = Design(spec, "variance").matrix(covariates, warn=False)
     M = Y.shape[1]
-    with blas_threads(n_threads), pytensor_blas(compile_mode) as mode:
-        compile_kwargs = {} if mode is None else {"mode": mode}
-        start = whitening = None
-        if init == "map":
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", ConvergenceWarning)
-                start, whitening = _map_start(spec, fit_direct(spec, Y, covariates))
+    start = whitening = None
+    if init == "map":
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            start, whitening = _map_start(spec, fit_direct(spec, Y, covariates))
+    with blas_threads(n_threads), pytensor_setup(compile_mode) as mode:
+        compile_kwargs = {"mode": mode}
         model = build_direct_model(spec, Ys, Xm, Xv, minibatch_size if method == "advi" else None, whitening)
         if method == "advi":
             idata, converged = _fit_advi(model, start, M, n_steps, draws, learning_rate, check_every,
@@ -537,6 +578,18 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
     return _summarize(spec, idata.posterior, y_mean, y_std, converged)
 
 
+@contextlib.contextmanager
+def _quiet(name: str) -> Iterator[None]:
+    """Raise a library logger's level to WARNING inside the block."""
+    log = logging.getLogger(name)
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
 def _fit_advi(model, start, M, n_steps, draws, learning_rate, check_every, tolerance, seeds, progress,
               compile_kwargs, kw) -> tuple[Any, np.ndarray]:
     """Run mean-field ADVI until the averaged parameters settle; draw from the averaged fit."""
@@ -548,11 +601,12 @@ def _fit_advi(model, start, M, n_steps, draws, learning_rate, check_every, toler
     with model:
         advi = pm.ADVI(random_seed=seeds[0], start=start, start_sigma=start_sigma)
         # keep score=True (pymc's default): with score=False the compiled step function of pymc 5.28
-        # has no outputs and its draws did not vary between steps here (ADVI diverged)
+        # has no outputs, does not advance its random generator, and ADVI diverged on one fixed draw
         fit_kwargs = {"obj_optimizer": pm.adam(learning_rate=learning_rate)}
         fit_kwargs.update(kw)
-        approx = advi.fit(n=n_steps, callbacks=[check], progressbar=progress,
-                          compile_kwargs=compile_kwargs, **fit_kwargs)
+        with _quiet("pymc.variational.inference"):  # its "Interrupted at ..." would mislead; we log ours
+            approx = advi.fit(n=n_steps, callbacks=[check], progressbar=progress,
+                              compile_kwargs=compile_kwargs, **fit_kwargs)
         averaged = check.averaged()
         if averaged is not None:
             for shared, value in zip(approx.params, averaged):

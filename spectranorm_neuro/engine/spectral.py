@@ -265,7 +265,7 @@ class SpectralNormativeModel:
             from .pymc_backend import fit_direct_pymc
 
             direct = fit_direct_pymc(spec, C, covariates_dataframe, method=inference,
-                                     random_state=random_state, **inference_kwargs)
+                                     random_state=random_state, progress=progress, **inference_kwargs)
         else:
             raise bad_value("inference", inference, "is not a known inference method",
                             "pass 'map' (fast, default), 'advi' or 'nuts'")
