@@ -122,7 +122,7 @@ def _refuse_or_fail(path: Path) -> None:
     rebuild = ("rebuild the basis (EigenmodeBasis.from_graph or the compute_*_eigenmodes functions) and "
                "save it with EigenmodeBasis.save, which writes the safe npz + JSON format")
     if head[:1] == b"\x80" and len(head) > 1 and 2 <= head[1] <= 5:
-        raise bad_value("path", str(path), f"is a pickle (protocol {head[1]}) file, e.g. from joblib.dump; "
+        raise bad_value("path", str(path), f"is a pickle (protocol {head[1]}) file, e.g. written by joblib; "
                         "spectranorm_neuro never unpickles because loading a pickle can run arbitrary code",
                         rebuild, UnsafeFormatError)
     kind = _COMPRESSED.get(head[:2])
