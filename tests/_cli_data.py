@@ -21,8 +21,8 @@ import pandas as pd
 
 from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.cli import main
-from spectranorm_neuro.cli._synthetic import DemoProcess, SyntheticCohort
 from spectranorm_neuro.cli.demo import write_bids_cohort
+from spectranorm_neuro.datasets import DemoProcess, SyntheticCohort
 from spectranorm_neuro.graphs import fsaverage5_graph
 
 N_MODES = 20

@@ -27,7 +27,7 @@ from nilearn import datasets, plotting
 
 from spectranorm_neuro import snm
 from spectranorm_neuro.basis import EigenmodeBasis
-from spectranorm_neuro.cli._synthetic import DemoProcess
+from spectranorm_neuro.datasets import DemoProcess
 from spectranorm_neuro.graphs import fsaverage5_cortex_mask, fsaverage5_graph, load_surface, node_areas
 from spectranorm_neuro.io import atlas_queries, read_gifti, vertex_queries, write_map, write_parcel_table
 from spectranorm_neuro.report import generate_report

@@ -31,9 +31,9 @@ import numpy as np
 
 from spectranorm_neuro import snm
 from spectranorm_neuro.basis import EigenmodeBasis
-from spectranorm_neuro.cli._synthetic import DemoProcess
 from spectranorm_neuro.cli.bundle import check_compatible, load_bundle, save_bundle
 from spectranorm_neuro.cli.card import build_model_card, format_card, record_adaptation
+from spectranorm_neuro.datasets import DemoProcess
 from spectranorm_neuro.exceptions import UnseenCategoryError
 from spectranorm_neuro.graphs import fsaverage5_graph
 from spectranorm_neuro.io import DerivativesWriter, parse_bids_name, vertex_queries

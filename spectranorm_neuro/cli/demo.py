@@ -7,7 +7,7 @@ moved into place only when every step succeeded):
    ``--n-modes`` per hemisphere -> ``basis.npz``;
 2. a reference cohort of healthy subjects from three sites and a clinic cohort (held-out
    controls and patients with one planted focal deviation of -3 sd each) drawn from a known
-   normative process (:mod:`spectranorm_neuro.cli._synthetic`), written as BIDS derivatives
+   normative process (:class:`spectranorm_neuro.datasets.DemoProcess`), written as BIDS derivatives
    datasets (``data/reference``, ``data/clinic``: GIFTI ``.shape.gii`` per hemisphere,
    ``participants.tsv`` + JSON sidecar);
 3. the reference maps read back and encoded, the model fitted (10% of each site held out for
@@ -28,6 +28,7 @@ import numpy as np
 import pandas as pd
 
 from ..basis import EigenmodeBasis
+from ..datasets import DemoProcess, SyntheticCohort
 from ..graphs import fsaverage5_graph
 from ..io import build_bids_name, encode_cohort, read_bids_cohort, write_dataset_description, write_gifti
 from ..io._common import split_features
@@ -35,7 +36,6 @@ from ._common import Run
 from ._fitting import fit_model
 from ._output import check_destination, staged_directory
 from ._scoring import check_covariates, score, write_maps
-from ._synthetic import DemoProcess, SyntheticCohort
 from .bundle import check_compatible, load_bundle, save_bundle
 from .card import build_model_card
 
