@@ -6,13 +6,14 @@ import json
 import warnings
 
 import numpy as np
+import pandas as pd
 
 from .._version import __version__
 from ..exceptions import ExtrapolationWarning, InvalidInputError, bad_value
 from ..io import encode_cohort
 from ._common import Run, covariates_frame, load_cohort
 from ._output import check_destination, staged_directory
-from ._scoring import check_covariates, encoded_queries, score, write_maps
+from ._scoring import check_covariates, encoded_queries, score, score_and_write, write_maps
 from .bundle import ModelBundle, check_compatible, load_bundle, space_label
 
 __all__ = ["cmd_apply", "cmd_harmonize", "cmd_report", "prepare", "make_report"]
@@ -96,19 +97,22 @@ def cmd_apply(run: Run) -> int:
     run.say(f"Scoring {cohort.n_subjects} subjects at {bundle.basis.n_features} "
             f"{'vertices' if bundle.basis.structures[0].kind == 'surface' else 'features'} ...")
     need = list(dict.fromkeys([*kinds, "zscore"]))
-    maps = score(bundle.model, coeffs, covariates, need, args.population, progress=run.progress)
     with staged_directory(args.out, run.overwrite) as stage:
-        write_maps(stage, {k: maps[k] for k in need if k in kinds or k == "zscore"}, cohort.subjects, measure,
-                   bundle.basis.structures, space, progress=run.progress)
+        # blocks of subjects are predicted and written by joblib tasks: memory stays bounded
+        written, kept = score_and_write(stage, bundle.model, coeffs, covariates, cohort.subjects, measure,
+                                        bundle.basis.structures, space, kinds=need, population=args.population,
+                                        keep=["zscore"] if args.report else [], progress=run.progress)
         (stage / "spectranorm_apply.json").write_text(
             _provenance(run, bundle, "apply", cohort.n_subjects, args.population))
         if args.report:
-            make_report(stage / "report", maps["zscore"], covariates, bundle, coeffs, controls, args.group_column,
+            make_report(stage / "report", kept["zscore"], covariates, bundle, coeffs, controls, args.group_column,
                         args.max_subjects, progress=run.progress, n_jobs=run.n_jobs)
-    n_extreme = int(np.sum(np.abs(maps["zscore"]) > 2))
+        summary = pd.read_csv(written[-1], sep="\t")
+    n_extreme = int(summary["n_abs_z_gt_2"].sum())
+    n_values = int(summary["n_features"].sum())
     run.say(f"Wrote {', '.join(sorted(set(need) & set([*kinds, 'zscore'])))} maps of {cohort.n_subjects} subjects "
             f"({space_label(space)}) and the summary table into {args.out}")
-    run.say(f"  {n_extreme} values with |z| > 2 ({100 * n_extreme / maps['zscore'].size:.2f}%, about 4.6% expected "
+    run.say(f"  {n_extreme} values with |z| > 2 ({100 * n_extreme / n_values:.2f}%, about 4.6% expected "
             "in healthy subjects)")
     if args.report:
         run.say(f"  report: {args.out}/report/index.html")

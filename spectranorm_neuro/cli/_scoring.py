@@ -9,25 +9,37 @@ The maps are exactly what the Python API gives for the same data::
 (``model.evaluate(Q, coefficients, covariates)`` computes the same ``z-score``), done over
 blocks of subjects so memory stays bounded; ``harmonized`` is ``mu_without + z * sd_without``
 with the batch covariates left out (``SpectralNormativeModel.harmonize``).
+
+Blocks of subjects run through :class:`joblib.Parallel` (``n_jobs``; ``None`` takes joblib's
+default, which the command line sets from ``--n-jobs`` and ``--scheduler``), so
+``joblib.parallel_config(backend="dask")`` spreads them over a dask cluster. Mode-level
+predictions are computed in the calling process; each task computes its block's maps with BLAS on
+one thread (the maps do not depend on ``n_jobs`` or the backend) and, in :func:`score_and_write`,
+writes them, so the cohort's maps are never all in memory. Tasks write into the output folder
+themselves: on a cluster it must be on a file system every worker shares.
 """
 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from joblib import Parallel, delayed, effective_n_jobs
 
+from .._util import blas_threads
 from ..exceptions import ExtrapolationWarning, InvalidInputError, UnseenCategoryError, bad_value
-from ..io import DerivativesWriter, vertex_queries
+from ..io import DerivativesWriter, build_bids_name, cohort_summary, vertex_queries, write_summary
 
-__all__ = ["MAP_KINDS", "check_covariates", "score", "write_maps", "encoded_queries"]
+__all__ = ["MAP_KINDS", "check_covariates", "score", "score_and_write", "write_maps", "encoded_queries"]
 
 #: Maps ``apply`` can write (BIDS ``desc-`` values).
 MAP_KINDS = ("zscore", "centile", "harmonized", "mu", "sd")
 _KEYS = {"zscore": "z-score", "centile": "centiles", "mu": "mu_estimate", "sd": "std_estimate"}
-SUBJECT_BLOCK = 256
+SUBJECT_BLOCK = 256  # subjects per task of score()
+WRITE_BLOCK = 64  # subjects per task of write_maps() and score_and_write()
 
 
 def check_covariates(model, covariates: pd.DataFrame, population: bool, source: str,
@@ -105,9 +117,95 @@ def encoded_queries(model) -> np.ndarray:
     return vertex_queries(model.eigenmode_basis, n_modes=k).encoded
 
 
+def _check_kinds(kinds: Sequence[str]) -> list[str]:
+    kinds = list(dict.fromkeys(kinds))
+    unknown = [k for k in kinds if k not in MAP_KINDS]
+    if unknown:
+        raise bad_value("kinds", unknown, "are not maps apply can write", f"pass some of {list(MAP_KINDS)}")
+    return kinds
+
+
+def _block_maps(sp, sp_without, Q: np.ndarray, C: np.ndarray, kinds: Sequence[str]) -> dict[str, np.ndarray]:
+    """Maps of one block of subjects, each (n_block, n_features).
+
+    ``sp``/``sp_without``: mode-level predictions with and without the batch covariates
+    (``sp_without`` is None when harmonized maps are the observed values themselves).
+    """
+    with blas_threads(1):
+        pred = sp.query_predictions(Q, C).predictions
+        out = {kind: pred[_KEYS[kind]] for kind in kinds if kind in _KEYS}
+        if "harmonized" in kinds:
+            if sp_without is None:
+                out["harmonized"] = C @ Q
+            else:
+                wo = sp_without.query_predictions(Q).predictions
+                out["harmonized"] = wo["mu_estimate"] + pred["z-score"] * wo["std_estimate"]
+    return out
+
+
+def _block_inputs(model, coefficients, covariates: pd.DataFrame, kinds, population: bool, Q: np.ndarray,
+                  block: int) -> Iterator[tuple[slice, tuple]]:
+    """Yield ``(rows, (sp, sp_without, Q, C_rows))`` per block of subjects (mode-level predictions here)."""
+    k = Q.shape[0]
+    batch = list(model.spec.batch_covariates)
+    without = batch if population else []
+    n = len(covariates)
+    C = np.asarray(coefficients, dtype=np.float64)[:, :k]
+    for start in range(0, n, block):
+        rows = slice(start, min(start + block, n))
+        cov = covariates.iloc[rows]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ExtrapolationWarning)  # reported once by check_covariates
+            sp = model.compute_spectral_predictions(cov, without, k)
+            sp_without = None
+            if "harmonized" in kinds and batch and not population:
+                sp_without = model.compute_spectral_predictions(cov, batch, k)
+        yield rows, (sp, sp_without, Q, np.ascontiguousarray(C[rows]))
+
+
+def _tagged(rows: slice, func, *args):
+    return rows, func(*args)
+
+
+def _run(func, rows_and_args: Iterator[tuple[slice, tuple]], n_jobs: int | None, total: int, progress: bool,
+         desc: str) -> Iterator[tuple[slice, object]]:
+    """Yield ``(rows, func(*args))`` in order: in this process, or through joblib with several workers."""
+    from tqdm.auto import tqdm
+
+    if effective_n_jobs(n_jobs) == 1:
+        results = (_tagged(rows, func, *args) for rows, args in rows_and_args)
+    else:
+        results = Parallel(n_jobs=n_jobs, return_as="generator")(
+            delayed(_tagged)(rows, func, *args) for rows, args in rows_and_args)
+    with tqdm(total=total, disable=not progress, unit="subject", desc=desc) as bar:
+        for rows, result in results:
+            bar.update(rows.stop - rows.start)
+            yield rows, result
+
+
+def _check_block(block) -> int:
+    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
+        raise bad_value("block", block, "is not a positive integer", "pass a number of subjects per task, e.g. 64")
+    return int(block)
+
+
+def _check_subjects(subjects: Sequence[str], n_rows: int) -> list[str]:
+    subjects = [str(s) for s in subjects]
+    if len(subjects) != n_rows:
+        raise bad_value("subjects", f"{len(subjects)} ids", f"do not match the {n_rows} rows of maps/covariates",
+                        "pass one participant id per subject, in the same order")
+    labels = pd.Series([s.removeprefix("sub-") for s in subjects])
+    dup = sorted(f"sub-{s}" for s in labels[labels.duplicated()].unique())
+    if dup:
+        raise bad_value("subjects", dup, "appear more than once",
+                        "drop the duplicates (one map per participant) or use the Python API with sessions",
+                        InvalidInputError)
+    return subjects
+
+
 def score(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequence[str] = ("zscore", "centile"),
           population: bool = False, Q: np.ndarray | None = None, progress: bool = False,
-          block: int = SUBJECT_BLOCK) -> dict[str, np.ndarray]:
+          block: int | None = None, n_jobs: int | None = None) -> dict[str, np.ndarray]:
     """Normative maps of every subject.
 
     Parameters
@@ -124,40 +222,138 @@ def score(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequ
         Encoded queries (default: :func:`encoded_queries`).
     progress : bool, optional
     block : int, optional
-        Subjects per block.
+        Subjects per block (per task); default :data:`SUBJECT_BLOCK`.
+    n_jobs : int or None, optional
+        Workers over blocks (joblib semantics; None: joblib's default, 1 unless set by
+        ``joblib.parallel_config``). The maps do not depend on it.
 
     Returns
     -------
     dict of str to numpy.ndarray, each (n_subjects, n_features)
+
+    See Also
+    --------
+    score_and_write : the same maps written block by block, never all in memory.
     """
+    kinds = _check_kinds(kinds)
+    block = _check_block(SUBJECT_BLOCK if block is None else block)
     Q = encoded_queries(model) if Q is None else Q
-    k = Q.shape[0]
-    batch = list(model.spec.batch_covariates)
-    without = batch if population else []
     n = len(covariates)
-    C = np.asarray(coefficients, dtype=np.float64)[:, :k]
     out = {kind: np.empty((n, Q.shape[1])) for kind in kinds}
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExtrapolationWarning)  # reported once by check_covariates
-        for start in range(0, n, block):
-            rows = slice(start, min(start + block, n))
-            cov = covariates.iloc[rows]
-            pred = model.predict(Q, cov, predict_without=without, progress=progress)
-            pred.add_observations(C[rows] @ Q)
-            for kind in kinds:
-                if kind in _KEYS:
-                    out[kind][rows] = pred.predictions[_KEYS[kind]]
-            if "harmonized" in kinds:
-                if batch and not population:
-                    wo = model.predict(Q, cov, predict_without=batch, progress=progress).predictions
-                    out["harmonized"][rows] = wo["mu_estimate"] + pred.predictions["z-score"] * wo["std_estimate"]
-                else:
-                    out["harmonized"][rows] = C[rows] @ Q
+    inputs = ((rows, (*args, kinds))
+              for rows, args in _block_inputs(model, coefficients, covariates, kinds, population, Q, block))
+    for rows, maps in _run(_block_maps, inputs, n_jobs, n, progress, "scoring"):
+        for kind in kinds:
+            out[kind][rows] = maps[kind]
     return out
 
 
+def _check_writable(structures) -> None:
+    if any(s.kind not in ("surface", "volume") for s in structures):
+        kinds = sorted({s.kind for s in structures})
+        raise bad_value("bundle", kinds, "has a basis on a lattice or parcels, which have no image format",
+                        "use the Python API (io.write_map / io.write_parcel_table) for such models",
+                        InvalidInputError)
+
+
+def _write_block(writer: DerivativesWriter, maps: dict[str, np.ndarray], subjects: Sequence[str], measure: str,
+                 structures, space: dict) -> dict[str, list[Path]]:
+    """Write one block of subjects' maps; returns the paths of each kind."""
+    return {kind: writer.write_cohort(values, subjects, kind, measure, structures, **space)
+            for kind, values in maps.items()}
+
+
+def _score_and_write_block(sp, sp_without, Q, C, kinds, writer, subjects, measure, structures, space,
+                           keep, summary) -> tuple[dict, dict, pd.DataFrame | None]:
+    """Task of :func:`score_and_write`: maps of a block, written; returns paths, kept maps, summary rows."""
+    maps = _block_maps(sp, sp_without, Q, C, kinds)
+    written = _write_block(writer, {k: maps[k] for k in kinds if k in maps}, subjects, measure, structures, space)
+    table = cohort_summary(maps["zscore"], subjects) if summary else None
+    return written, {k: maps[k] for k in keep}, table
+
+
+def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFrame, subjects: Sequence[str],
+                    measure: str, structures, space: dict, kinds: Sequence[str] = ("zscore", "centile"),
+                    population: bool = False, summary: bool = True, keep: Sequence[str] = (),
+                    Q: np.ndarray | None = None, block: int | None = None, n_jobs: int | None = None,
+                    progress: bool = False) -> tuple[list[Path], dict[str, np.ndarray]]:
+    """Score a cohort and write its maps block by block (what :func:`score` + :func:`write_maps` do together).
+
+    Each block of subjects is one joblib task that computes the block's maps and writes them
+    (BIDS derivatives: GIFTI per hemisphere / NIfTI per volume), so memory holds a few blocks,
+    never the cohort's maps. The files are those :func:`write_maps` writes for :func:`score`'s
+    maps, with the same values.
+
+    Parameters
+    ----------
+    root : path-like
+        Derivatives folder (normally a staging folder; shared by every worker on a cluster).
+    model : SpectralNormativeModel
+    coefficients : numpy.ndarray, shape (n_subjects, >= n_modes)
+    covariates : pandas.DataFrame, shape (n_subjects, ...)
+    subjects : sequence of str, length n_subjects
+    measure : str
+        BIDS suffix.
+    structures : sequence of Structure
+    space : dict
+        Template entities (``space``, ``den``, ``res``).
+    kinds : sequence of str, optional
+        Maps to write, among :data:`MAP_KINDS`.
+    population : bool, optional
+        Predict without the batch covariates.
+    summary : bool, optional
+        Also write ``group/desc-zscoresummary_<measure>.tsv`` (the z-maps are computed for it
+        even when ``"zscore"`` is not among ``kinds``).
+    keep : sequence of str, optional
+        Kinds whose maps are also returned (e.g. ``["zscore"]`` for a report).
+    Q : numpy.ndarray, shape (n_modes, n_features), optional
+        Encoded queries (default: :func:`encoded_queries`).
+    block : int, optional
+        Subjects per task; default :data:`WRITE_BLOCK`.
+    n_jobs : int or None, optional
+        Workers (joblib semantics; None: joblib's default). The files do not depend on it.
+    progress : bool, optional
+
+    Returns
+    -------
+    written : list of pathlib.Path
+        Map files (kind by kind, subjects in order), then the summary table.
+    kept : dict of str to numpy.ndarray, each (n_subjects, n_features)
+        The maps named in ``keep``.
+    """
+    _check_writable(structures)
+    kinds = _check_kinds(kinds)
+    keep = _check_kinds(keep)
+    block = _check_block(WRITE_BLOCK if block is None else block)
+    subjects = _check_subjects(subjects, len(covariates))
+    computed = list(dict.fromkeys([*kinds, *keep, *(["zscore"] if summary else [])]))
+    Q = encoded_queries(model) if Q is None else Q
+    writer = DerivativesWriter(root)
+    n = len(covariates)
+    kept = {kind: np.empty((n, Q.shape[1])) for kind in keep}
+    written: dict[str, list[Path]] = {kind: [] for kind in kinds}
+    tables = []
+    inputs = ((rows, (*args, computed, writer, subjects[rows], measure, tuple(structures), dict(space), keep,
+                      summary))
+              for rows, args in _block_inputs(model, coefficients, covariates, computed, population, Q, block))
+    for rows, (paths, maps, table) in _run(_score_and_write_block, inputs, n_jobs, n, progress, "scoring + writing"):
+        for kind in kinds:
+            written[kind] += paths[kind]
+        for kind in keep:
+            kept[kind][rows] = maps[kind]
+        if table is not None:
+            tables.append(table)
+    out = [path for kind in kinds for path in written[kind]]
+    if summary:
+        table = pd.concat(tables) if tables else cohort_summary(np.empty((0, Q.shape[1])), [])
+        name = build_bids_name({"desc": "zscoresummary"}, measure, ".tsv")
+        out.append(write_summary(table, writer.root / "group" / name, overwrite=writer.overwrite))
+    return out, kept
+
+
 def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measure: str, structures,
-               space: dict, summary: bool = True, progress: bool = False) -> list:
+               space: dict, summary: bool = True, progress: bool = False, n_jobs: int | None = None,
+               block: int | None = None) -> list:
     """Write maps as BIDS derivatives (GIFTI per hemisphere / NIfTI per volume) and the z summary TSV.
 
     Parameters
@@ -174,21 +370,30 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
         Template entities (``space``, ``den``, ``res``).
     summary : bool, optional
         Also write ``group/desc-zscoresummary_<measure>.tsv`` (needs ``zscore``).
+    progress : bool, optional
+    n_jobs : int or None, optional
+        Workers over blocks of subjects (joblib semantics; None: joblib's default).
+    block : int, optional
+        Subjects per task; default :data:`WRITE_BLOCK`.
 
     Returns
     -------
     list of pathlib.Path
+        Map files (kind by kind, subjects in order), then the summary table.
     """
-    if any(s.kind not in ("surface", "volume") for s in structures):
-        kinds = sorted({s.kind for s in structures})
-        raise bad_value("bundle", kinds, "has a basis on a lattice or parcels, which have no image format",
-                        "use the Python API (io.write_map / io.write_parcel_table) for such models",
-                        InvalidInputError)
+    _check_writable(structures)
+    block = _check_block(WRITE_BLOCK if block is None else block)
     writer = DerivativesWriter(root)
-    written = []
-    for kind, values in maps.items():
-        written += writer.write_cohort(values, subjects, kind, measure, structures, progress=progress, **space)
+    n = next(iter(maps.values())).shape[0] if maps else len(subjects)
+    subjects = _check_subjects(subjects, n)
+    written: dict[str, list[Path]] = {kind: [] for kind in maps}
+    inputs = ((rows, (writer, {kind: values[rows] for kind, values in maps.items()}, subjects[rows], measure,
+                      tuple(structures), dict(space)))
+              for rows in (slice(a, min(a + block, n)) for a in range(0, n, block)))
+    for _, paths in _run(_write_block, inputs, n_jobs, n, progress, "writing maps"):
+        for kind in maps:
+            written[kind] += paths[kind]
+    out = [path for kind in maps for path in written[kind]]
     if summary and "zscore" in maps:
-        written.append(writer.write_summary(maps["zscore"], subjects, measure))
-    return written
-
+        out.append(writer.write_summary(maps["zscore"], subjects, measure))
+    return out

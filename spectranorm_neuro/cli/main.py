@@ -5,6 +5,11 @@ or an operating-system error: one line ``error: <reason>. Fix: <what to do>.`` o
 traceback); 2 usage error (argparse's message, or an option that needs another). Warnings
 (extrapolation, ...) go to stderr as ``warning: ...`` lines; status lines go to stdout unless
 ``--quiet``.
+
+Parallel steps (encoding, fitting, scoring and writing maps) run through joblib: every command
+runs inside ``joblib.parallel_config(n_jobs=--n-jobs)``, and with ``--scheduler ADDRESS`` inside
+``joblib.parallel_config(backend="dask")`` with a ``dask.distributed.Client`` connected to that
+scheduler (dask is the optional extra ``spectranorm-neuro[dask]``).
 """
 
 from __future__ import annotations
@@ -19,13 +24,17 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._version import __version__
-from ..exceptions import SpectraNormError, SpectraNormWarning
+from ..exceptions import InvalidInputError, SpectraNormError, SpectraNormWarning, bad_value
 from ._common import Run, UsageError, cohort_options, common_options
 from ._scoring import MAP_KINDS
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "SCHEDULER_TIMEOUT"]
 
 _EPILOG = "Run `spectranorm-neuro <command> --help` for the options of a command."
+
+#: Seconds to wait for the dask scheduler named by ``--scheduler``.
+SCHEDULER_TIMEOUT = 20.0
+_DASK_EXTRA = 'pip install "spectranorm-neuro[dask]"'
 
 
 def _positive_int(text: str) -> int:
@@ -190,6 +199,58 @@ def _add_info(sub, parent) -> None:
     p.set_defaults(handler="sys-info")
 
 
+def _add_scheduler_option(parent: argparse.ArgumentParser) -> None:
+    group = parent.add_argument_group("distributed computing")
+    group.add_argument("--scheduler", metavar="ADDRESS", default=None,
+                       help="run the parallel steps (encoding, fitting, scoring and writing maps) on the dask "
+                            "cluster whose scheduler listens at ADDRESS, e.g. tcp://10.0.0.5:8786 (results are "
+                            "the same as on this machine; --n-jobs then defaults to -1, every worker thread; "
+                            "outputs must go to a folder all workers share). Needs " + _DASK_EXTRA)
+    parent.set_defaults(n_jobs=None)  # None: 1, or -1 with --scheduler (see _resolve_n_jobs)
+
+
+def _resolve_n_jobs(args: argparse.Namespace) -> None:
+    if getattr(args, "n_jobs", 1) is None:
+        args.n_jobs = -1 if getattr(args, "scheduler", None) else 1
+
+
+def _dask_client(address: str):
+    """Connect a ``dask.distributed.Client`` to ``address`` (errors name --scheduler and the fix)."""
+    try:
+        from dask.distributed import Client
+    except ImportError:
+        raise bad_value("--scheduler", address, "needs dask.distributed, which is not installed",
+                        f"install the optional extra with {_DASK_EXTRA}, or run without --scheduler",
+                        InvalidInputError) from None
+    try:
+        return Client(address, timeout=SCHEDULER_TIMEOUT)
+    except ValueError as exc:
+        raise bad_value("--scheduler", address, f"is not a scheduler address ({_one_line(exc)})",
+                        "pass the address the scheduler prints, e.g. tcp://10.0.0.5:8786", InvalidInputError) from None
+    except OSError as exc:  # includes TimeoutError
+        raise bad_value("--scheduler", address, f"cannot be reached ({_one_line(exc)})",
+                        "start the scheduler and its workers (`dask scheduler`, `dask worker ADDRESS`) or check "
+                        "the address and port; or run without --scheduler", InvalidInputError) from None
+
+
+@contextlib.contextmanager
+def _parallel(args: argparse.Namespace) -> Iterator[None]:
+    """Run a command inside ``joblib.parallel_config``: local workers, or a dask cluster with --scheduler."""
+    from joblib import parallel_config
+
+    address = getattr(args, "scheduler", None)
+    if not address:
+        with parallel_config(n_jobs=args.n_jobs):
+            yield
+        return
+    client = _dask_client(address)
+    try:
+        with parallel_config(backend="dask", n_jobs=args.n_jobs):
+            yield
+    finally:
+        client.close()
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Build the argument parser of ``spectranorm-neuro``."""
     parser = argparse.ArgumentParser(prog="spectranorm-neuro", epilog=_EPILOG,
@@ -198,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="<command>")
     parent = common_options()
+    _add_scheduler_option(parent)
     _add_demo(sub, parent)
     _add_basis(sub, parent)
     _add_fit(sub, parent)
@@ -271,10 +333,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog}: error: a command is required (demo, basis, fit, apply, adapt, harmonize, report, "
               "info, sys-info)", file=sys.stderr)
         return 2
+    _resolve_n_jobs(args)
     run = Run(args, quiet=bool(args.quiet), verbose=int(args.verbose or 0))
     handler = _handlers()[args.handler]
     try:
-        with _console(run):
+        with _console(run), _parallel(args):
             return int(handler(run) or 0)
     except UsageError as exc:
         print(f"{parser.prog} {args.command}: error: {_one_line(exc)}", file=sys.stderr)

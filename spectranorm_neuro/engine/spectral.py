@@ -8,17 +8,22 @@ the covariance models) gets, for every query ``q``,
     var  = sum_k s_k^2 q_k^2 + 2 sum_{(i, j) in pairs} rho_ij s_i s_j q_i q_j
 
 computed for all subjects and queries with two matrix products per block of queries, so memory
-stays bounded by (subjects x queries) whatever the number of modes.
+stays bounded by (subjects x queries) whatever the number of modes; no (subjects x modes x
+queries) array is ever formed. :meth:`SpectralNormativeModel.iter_predict` streams blocks of
+(subjects x queries), so memory stays bounded by the block size whatever the cohort, and runs
+them through joblib (``joblib.parallel_config(backend="dask")`` spreads them over a cluster).
 """
 
 from __future__ import annotations
 
+import itertools
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed
+from joblib import Parallel, delayed, effective_n_jobs
 from scipy import stats
 from tqdm.auto import tqdm
 
@@ -35,6 +40,7 @@ logger = logging.getLogger("spectranorm_neuro")
 
 MODE_BLOCK = 256  # modes (or pairs) per parallel task
 QUERY_BLOCK = 4096  # queries per block in predict
+SUBJECT_BLOCK = 256  # subjects per block in iter_predict
 
 
 @dataclass
@@ -60,15 +66,65 @@ class SpectralPredictions:
         """Number of modes."""
         return int(self.mu.shape[1])
 
+    @property
+    def n_subjects(self) -> int:
+        """Number of subjects."""
+        return int(self.mu.shape[0])
+
+    def subset(self, rows) -> SpectralPredictions:
+        """The predictions of some subjects (a slice, integer positions or a boolean mask)."""
+        return SpectralPredictions(self.mu[rows], self.sd[rows], self.rho[rows], self.pairs)
+
+    def query_predictions(self, Q: np.ndarray, coefficients: np.ndarray | None = None, index=None,
+                          query_block: int = QUERY_BLOCK) -> NormativePredictions:
+        """Normative predictions of these subjects for queries ``Q``, a block of queries at a time.
+
+        Parameters
+        ----------
+        Q : numpy.ndarray, shape (n_modes, n_queries)
+            Encoded queries over the same modes.
+        coefficients : numpy.ndarray, shape (n_subjects, n_modes), optional
+            Spectral coefficients of the observed maps: adds ``z-score``, ``centiles`` and
+            ``log-likelihood`` of the observed query values ``coefficients @ Q``.
+        index : pandas.Index, optional
+            Subject labels.
+        query_block : int, optional
+            Queries per matrix product (bounds the temporary arrays).
+
+        Returns
+        -------
+        NormativePredictions
+            Arrays of shape (n_subjects, n_queries); the same numbers as
+            :meth:`SpectralNormativeModel.predict` / ``evaluate`` for these subjects.
+        """
+        n_q = Q.shape[1]
+        mean = np.empty((self.n_subjects, n_q))
+        std = np.empty((self.n_subjects, n_q))
+        for b in _blocks(n_q, query_block):
+            mean[:, b], std[:, b] = self.query_moments(Q[:, b])
+        pred = NormativePredictions({"mu_estimate": mean, "std_estimate": std}, index=index)
+        if coefficients is not None:
+            pred.add_observations(coefficients @ Q)
+        return pred
+
     def query_moments(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and sd of queries ``Q`` (n_modes, n_queries) -> two (n_subjects, n_queries) arrays."""
+        """Mean and sd of queries ``Q`` (n_modes, n_queries) -> two (n_subjects, n_queries) arrays.
+
+        Three matrix products: (subjects x modes) by (modes x queries) for the mean and the
+        diagonal part of the variance, (subjects x pairs) by (pairs x queries) for the pair terms.
+        """
         mean = self.mu @ Q
-        var = (self.sd**2) @ (Q**2)
+        diag = (self.sd**2) @ (Q**2)
         if self.pairs.shape[0]:
             i, j = self.pairs[:, 0], self.pairs[:, 1]
-            var += 2.0 * (self.rho * self.sd[:, i] * self.sd[:, j]) @ (Q[i] * Q[j])
-        floor = 1e-12 * np.maximum((self.sd**2) @ (Q**2), 1e-300)
-        return mean, np.sqrt(np.maximum(var, floor))
+            # the factor 2 is exact in floating point, so folding it into the small factor changes nothing
+            var = diag + (2.0 * self.rho * self.sd[:, i] * self.sd[:, j]) @ (Q[i] * Q[j])
+        else:
+            var = diag.copy()
+        floor = np.maximum(diag, 1e-300, out=diag)
+        floor *= 1e-12
+        np.maximum(var, floor, out=var)
+        return mean, np.sqrt(var, out=var)
 
     def covariance(self, subject: int) -> np.ndarray:
         """Modelled (n_modes, n_modes) covariance of one subject's coefficients."""
@@ -84,24 +140,77 @@ def _blocks(n: int, size: int) -> list[slice]:
     return [slice(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def _pinned(func, block):
-    """Run ``func(block)`` with BLAS on one thread.
+def _pinned_call(func, *args):
+    """``func(*args)`` with BLAS on one thread.
 
-    The solver's many small products lose badly to thread synchronization on a busy machine;
-    parallelism comes from blocks of modes instead.
+    The solver's many small products lose badly to thread synchronization on a busy machine, and
+    results must not depend on the number of workers; parallelism comes from blocks instead.
     """
     with blas_threads(1):
-        return func(block)
+        return func(*args)
 
 
-def _run_blocks(func, n_items: int, n_jobs: int, desc: str, progress: bool | None):
-    """Run ``func(slice)`` over blocks of items, in parallel through joblib when there are several."""
+def _fit_direct_block(block: slice, spec, C: np.ndarray, covariates: pd.DataFrame, kwargs: dict) -> DirectParams:
+    return fit_direct(spec, C[:, block], covariates, **kwargs)
+
+
+def _fit_covariance_block(block: slice, spec, z: np.ndarray, covariates: pd.DataFrame,
+                          pairs: np.ndarray) -> CovarianceParams:
+    return fit_covariance(spec, z, covariates, pairs[block])
+
+
+def _block_predictions(sp: SpectralPredictions, Q: np.ndarray, coeffs: np.ndarray | None, index
+                       ) -> NormativePredictions:
+    """Predictions of one block: ``sp`` for (b_subjects,) subjects, ``Q`` (n_modes, b_queries)."""
+    return sp.query_predictions(Q, coeffs, index, query_block=Q.shape[1] or 1)
+
+
+def _check_block(value, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise bad_value(argument, value, "is not a positive integer", f"pass e.g. {argument}=256")
+    return int(value)
+
+
+def _check_n_jobs(n_jobs) -> int | None:
+    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer))
+                               or n_jobs == 0):
+        raise bad_value("n_jobs", n_jobs, "is not a non-zero integer",
+                        "pass 1 (serial), a number of workers, -1 (all cores) or None (joblib's default)")
+    return None if n_jobs is None else int(n_jobs)
+
+
+def _stream_tasks(func, arguments: Iterator[tuple], n_jobs: int | None) -> Iterator:
+    """Yield ``func(*args)`` for each tuple of ``arguments``, in order, BLAS on one thread.
+
+    With several workers the tasks run through joblib (any backend, e.g. dask) in waves of twice
+    the number of workers, so that at most that many results wait in memory for the consumer.
+    """
+    workers = effective_n_jobs(n_jobs)
+    if workers == 1:
+        for args in arguments:
+            yield _pinned_call(func, *args)
+        return
+    wave = 2 * workers
+    with Parallel(n_jobs=n_jobs, return_as="generator") as parallel:
+        while True:
+            batch = list(itertools.islice(arguments, wave))
+            if not batch:
+                return
+            yield from parallel(delayed(_pinned_call)(func, *args) for args in batch)
+
+
+def _run_blocks(func, n_items: int, n_jobs: int, desc: str, progress: bool | None, *shared):
+    """Run ``func(block, *shared)`` over blocks of items, in parallel through joblib when there are several.
+
+    The shared arguments (data, covariates) are passed as they are to every task, so joblib ships
+    each once: memory-mapped for local workers, scattered once to a dask cluster.
+    """
     blocks = _blocks(n_items, MODE_BLOCK)
     if len(blocks) <= 1 or n_jobs == 1:
-        return [_pinned(func, b) for b in tqdm(blocks, desc=desc, unit="block",
-                                               disable=progress is not True and None)]
+        return [_pinned_call(func, b, *shared) for b in tqdm(blocks, desc=desc, unit="block",
+                                                             disable=progress is not True and None)]
     runner = Parallel(n_jobs=n_jobs, return_as="generator")
-    results = runner(delayed(_pinned)(func, b) for b in blocks)
+    results = runner(delayed(_pinned_call)(func, b, *shared) for b in blocks)
     return list(tqdm(results, total=len(blocks), desc=desc, unit="block", disable=progress is not True and None))
 
 
@@ -258,8 +367,8 @@ class SpectralNormativeModel:
         spec.check_dataframe(covariates_dataframe, "covariates_dataframe")
         logger.info("Starting SNM model fitting: Step 1; direct models for each eigenmode (%d modes)", k)
         if inference == "map":
-            parts = _run_blocks(lambda b: fit_direct(spec, C[:, b], covariates_dataframe, **inference_kwargs),
-                                k, n_jobs, "Fitting direct models", progress)
+            parts = _run_blocks(_fit_direct_block, k, n_jobs, "Fitting direct models", progress,
+                                spec, C, covariates_dataframe, inference_kwargs)
             direct = DirectParams.concatenate(parts)
         elif inference in ("advi", "nuts"):
             from .pymc_backend import fit_direct_pymc
@@ -277,8 +386,8 @@ class SpectralNormativeModel:
                             "pass 'correlation' or 'covariance'")
         pairs = select_pairs(z, covariance_structure, np.median(sd, axis=0) if pair_selection == "covariance" else None)
         logger.info("Step 3; cross-eigenmode dependency modeling (%d pairs)", len(pairs))
-        parts = _run_blocks(lambda b: fit_covariance(spec, z, covariates_dataframe, pairs[b]),
-                            len(pairs), n_jobs, "Fitting covariance models", progress)
+        parts = _run_blocks(_fit_covariance_block, len(pairs), n_jobs, "Fitting covariance models", progress,
+                            spec, z, covariates_dataframe, pairs)
         cov = CovarianceParams.concatenate(parts) if parts else fit_covariance(spec, z, covariates_dataframe, pairs)
         self.direct_params, self.covariance_params = direct, cov
         self.model_params = {
@@ -360,6 +469,103 @@ class SpectralNormativeModel:
         for b in _blocks(n_q, QUERY_BLOCK):
             mean[:, b], std[:, b] = sp.query_moments(Q[:, b])
         return NormativePredictions({"mu_estimate": mean, "std_estimate": std}, index=test_covariates.index)
+
+    def iter_predict(self, encoded_query, test_covariates: pd.DataFrame, observed=None, predict_without=(),
+                     n_modes: int | None = None, subject_block: int = SUBJECT_BLOCK,
+                     query_block: int = QUERY_BLOCK, spectral_predictions: SpectralPredictions | None = None,
+                     unseen_batch: str = "error", n_jobs: int | None = 1, progress: bool | None = None
+                     ) -> Iterator[tuple[slice, slice, NormativePredictions]]:
+        """Stream the predictions of many subjects and queries block by block, in bounded memory.
+
+        The same numbers as :meth:`predict` (and, with ``observed``, :meth:`evaluate`'s z-scores,
+        centiles and log-likelihoods), but delivered as blocks of at most ``subject_block``
+        subjects by ``query_block`` queries, subjects outer, queries inner, so that callers can
+        write each block and let it go. Memory: the mode-level predictions of every subject
+        (n_subjects x (2 n_modes + n_pairs)) plus a few blocks; never (n_subjects x n_queries),
+        nor any (subjects x modes x queries) array.
+
+        Blocks run through :class:`joblib.Parallel` when ``n_jobs`` asks for several workers, so
+        ``with joblib.parallel_config(backend="dask"): ...`` runs them on a dask cluster; at most
+        twice as many blocks as workers wait in memory. Each block is computed with BLAS on one
+        thread, so the blocks are bitwise identical for any ``n_jobs`` and backend.
+
+        Parameters
+        ----------
+        encoded_query : array_like, shape (>= n_modes, n_queries) or (n_modes,)
+            Encoded queries (e.g. ``io.vertex_queries(basis).encoded`` for every vertex).
+        test_covariates : pandas.DataFrame, shape (n_subjects, ...)
+        observed : array_like, shape (n_subjects, >= n_modes), optional
+            Spectral coefficients of the subjects' observed maps (``basis.encode(maps)``); each
+            block then also holds ``z-score``, ``centiles`` and ``log-likelihood`` of the observed
+            query values ``observed @ Q`` (computed per block).
+        predict_without : list of str, optional
+        n_modes : int, optional
+            Leading modes to use (default: all fitted modes, or the rows of ``encoded_query``).
+        subject_block, query_block : int, optional
+            Block sizes (subjects, queries).
+        spectral_predictions : SpectralPredictions, optional
+            Mode-level predictions computed earlier for the same subjects.
+        unseen_batch : {"error", "population", "marginalize"}, optional
+        n_jobs : int or None, optional
+            Workers (joblib semantics; 1 = serial, the default; None = joblib's default, which
+            ``joblib.parallel_config(n_jobs=...)`` sets).
+        progress : bool, optional
+            Show a progress bar (blocks).
+
+        Yields
+        ------
+        subjects : slice
+            Rows of ``test_covariates`` (and of ``observed``) in the block.
+        queries : slice
+            Columns of ``encoded_query`` in the block.
+        predictions : NormativePredictions
+            ``mu_estimate``, ``std_estimate`` (and with ``observed`` ``z-score``, ``centiles``,
+            ``log-likelihood``), each (n_block_subjects, n_block_queries); ``index`` holds the
+            block's subject labels.
+
+        Examples
+        --------
+        >>> for rows, cols, block in model.iter_predict(Q, covariates, observed=coeffs):  # doctest: +SKIP
+        ...     z[rows, cols] = block.predictions["z-score"]   # or write the block to disk
+        """
+        self._fitted()
+        Q, k = self._queries(encoded_query, n_modes)
+        n_subj, n_q = len(test_covariates), Q.shape[1]
+        subject_block = _check_block(subject_block, "subject_block")
+        query_block = _check_block(query_block, "query_block")
+        n_jobs = _check_n_jobs(n_jobs)
+        C = None if observed is None else self._coeffs(observed, "observed", n_subj, k)
+        sp = spectral_predictions
+        if sp is None:
+            sp = self.compute_spectral_predictions(test_covariates, predict_without, k, unseen_batch)
+        elif sp.n_subjects != n_subj:
+            raise bad_value("spectral_predictions", f"{sp.n_subjects} subjects",
+                            f"do not match the {n_subj} rows of test_covariates",
+                            "compute them for the same subjects", ShapeMismatchError)
+        elif sp.n_modes < k:
+            raise bad_value("spectral_predictions", f"{sp.n_modes} modes", f"cover fewer than the {k} modes used",
+                            "recompute them with compute_spectral_predictions(n_modes=...)", ShapeMismatchError)
+        if sp.n_modes > k:
+            keep = np.all(sp.pairs < k, axis=1)
+            sp = SpectralPredictions(sp.mu[:, :k], sp.sd[:, :k], sp.rho[:, keep], sp.pairs[keep])
+        index = test_covariates.index
+        blocks = [(rows, cols) for rows in _blocks(n_subj, subject_block) for cols in _blocks(n_q, query_block)]
+
+        def arguments():
+            for rows, cols in blocks:
+                yield (sp.subset(rows), np.ascontiguousarray(Q[:, cols]),
+                       None if C is None else np.ascontiguousarray(C[rows]), index[rows])
+
+        def generate():
+            results = _stream_tasks(_block_predictions, arguments(), n_jobs)
+            bar = tqdm(total=len(blocks), desc="Predicting blocks", unit="block",
+                       disable=progress is not True and None)
+            with bar:
+                for (rows, cols), pred in zip(blocks, results):
+                    bar.update()
+                    yield rows, cols, pred
+
+        return generate()
 
     def evaluate(self, encoded_query, spectral_coeff_test_data, test_covariates: pd.DataFrame,
                  query_train_moments=None, n_modes: int | None = None, predict_without=(),
