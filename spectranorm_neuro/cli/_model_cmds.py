@@ -161,8 +161,8 @@ def _check_new_levels(model, covariates, source: str) -> None:
         if cov.name not in covariates.columns:
             raise bad_value("cohort", source, f"has no {cov.name!r} column", f"add the {cov.name} of every subject",
                             InvalidInputError)
-        known = set(cov.categories or []) | set(cov.adapted or [])
-        levels = {str(v) for v in covariates[cov.name].dropna().tolist()}
+        known = set(cov.known_levels)
+        levels = cov.levels_in(covariates[cov.name], dropna=True)
         new += [f"{cov.name}={v}" for v in sorted(levels - known)]
         old += [f"{cov.name}={v}" for v in sorted(levels & known)]
     if not new:

@@ -91,10 +91,10 @@ def check_covariates(model, covariates: pd.DataFrame, population: bool, source: 
         if cov.name not in needed:
             continue
         if cov.cov_type == "categorical":
-            known = set(cov.categories or []) | set(cov.adapted or [])
-            new = sorted({str(v) for v in covariates[cov.name].tolist()} - known)
+            new = cov.unseen_levels(covariates[cov.name])
             if not new:
                 continue
+            known = cov.known_levels
             if cov.name in batch:
                 raise bad_value(cov.name, new, f"is a {cov.name} the model never saw (known: {sorted(known)})",
                                 f"adapt the bundle to it with `spectranorm-neuro adapt {bundle} <controls of that "

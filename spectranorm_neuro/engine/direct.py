@@ -128,11 +128,10 @@ def check_unseen(spec: NormativeModelSpec, covariates: pd.DataFrame, without, un
     for cov in spec.covariates:
         if not cov.hierarchical or cov.name in without or cov.name not in covariates.columns:
             continue
-        known = set(cov.categories) | set(cov.adapted or [])
-        new = sorted({str(v) for v in covariates[cov.name].tolist()} - known)
+        new = cov.unseen_levels(covariates[cov.name])
         if new:
             raise bad_value(
-                cov.name, new, f"holds level(s) never seen in training (known: {sorted(known)})",
+                cov.name, new, f"holds level(s) never seen in training (known: {sorted(cov.known_levels)})",
                 f"adapt the model to the new level(s) with adapt_fit(...), predict at population level "
                 f"with predict_without=[{cov.name!r}], or pass unseen_batch='marginalize' to add the "
                 f"learned between-{cov.name} variance to the predictive sd", UnseenCategoryError)
@@ -205,8 +204,7 @@ def extend_levels(spec: NormativeModelSpec, covariates: pd.DataFrame) -> tuple[N
             continue
         if cov.name not in spec.batch_covariates:
             continue
-        known = set(cov.categories) | set(cov.adapted or [])
-        new = sorted({str(v) for v in covariates[cov.name].tolist()} - known)
+        new = cov.unseen_levels(covariates[cov.name])
         if new:
             cov.adapted = list(cov.adapted or []) + new
             added[cov.name] = new

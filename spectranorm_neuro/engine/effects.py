@@ -80,14 +80,16 @@ def effect_columns(cov: CovariateSpec, values, warn: bool = True) -> tuple[np.nd
         xc = np.clip(x, t[0], t[-1])
         dm = BSpline.design_matrix(xc, t, cov.degree, extrapolate=False).toarray()
         return dm[:, 1:], unseen
-    all_levels = list(cov.categories) + list(cov.adapted or [])
+    all_levels = cov.known_levels
     levels = {c: i for i, c in enumerate(all_levels)}
-    raw = pd.Series(values).tolist()
-    codes = np.array([levels.get(str(v), -1) for v in raw], dtype=int)
+    # map each distinct value once, then broadcast to the rows
+    row_codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
+    lookup = np.array([levels.get(str(v), -1) for v in uniques], dtype=int)
+    codes = lookup[row_codes] if len(row_codes) else np.zeros(0, dtype=int)
     unseen = codes < 0
     k = len(cov.categories)
     if not cov.hierarchical and unseen.any():
-        new = sorted({str(v) for v, u in zip(raw, unseen) if u})
+        new = cov.unseen_levels(values)
         raise bad_value(cov.name, new, f"holds level(s) not seen at fit time (known: {all_levels})",
                         f"remove those rows, adapt the model with adapt_fit(...) if {cov.name!r} is a "
                         f"batch covariate, or pass predict_without=[{cov.name!r}] to predict at "

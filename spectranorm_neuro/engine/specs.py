@@ -80,11 +80,27 @@ class CovariateSpec:
                     f"hierarchical={self.hierarchical}, n_categories={n})")
         return f"CovariateSpec(name={self.name}, cov_type=numerical, effect={self.effect})"
 
+    # ------------------------------------------------------------------ levels
+    @property
+    def known_levels(self) -> list[str]:
+        """Categorical levels the model has effects for: fit-time levels, then adapted ones."""
+        return list(self.categories or []) + list(self.adapted or [])
+
+    @staticmethod
+    def levels_in(values, dropna: bool = False) -> set[str]:
+        """Distinct values as level strings (``str`` of each distinct value, not of each row)."""
+        uniques = pd.unique(np.asarray(values, dtype=object))
+        return {str(v) for v in uniques if not (dropna and pd.isna(v))}
+
+    def unseen_levels(self, values) -> list[str]:
+        """Sorted levels in ``values`` that are not :attr:`known_levels`."""
+        return sorted(self.levels_in(values) - set(self.known_levels))
+
     # ------------------------------------------------------------------ fit-time state
     def capture(self, column: pd.Series, spline_kwargs: dict[str, Any]) -> None:
         """Record levels, scaling, range and knots from the training column."""
         if self.cov_type == "categorical":
-            self.categories = sorted({str(v) for v in column.tolist()})
+            self.categories = sorted(self.levels_in(column))
             return
         x = column.to_numpy(dtype=float)
         self.mean, self.std = float(x.mean()), float(x.std())

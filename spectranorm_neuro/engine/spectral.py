@@ -75,6 +75,13 @@ class SpectralPredictions:
         """The predictions of some subjects (a slice, integer positions or a boolean mask)."""
         return SpectralPredictions(self.mu[rows], self.sd[rows], self.rho[rows], self.pairs)
 
+    def truncate(self, n_modes: int) -> SpectralPredictions:
+        """The predictions of the first ``n_modes`` modes and of the pairs among them."""
+        if n_modes >= self.n_modes:
+            return self
+        keep = _pairs_below(self.pairs, n_modes)
+        return SpectralPredictions(self.mu[:, :n_modes], self.sd[:, :n_modes], self.rho[:, keep], self.pairs[keep])
+
     def query_predictions(self, Q: np.ndarray, coefficients: np.ndarray | None = None, index=None,
                           query_block: int = QUERY_BLOCK) -> NormativePredictions:
         """Normative predictions of these subjects for queries ``Q``, a block of queries at a time.
@@ -134,6 +141,11 @@ class SpectralPredictions:
             i, j = self.pairs[:, 0], self.pairs[:, 1]
             C[i, j] = C[j, i] = self.rho[subject] * s[i] * s[j]
         return C
+
+
+def _pairs_below(pairs: np.ndarray, n_modes: int) -> np.ndarray:
+    """Mask (n_pairs,) of the pairs whose two modes are both among the first ``n_modes``."""
+    return np.all(pairs < n_modes, axis=1)
 
 
 def _blocks(n: int, size: int) -> list[slice]:
@@ -322,6 +334,20 @@ class SpectralNormativeModel:
                             "arrays, or pass n_modes", ShapeMismatchError)
         return np.ascontiguousarray(Q[:k]), k
 
+    def _resolve_spectral_predictions(self, sp, test_covariates, predict_without, k, unseen_batch,
+                                      progress) -> SpectralPredictions:
+        """Mode-level predictions for ``predict``/``iter_predict``: computed, or checked and truncated."""
+        if sp is None:
+            return self.compute_spectral_predictions(test_covariates, predict_without, k, unseen_batch, progress)
+        if sp.n_subjects != len(test_covariates):
+            raise bad_value("spectral_predictions", f"{sp.n_subjects} subjects",
+                            f"do not match the {len(test_covariates)} rows of test_covariates",
+                            "compute them for the same subjects", ShapeMismatchError)
+        if sp.n_modes < k:
+            raise bad_value("spectral_predictions", f"{sp.n_modes} modes", f"cover fewer than the {k} modes used",
+                            "recompute them with compute_spectral_predictions(n_modes=...)", ShapeMismatchError)
+        return sp.truncate(k)
+
     # ------------------------------------------------------------------ fitting
     def fit(self, spectral_coeff_train_data, covariates_dataframe: pd.DataFrame, n_modes: int = -1,
             n_jobs: int = -1, covariance_structure=0.5, inference: str = "map", random_state=None,
@@ -424,8 +450,7 @@ class SpectralNormativeModel:
         with tqdm(total=2, desc="Computing eigenmode estimates", disable=progress is not True and None) as bar:
             mu, sd = predict_direct(self.spec, direct.subset(slice(0, k)), test_covariates, without, unseen_batch)
             bar.update()
-            keep = np.all(cov.pairs < k, axis=1)
-            sub = cov.subset(keep)
+            sub = cov.subset(_pairs_below(cov.pairs, k))
             rho = predict_correlation(self.spec, sub, test_covariates, without)
             bar.update()
         return SpectralPredictions(mu, sd, rho, sub.pairs)
@@ -454,15 +479,8 @@ class SpectralNormativeModel:
         """
         self._fitted()
         Q, k = self._queries(encoded_query, n_modes)
-        sp = spectral_predictions
-        if sp is None:
-            sp = self.compute_spectral_predictions(test_covariates, predict_without, k, unseen_batch, progress)
-        elif sp.n_modes < k:
-            raise bad_value("spectral_predictions", f"{sp.n_modes} modes", f"cover fewer than the {k} modes used",
-                            "recompute them with compute_spectral_predictions(n_modes=...)", ShapeMismatchError)
-        elif sp.n_modes > k:
-            keep = np.all(sp.pairs < k, axis=1)
-            sp = SpectralPredictions(sp.mu[:, :k], sp.sd[:, :k], sp.rho[:, keep], sp.pairs[keep])
+        sp = self._resolve_spectral_predictions(spectral_predictions, test_covariates, predict_without, k,
+                                                unseen_batch, progress)
         n_subj, n_q = sp.mu.shape[0], Q.shape[1]
         mean = np.empty((n_subj, n_q))
         std = np.empty((n_subj, n_q))
@@ -535,19 +553,8 @@ class SpectralNormativeModel:
         query_block = _check_block(query_block, "query_block")
         n_jobs = _check_n_jobs(n_jobs)
         C = None if observed is None else self._coeffs(observed, "observed", n_subj, k)
-        sp = spectral_predictions
-        if sp is None:
-            sp = self.compute_spectral_predictions(test_covariates, predict_without, k, unseen_batch)
-        elif sp.n_subjects != n_subj:
-            raise bad_value("spectral_predictions", f"{sp.n_subjects} subjects",
-                            f"do not match the {n_subj} rows of test_covariates",
-                            "compute them for the same subjects", ShapeMismatchError)
-        elif sp.n_modes < k:
-            raise bad_value("spectral_predictions", f"{sp.n_modes} modes", f"cover fewer than the {k} modes used",
-                            "recompute them with compute_spectral_predictions(n_modes=...)", ShapeMismatchError)
-        if sp.n_modes > k:
-            keep = np.all(sp.pairs < k, axis=1)
-            sp = SpectralPredictions(sp.mu[:, :k], sp.sd[:, :k], sp.rho[:, keep], sp.pairs[keep])
+        sp = self._resolve_spectral_predictions(spectral_predictions, test_covariates, predict_without, k,
+                                                unseen_batch, None)
         index = test_covariates.index
         blocks = [(rows, cols) for rows in _blocks(n_subj, subject_block) for cols in _blocks(n_q, query_block)]
 
@@ -704,7 +711,7 @@ class SpectralNormativeModel:
         k = check_n_modes(n_modes, int(self.model_params["n_modes"]))
         new = SpectralNormativeModel(self.eigenmode_basis.reduce(k), DirectNormativeModel(self.spec))
         new.direct_params = direct.subset(slice(0, k))
-        new.covariance_params = cov.subset(np.all(cov.pairs < k, axis=1))
+        new.covariance_params = cov.subset(_pairs_below(cov.pairs, k))
         new.model_params = dict(self.model_params, n_modes=k, n_pairs=new.covariance_params.n_pairs)
         return new
 
