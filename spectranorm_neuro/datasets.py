@@ -146,12 +146,20 @@ def _tutorial_image(age: float, rs: np.random.RandomState, noise_level: float) -
     return (img + 0.6 * ((age - 40) / 20) ** 2).ravel()
 
 
-def tutorial_cohorts(n_train: int = 3000, n_test: int = 1000):
+def tutorial_cohorts(n_train: int = 3000, n_test: int = 1000, seeds: tuple[int, int] = (42, 43)):
     """The tutorial's training and test cohorts, drawn with its exact random streams.
 
     Reproduces the tutorial's draws (``np.random.seed(42)`` then ``seed(43)``, legacy global
     generator semantics, parameter noise 1e-3) with a private ``RandomState``, so the global numpy
     state is untouched.
+
+    Parameters
+    ----------
+    n_train, n_test : int
+        Cohort sizes (the tutorial's are 3000 and 1000).
+    seeds : tuple of int, optional
+        Seeds of the training and test draws; the default is the tutorial's. Other seeds draw
+        other cohorts (and other site effects) from the same process.
 
     Returns
     -------
@@ -161,7 +169,7 @@ def tutorial_cohorts(n_train: int = 3000, n_test: int = 1000):
     """
     out = []
     prior = None
-    for seed, n in ((42, n_train), (43, n_test)):
+    for seed, n in ((int(seeds[0]), n_train), (int(seeds[1]), n_test)):
         rs = np.random.RandomState(seed)
         df = pd.DataFrame({"age": rs.uniform(10, 80, size=n), "site": rs.choice(list(SITES), size=n)})
         if prior is None:
