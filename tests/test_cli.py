@@ -228,6 +228,22 @@ def test_harmonize_matches_python_api(study, bundle_dir, tmp_path):
         assert r > 0.5, (s, r)  # independent 20-mode fields: r ~ N(0, 0.22)
 
 
+def test_harmonize_named_covariates_in_parallel_matches_python_api(study, bundle_dir, tmp_path):
+    # --covariates beyond the batch covariate, harmonized and written block by block by two workers
+    out = tmp_path / "harm2"
+    code, _, stderr = run_cli(["harmonize", bundle_dir, study.root / "clinic", "--covariates", "site", "sex",
+                               "--n-jobs", "2", "--out", out])
+    assert code == 0, stderr
+    cohort, _, model, C, cov = _python_scores(bundle_dir, study.root / "clinic")
+    Q = vertex_queries(model.eigenmode_basis).encoded
+    expected = model.harmonize(Q, cov, C, ["site", "sex"])
+    got, _ = _read_maps(out, cohort.subjects, "harmonized", model.eigenmode_basis.structures[0])
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6, atol=1e-6)
+    # removing sex as well changes the maps: it is not the site-only harmonization
+    site_only = model.harmonize(Q, cov, C, ["site"])
+    assert np.max(np.abs(expected - site_only)) > 1e-3
+
+
 def test_sys_info_and_seeded_reproducibility(study, tmp_path):
     code, stdout, _ = run_cli(["sys-info"])
     assert code == 0 and "numpy" in stdout and "spectranorm_neuro" in stdout

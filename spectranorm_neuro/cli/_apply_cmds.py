@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import warnings
 
-import numpy as np
 import pandas as pd
 
 from .._version import __version__
@@ -13,7 +12,7 @@ from ..exceptions import ExtrapolationWarning, InvalidInputError, bad_value
 from ..io import encode_cohort
 from ._common import Run, covariates_frame, load_cohort
 from ._output import check_destination, staged_directory
-from ._scoring import check_covariates, encoded_queries, score, score_and_write, write_maps
+from ._scoring import check_covariates, score, score_and_write
 from .bundle import ModelBundle, check_compatible, load_bundle, space_label
 
 __all__ = ["cmd_apply", "cmd_harmonize", "cmd_report", "prepare", "make_report"]
@@ -134,14 +133,11 @@ def cmd_harmonize(run: Run) -> int:
         raise bad_value("--covariates", unknown, f"are not covariates of the model ({model.spec.covariate_names})",
                         "name covariates the model was fitted with", InvalidInputError)
     measure = _measure(run, bundle, cohort)
-    Q = encoded_queries(model)
-    k = Q.shape[0]
-    harmonized = np.vstack([
-        model.harmonize(Q, covariates.iloc[a:a + 256], coeffs[a:a + 256, :k], what, progress=run.progress)
-        for a in range(0, cohort.n_subjects, 256)]) if cohort.n_subjects else np.empty((0, Q.shape[1]))
     with staged_directory(args.out, run.overwrite) as stage:
-        write_maps(stage, {"harmonized": harmonized}, cohort.subjects, measure, bundle.basis.structures, space,
-                   summary=False, progress=run.progress)
+        # each block of subjects is harmonized and written by one joblib task (as apply does)
+        score_and_write(stage, model, coeffs, covariates, cohort.subjects, measure, bundle.basis.structures,
+                        space, kinds=("harmonized",), summary=False, n_jobs=run.n_jobs, progress=run.progress,
+                        harmonize_without=what)
         (stage / "spectranorm_harmonize.json").write_text(
             _provenance(run, bundle, "harmonize", cohort.n_subjects, False))
     run.say(f"Wrote harmonized maps (without {', '.join(what)}) of {cohort.n_subjects} subjects into {args.out}")

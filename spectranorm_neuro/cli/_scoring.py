@@ -144,10 +144,15 @@ def _block_maps(sp, sp_without, Q: np.ndarray, C: np.ndarray, kinds: Sequence[st
 
 
 def _block_inputs(model, coefficients, covariates: pd.DataFrame, kinds, population: bool, Q: np.ndarray,
-                  block: int) -> Iterator[tuple[slice, tuple]]:
-    """Yield ``(rows, (sp, sp_without, Q, C_rows))`` per block of subjects (mode-level predictions here)."""
+                  block: int, harmonize_without: Sequence[str] | None = None) -> Iterator[tuple[slice, tuple]]:
+    """Yield ``(rows, (sp, sp_without, Q, C_rows))`` per block of subjects (mode-level predictions here).
+
+    ``sp_without`` predicts without ``harmonize_without`` (default: the batch covariates); it is None
+    when the harmonized maps are the observed values (population scoring, or nothing to remove).
+    """
     k = Q.shape[0]
     batch = list(model.spec.batch_covariates)
+    remove = batch if harmonize_without is None else list(harmonize_without)
     without = batch if population else []
     n = len(covariates)
     C = np.asarray(coefficients, dtype=np.float64)[:, :k]
@@ -158,8 +163,8 @@ def _block_inputs(model, coefficients, covariates: pd.DataFrame, kinds, populati
             warnings.simplefilter("ignore", ExtrapolationWarning)  # reported once by check_covariates
             sp = model.compute_spectral_predictions(cov, without, k)
             sp_without = None
-            if "harmonized" in kinds and batch and not population:
-                sp_without = model.compute_spectral_predictions(cov, batch, k)
+            if "harmonized" in kinds and remove and not population:
+                sp_without = model.compute_spectral_predictions(cov, remove, k)
         yield rows, (sp, sp_without, Q, np.ascontiguousarray(C[rows]))
 
 
@@ -276,7 +281,8 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
                     measure: str, structures, space: dict, kinds: Sequence[str] = ("zscore", "centile"),
                     population: bool = False, summary: bool = True, keep: Sequence[str] = (),
                     Q: np.ndarray | None = None, block: int | None = None, n_jobs: int | None = None,
-                    progress: bool = False) -> tuple[list[Path], dict[str, np.ndarray]]:
+                    progress: bool = False, harmonize_without: Sequence[str] | None = None,
+                    ) -> tuple[list[Path], dict[str, np.ndarray]]:
     """Score a cohort and write its maps block by block (what :func:`score` + :func:`write_maps` do together).
 
     Each block of subjects is one joblib task that computes the block's maps and writes them
@@ -313,6 +319,9 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     n_jobs : int or None, optional
         Workers (joblib semantics; None: joblib's default). The files do not depend on it.
     progress : bool, optional
+    harmonize_without : sequence of str, optional
+        Covariates the ``"harmonized"`` maps are freed of (default: the batch covariates); each
+        value keeps its centile, as in ``SpectralNormativeModel.harmonize``.
 
     Returns
     -------
@@ -335,7 +344,8 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     tables = []
     inputs = ((rows, (*args, computed, writer, subjects[rows], measure, tuple(structures), dict(space), keep,
                       summary))
-              for rows, args in _block_inputs(model, coefficients, covariates, computed, population, Q, block))
+              for rows, args in _block_inputs(model, coefficients, covariates, computed, population, Q, block,
+                                              harmonize_without))
     for rows, (paths, maps, table) in _run(_score_and_write_block, inputs, n_jobs, n, progress, "scoring + writing"):
         for kind in kinds:
             written[kind] += paths[kind]
