@@ -369,7 +369,7 @@ def test_error_participants_without_maps_and_maps_without_participants(tmp_path,
         f"participants='participants.tsv': 1 participant(s) have no map: {gone} (no CortexRight map)"
     )
     assert "1 subject(s) have maps but are not in the participants table: sub-99" in msg
-    assert "Fix: add the missing maps/participants, or pass missing='drop'" in msg
+    assert "Fix: add the missing maps/participants, or pass missing='drop' (command line: --missing drop)" in msg
     with pytest.warns(SpectraNormWarning, match="left out 1 participant"):
         cohort = io.read_bids_cohort(root, "thickness", structures=structures, missing="drop")
     assert cohort.subjects == [i for i in ids if i != gone]

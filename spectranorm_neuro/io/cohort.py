@@ -356,8 +356,8 @@ def _participants(participants: Any, root: Path | None,
     if participants is None:
         if root is None or not (root / "participants.tsv").exists():
             raise bad_file(argument, root / "participants.tsv" if root else None, "does not exist",
-                            "pass participants=<path to the raw dataset's participants.tsv> (derivatives "
-                            "folders often lack one)", FileFormatError)
+                            "pass participants=<path to the raw dataset's participants.tsv> (command line: "
+                            "--participants PATH; derivatives folders often lack one)", FileFormatError)
         participants = root / "participants.tsv"
     frame, path = _read_table(participants, argument)
     sidecar = {}
@@ -470,8 +470,8 @@ def _assemble(found: dict[str, dict[str, str]], covariates: pd.DataFrame, struct
             parts.append(f"{len(orphans)} subject(s) have maps but are not in the participants table: "
                          f"{_listing(orphans)}")
         raise bad_file("participants", source, f"{'; '.join(parts)} (maps: {maps_from})",
-                        "add the missing maps/participants, or pass missing='drop' to leave those "
-                        "subjects out",
+                        "add the missing maps/participants, or pass missing='drop' (command line: "
+                        "--missing drop) to leave those subjects out",
                         InvalidInputError)
     if no_map or orphans:
         warnings.warn(f"{source}: left out {len(no_map)} participant(s) without maps and "
