@@ -1,0 +1,64 @@
+"""README.md stays true: its quick-start runs, its command-line examples parse, CI runs its test command."""
+
+import re
+import shlex
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from spectranorm_neuro.cli.main import build_parser
+from spectranorm_neuro.datasets import seed_lattice_cohort
+
+ROOT = Path(__file__).resolve().parents[1]
+README = (ROOT / "README.md").read_text()
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## |\Z)", README, flags=re.S | re.M)
+    assert match, f"README has no '## {title}' section"
+    return match.group(1)
+
+
+def _blocks(text: str, language: str) -> list[str]:
+    return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
+
+
+def test_quick_start_runs_and_its_comments_are_true(tmp_path, monkeypatch):
+    (code,) = _blocks(_section("Quick-start"), "python")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md#quick-start", "exec"), namespace)
+    z = namespace["z"]
+    assert z.shape == (200, 2500)  # "(200, 2500) deviation map per subject"
+    true_z = seed_lattice_cohort(200, seed=1)[4]  # the quick-start's test cohort: every pixel's true z
+    assert float(np.sqrt(np.mean((z - true_z[:, None]) ** 2))) < 0.2
+    assert namespace["harmonized"].shape == (200, 2500)
+    saved = tmp_path / "my_model"
+    assert saved.is_dir() and not list(saved.rglob("*.pkl")) and not list(saved.rglob("*.pickle"))
+    reloaded = namespace["snm"].SpectralNormativeModel.load_model(saved)
+    again = reloaded.evaluate(namespace["queries"], namespace["basis"].encode(namespace["test_maps"]),
+                              namespace["test"]).predictions["z-score"]
+    np.testing.assert_array_equal(again, z)
+
+
+def _cli_examples() -> list[list[str]]:
+    rows = re.findall(r"^\| `(\w[\w-]*)` \|.*\| `(spectranorm-neuro [^`]*)` \|$", _section("Command line"), flags=re.M)
+    assert len(rows) >= 9
+    return [shlex.split(example)[1:] for _, example in rows]
+
+
+@pytest.mark.parametrize("argv", _cli_examples(), ids=lambda argv: argv[0])
+def test_command_line_examples_parse(argv):
+    args = build_parser().parse_args(argv)
+    assert args.command == argv[0]
+
+
+def test_ci_installs_and_tests_as_the_readme_says():
+    setup = _blocks(_section("Set-up"), "bash")[0]
+    tests = _blocks(_section("Tests"), "bash")[0].strip()
+    ci = (ROOT / ".ci" / "run").read_text()
+    install = setup.splitlines()[0].split("#")[0].strip()
+    assert install.startswith("python -m pip install .")
+    for command in tests.split("&&"):
+        assert command.strip() in ci, command
