@@ -197,6 +197,24 @@ def _load_nifti(img_or_path):
     return img_or_path, None
 
 
+def _load_nifti_mask(img_or_path):
+    """Load a 3-D NIfTI mask: ``(image, path or None, boolean mask of finite non-zero voxels)``."""
+    img, path = _load_nifti(img_or_path)
+    data = np.asarray(img.dataobj)
+    if data.ndim == 4 and data.shape[3] == 1:
+        data = data[..., 0]
+    if data.ndim != 3:
+        raise bad_value("img_or_path", path or f"image of shape {data.shape}",
+                        f"has shape {data.shape}, not a 3-D mask", "pass a 3-D mask image",
+                        ShapeMismatchError)
+    mask = np.isfinite(data) & (data != 0)
+    if not mask.any():
+        raise bad_value("img_or_path", path or f"image of shape {data.shape}",
+                        "is an empty mask (no finite non-zero voxel)",
+                        "pass a mask with non-zero voxels inside the brain")
+    return img, path, mask
+
+
 def from_nifti_mask(img_or_path, connectivity: int = 6) -> Graph:
     """A voxel graph over the non-zero voxels of a NIfTI mask.
 
@@ -214,20 +232,8 @@ def from_nifti_mask(img_or_path, connectivity: int = 6) -> Graph:
         index=numpy.flatnonzero(mask.ravel(order="C")))``; ``coords`` (n, 3) are the voxel
         centres in world (scanner/MNI) millimetres.
     """
-    img, path = _load_nifti(img_or_path)
-    data = np.asarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise bad_value("img_or_path", path or f"image of shape {data.shape}",
-                        f"has shape {data.shape}, not a 3-D mask", "pass a 3-D mask image",
-                        ShapeMismatchError)
-    mask = np.isfinite(data) & (data != 0)
-    if not mask.any():
-        raise bad_value("img_or_path", path or f"image of shape {data.shape}",
-                        "is an empty mask (no finite non-zero voxel)",
-                        "pass a mask with non-zero voxels inside the brain")
+    img, path, mask = _load_nifti_mask(img_or_path)
     affine = np.asarray(img.affine, dtype=np.float64)
     zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
     prov = {"adapter": "nifti_mask", "source": path, "affine_sha256": sha256_array(affine)}
-    return _build(tuple(data.shape), connectivity, mask, zooms, "binary", "Volume", "volume", affine, prov)
+    return _build(tuple(mask.shape), connectivity, mask, zooms, "binary", "Volume", "volume", affine, prov)

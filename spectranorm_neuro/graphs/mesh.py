@@ -78,14 +78,15 @@ def _fsaverage5_arrays(hemi: str, surface: str) -> tuple[np.ndarray, np.ndarray]
     return coords.copy(), faces.copy()
 
 
-def _sniff(path: Path) -> bytes:
+def _sniff(path: Path, n_bytes: int = 600) -> bytes:
+    """The first ``n_bytes`` of a file, decompressed if it is gzipped (format detection)."""
     with open(path, "rb") as fh:
-        head = fh.read(512)
+        head = fh.read(n_bytes)
     if head[:2] == b"\x1f\x8b":
         import gzip
 
         with gzip.open(path, "rb") as fh:
-            head = fh.read(512)
+            head = fh.read(n_bytes)
     return head
 
 

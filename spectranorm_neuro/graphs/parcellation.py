@@ -26,6 +26,7 @@ from .._version import __version__
 from ..exceptions import FileFormatError, GraphError, IncompatibleModelError, ShapeMismatchError, bad_value
 from ._graph import Graph, Structure
 from ._ops import graph_pattern
+from .mesh import _sniff
 
 __all__ = ["read_labels", "parcel_graph", "parcel_queries", "node_areas"]
 
@@ -55,17 +56,6 @@ def _parcels(labels: np.ndarray, ignore) -> tuple[np.ndarray, np.ndarray]:
     parcel = np.full(labels.size, -1, dtype=np.int64)
     parcel[valid] = inverse
     return values, parcel
-
-
-def _sniff(path: Path) -> bytes:
-    with open(path, "rb") as fh:
-        head = fh.read(600)
-    if head[:2] == b"\x1f\x8b":
-        import gzip
-
-        with gzip.open(path, "rb") as fh:
-            head = fh.read(600)
-    return head
 
 
 def _is_nifti(head: bytes) -> bool:

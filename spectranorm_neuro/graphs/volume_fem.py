@@ -24,7 +24,7 @@ from .._version import __version__
 from ..exceptions import MeshError, ShapeMismatchError, bad_value
 from ._checks import component_sizes
 from ._graph import Graph, Structure
-from .lattice import _load_nifti
+from .lattice import _load_nifti_mask
 
 __all__ = ["volume_fem_graph", "kuhn_tetrahedra", "mask_fem_graph"]
 
@@ -141,15 +141,5 @@ def volume_fem_graph(img_or_path) -> Graph:
     Graph
         As :func:`mask_fem_graph`, in the image's world space.
     """
-    img, path = _load_nifti(img_or_path)
-    data = np.asarray(img.dataobj)
-    if data.ndim == 4 and data.shape[3] == 1:
-        data = data[..., 0]
-    if data.ndim != 3:
-        raise bad_value("img_or_path", path or f"image of shape {data.shape}",
-                        f"has shape {data.shape}, not a 3-D mask", "pass a 3-D mask image", ShapeMismatchError)
-    mask = np.isfinite(data) & (data != 0)
-    if not mask.any():
-        raise bad_value("img_or_path", path or f"image of shape {data.shape}",
-                        "is an empty mask (no finite non-zero voxel)", "pass a mask with non-zero voxels")
+    img, path, mask = _load_nifti_mask(img_or_path)
     return mask_fem_graph(mask, img.affine, provenance={"source": path})
