@@ -34,7 +34,7 @@ from .bundle import (
     space_label,
 )
 from .card import basis_space, build_model_card, format_card, held_out_metrics, record_adaptation
-from .cohorts import covariates_frame, load_cohort, select_subjects
+from .cohorts import covariates_frame, load_basis, load_cohort, select_subjects
 from .fitting import FitResult, fit_model, holdout_mask
 from .output import OUTPUT_RECORD, check_destination, clean_leftovers, is_package_output, staged_directory
 from .scoring import MAP_KINDS, check_covariates, encoded_queries, score, score_and_write, write_maps
@@ -53,7 +53,7 @@ __all__ = [
     "BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "ModelBundle", "load_bundle", "save_bundle", "check_bundle_target",
     "check_compatible", "space_label",
     "build_model_card", "format_card", "held_out_metrics", "record_adaptation", "basis_space",
-    "load_cohort", "covariates_frame", "select_subjects",
+    "load_basis", "load_cohort", "covariates_frame", "select_subjects",
     "FitResult", "fit_model", "holdout_mask",
     "OUTPUT_RECORD", "check_destination", "staged_directory", "clean_leftovers", "is_package_output",
     "MAP_KINDS", "check_covariates", "encoded_queries", "score", "score_and_write", "write_maps",
