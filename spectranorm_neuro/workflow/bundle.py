@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .._manifest import MAX_JSON_BYTES, check_format_version, read_json, read_manifest, verify_manifest, write_manifest
-from .._util import atomic_path, json_default, replace_folder
+from .._util import atomic_path, clean_leftovers, json_default, replace_folder, sibling_path
 from ..engine.persistence import FORMAT_NAME as MODEL_FORMAT_NAME
 from ..engine.persistence import FORMAT_VERSION as MODEL_FORMAT_VERSION
 from ..engine.spectral import SpectralNormativeModel
@@ -209,20 +209,19 @@ def save_bundle(model: SpectralNormativeModel, path: str | os.PathLike, card: di
     """
     path = check_bundle_target(path, overwrite, argument)
     with os_errors(path, argument):
-        parent = path.absolute().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+        path.absolute().parent.mkdir(parents=True, exist_ok=True)
+        clean_leftovers(path)
+        tree = sibling_path(path, "staging")
         try:
-            tree = tmp / "bundle"
             tree.mkdir()
             _write_tree(model, card, tree)
             if path.suffix.lower() == ".zip" and not path.is_dir():
                 with atomic_path(path, overwrite=True) as part:
                     _zip_tree(tree, part)
             else:
-                replace_folder(tree, path, tmp / "previous")
+                replace_folder(tree, path, sibling_path(path, "previous"))
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tree, ignore_errors=True)
     return path
 
 
