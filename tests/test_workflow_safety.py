@@ -322,3 +322,14 @@ def test_a_killed_save_model_is_cleaned_by_the_next_save(bundle_dir, tmp_path):
     (half / "spec.json").write_text("{")
     model.save_model(saved, overwrite=True)
     assert _tree(saved) == first and leftovers(saved) == []
+
+
+def test_a_bundle_that_cannot_be_written_leaves_nothing(study, bundle_dir, tmp_path, monkeypatch):
+    def full(model, card, root):
+        (root / "model_card.json").write_text("{}")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(root / "model" / "params.npz"))
+
+    monkeypatch.setattr(bundle_module, "_write_tree", full)
+    out = tmp_path / "new" / "dir" / "bundle.zip"
+    line = _fails(["adapt", bundle_dir, study.root / "newsite", "--out", out], "--out", "disk is full")
+    assert "--out=" in line and not (tmp_path / "new").exists()

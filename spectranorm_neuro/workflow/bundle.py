@@ -37,7 +37,7 @@ from ..engine.persistence import FORMAT_VERSION as MODEL_FORMAT_VERSION
 from ..engine.spectral import SpectralNormativeModel
 from ..exceptions import FileFormatError, IncompatibleModelError, OutputExistsError, UnsafeFormatError, bad_value
 from .card import format_card
-from .output import os_errors, relative_files
+from .output import made_parents, os_errors, relative_files
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "MAX_BUNDLE_BYTES", "MAX_BUNDLE_MEMBERS", "ModelBundle",
            "save_bundle", "load_bundle", "read_bundle_manifest", "check_compatible", "check_bundle_target",
@@ -208,8 +208,7 @@ def save_bundle(model: SpectralNormativeModel, path: str | os.PathLike, card: di
     pathlib.Path
     """
     path = check_bundle_target(path, overwrite, argument)
-    with os_errors(path, argument):
-        path.absolute().parent.mkdir(parents=True, exist_ok=True)
+    with os_errors(path, argument), made_parents(path):
         clean_leftovers(path)
         tree = sibling_path(path, "staging")
         try:

@@ -35,7 +35,7 @@ from .._version import __version__
 from ..exceptions import FileFormatError, OutputExistsError, OutputWriteError, bad_value
 
 __all__ = ["OUTPUT_RECORD", "OUTPUT_FORMAT", "check_destination", "staged_directory", "relative_files",
-           "is_package_output", "clean_leftovers", "os_errors"]
+           "is_package_output", "clean_leftovers", "os_errors", "made_parents"]
 
 #: Completion record written last into every output folder (it also marks the folder as ours).
 OUTPUT_RECORD = ".spectranorm_output.json"
@@ -196,18 +196,12 @@ def staged_directory(dest: str | os.PathLike, overwrite: bool = False, argument:
         The staging folder (a hidden sibling of ``dest``); removed afterwards in every case.
     """
     dest = check_destination(dest, overwrite, argument)
-    parent = dest.absolute().parent
     stage = sibling_path(dest, "staging")
     previous = sibling_path(dest, "previous")
-    created = [p for p in (parent, *parent.parents) if not p.exists()]  # parents this run makes
-    done = False
-    try:
-        with os_errors(dest, argument):
-            parent.mkdir(parents=True, exist_ok=True)
+    with os_errors(dest, argument), made_parents(dest):
+        try:
             stage.mkdir()
-        with os_errors(dest, argument):
             yield stage
-        with os_errors(dest, argument):
             check_destination(dest, overwrite, argument)  # nothing appeared meanwhile
             _test_kill("staged")
             _record(stage, command)
@@ -219,22 +213,33 @@ def staged_directory(dest: str | os.PathLike, overwrite: bool = False, argument:
                 _test_kill("moved-aside")
             replace_folder(stage, dest, previous)
             _test_kill("swapped")
-            done = True
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        if previous.exists():
-            if dest.exists():
-                shutil.rmtree(previous, ignore_errors=True)
-            else:
-                os.rename(previous, dest)
-        if not done:
-            _remove_empty(created)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            if previous.exists():
+                if dest.exists():
+                    shutil.rmtree(previous, ignore_errors=True)
+                else:
+                    os.rename(previous, dest)
 
 
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders a failed run created (deepest first), if they are still empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
+@contextlib.contextmanager
+def made_parents(dest: str | os.PathLike) -> Iterator[Path]:
+    """Create the parent folders of ``dest``; remove those this call made if the block fails.
+
+    Yields
+    ------
+    pathlib.Path
+        The parent folder.
+    """
+    parent = Path(dest).absolute().parent
+    created = [p for p in (parent, *parent.parents) if not p.exists()]  # deepest first
+    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield parent
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
