@@ -29,24 +29,13 @@ from spectranorm_neuro.workflow import OUTPUT_RECORD, ModelBundle
 from spectranorm_neuro.workflow import bundle as bundle_module
 from spectranorm_neuro.workflow.output import relative_files
 
-from ._cli_data import FIT_ARGS, leftovers, make_study, run_cli
+from . import _cli_data
+from ._cli_data import FIT_ARGS, leftovers, run_cli
+
+study, bundle_dir = _cli_data.study, _cli_data.bundle_dir  # the shared module-scoped fixtures
 
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
 ROOT = Path(spectranorm_neuro.__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    return make_study(tmp_path_factory.mktemp("study"))
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(study):
-    out = study.root / "bundle"
-    code, _, stderr = run_cli(["fit", study.root / "reference", "--basis", study.root / "basis.npz", *FIT_ARGS,
-                               "--out", out])
-    assert code == 0, stderr
-    return out
 
 
 def _error_line(stderr: str) -> str:
