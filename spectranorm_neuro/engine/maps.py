@@ -107,6 +107,7 @@ def iter_score_maps(model, maps, covariates: pd.DataFrame, queries=None, score: 
     """Stream z-scores of maps (see :meth:`SpectralNormativeModel.iter_evaluate_maps`)."""
     score = resolve_score(model, score)
     model._fitted()
+    names = names if names is not None else getattr(maps, "names", None)
     W = query_weights(queries, int(model.eigenmode_basis.n_features))
     kappa = None
     if score == "exact":
