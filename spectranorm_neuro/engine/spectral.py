@@ -832,6 +832,22 @@ class SpectralNormativeModel:
         return d2, stats.chi2.sf(d2, df=q)
 
     # ------------------------------------------------------------------ adaptation & reduction
+    def harmonize_maps(self, maps, covariates_dataframe: pd.DataFrame, covariates_to_harmonize, queries=None,
+                       score: str | None = None, n_jobs: int | None = 1) -> np.ndarray:
+        """Remove covariate (site) effects from maps: every value keeps its centile (see :meth:`harmonize`).
+
+        ``harmonized = mu_without + z * sd_without`` with the moments of :meth:`evaluate_maps`
+        (exact by default when the model has a residual part).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_subjects, n_queries)
+        """
+        full = self.evaluate_maps(maps, covariates_dataframe, queries, score, n_jobs=n_jobs).predictions
+        wo = self.evaluate_maps(maps, covariates_dataframe, queries, score, list(covariates_to_harmonize),
+                                unseen_batch="population", n_jobs=n_jobs).predictions
+        return wo["mu_estimate"] + full["z-score"] * wo["std_estimate"]
+
     def adapt_fit(self, spectral_coeff_data, covariates_dataframe: pd.DataFrame, maps=None,
                   **solver_kwargs) -> SpectralNormativeModel:
         """Adapt to new sites: learn only the new levels' effects from their data.
