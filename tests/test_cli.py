@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from spectranorm_neuro.cli import main
 from spectranorm_neuro import io
+from spectranorm_neuro.cli import main
 from spectranorm_neuro.io import encode_cohort, parse_bids_name, read_bids_cohort, vertex_queries
 from spectranorm_neuro.workflow import load_bundle
 
