@@ -123,7 +123,7 @@ def _add_fit(sub, parent) -> None:
     g.add_argument("--model-type", choices=("HBR", "BLR"), default="HBR",
                    help="HBR: partially pooled site effects (default); BLR: fixed effects")
     g.add_argument("--n-modes", type=int, default=-1, help="leading modes to model (default -1: all of the basis)")
-    g.add_argument("--covariance-structure", type=_structure, default=0.5,
+    g.add_argument("--covariance-structure", type=_structure, default="lowrank",
                    help="cross-mode correlation: 'lowrank' (all modes, low rank plus diagonal) or mode pairs with "
                         "correlation models: fraction of n-modes (<1) or a count. Default 0.5")
     g.add_argument("--no-residual", dest="residual", action="store_false",

@@ -371,9 +371,9 @@ class SpectralNormativeModel:
 
     # ------------------------------------------------------------------ fitting
     def fit(self, spectral_coeff_train_data, covariates_dataframe: pd.DataFrame, n_modes: int = -1,
-            n_jobs: int = -1, covariance_structure=0.5, inference: str = "map", random_state=None,
+            n_jobs: int = -1, covariance_structure="lowrank", inference: str = "map", random_state=None,
             progress: bool | None = None, pair_selection: str = "covariance", covariance_rank="auto",
-            covariance_pairs=0, maps=None, **inference_kwargs) -> SpectralNormativeModel:
+            covariance_pairs=0.5, maps=None, **inference_kwargs) -> SpectralNormativeModel:
         """Fit one direct model per mode, then the cross-mode correlation (low rank, or mode pairs).
 
         Parameters
@@ -386,10 +386,11 @@ class SpectralNormativeModel:
         n_jobs : int, optional
             Parallel workers over blocks of modes (joblib; -1 = all cores).
         covariance_structure : "lowrank", float, int or array_like (n_pairs, 2), optional
-            ``"lowrank"``: the correlation of all modes as low rank plus diagonal, rank chosen by
-            held-out likelihood (:mod:`~spectranorm_neuro.engine.lowrank`). Otherwise the pairs to
-            model, as the reference implementation: a fraction of ``n_modes`` (the reference's
-            0.5), a count, or explicit pairs.
+            ``"lowrank"`` (default): the correlation of all modes as low rank plus diagonal, rank
+            chosen by held-out likelihood (:mod:`~spectranorm_neuro.engine.lowrank`), with the
+            covariate-dependent models of ``covariance_pairs`` on top. Otherwise only the pairs to
+            model, exactly as the reference implementation: a fraction of ``n_modes`` (the
+            reference's default 0.5), a count, or explicit pairs.
         inference : {"map", "advi", "nuts"}, optional
             ``"map"`` (default): batched MAP with Laplace posterior and empirical-Bayes
             hierarchical variances. ``"advi"``/``"nuts"``: one vectorized pymc model over modes.
@@ -407,7 +408,9 @@ class SpectralNormativeModel:
             Rank of the ``"lowrank"`` correlation (default: by held-out likelihood).
         covariance_pairs : float, int or array_like (n_pairs, 2), optional
             With ``"lowrank"``: mode pairs whose covariate-dependent correlation models replace the
-            low-rank correlation (same forms as a numeric ``covariance_structure``; default none).
+            low-rank correlation (same forms as a numeric ``covariance_structure``; default 0.5,
+            chosen by measurement: on the reference tutorial's lattice the pairs' covariate
+            dependence lowers the z RMSE from 0.090 to 0.087, see the README).
         maps : array_like, shape (n_subjects, n_features), optional
             The training maps themselves (may be a ``numpy.memmap``): also fits the residual part
             (:meth:`fit_residual`), which exact per-vertex z-scores of maps need.

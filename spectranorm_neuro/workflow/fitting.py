@@ -71,7 +71,8 @@ def holdout_mask(covariates: pd.DataFrame, fraction: float, seed: int, strata: S
 def fit_model(basis, coefficients: np.ndarray, covariates: pd.DataFrame, *, numerical: Sequence[str],
               categorical: Sequence[str], batch: Sequence[str] = (), nonlinear: Sequence[str] = (),
               mean: Sequence[str] | None = None, variance: Sequence[str] | None = None, model_type: str = "HBR",
-              n_modes: int = -1, covariance_structure: float = 0.5, inference: str = "map", holdout: float = 0.0,
+              n_modes: int = -1, covariance_structure: float | str = "lowrank", inference: str = "map",
+              holdout: float = 0.0,
               seed: int = 0, n_jobs: int = 1, progress: bool = False, maps=None, calibrate=()) -> FitResult:
     """Specify and fit a spectral normative model.
 

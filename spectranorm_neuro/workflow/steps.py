@@ -117,7 +117,8 @@ def check_fit_options(numerical: Sequence[str], categorical: Sequence[str], batc
 def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, numerical: Sequence[str] = (),
                categorical: Sequence[str] = (), batch: Sequence[str] = (), nonlinear: Sequence[str] = (),
                mean: Sequence[str] | None = None, variance: Sequence[str] | None = None, model_type: str = "HBR",
-               n_modes: int = -1, covariance_structure: float = 0.5, inference: str = "map", holdout: float = 0.0,
+               n_modes: int = -1, covariance_structure: float | str = "lowrank", inference: str = "map",
+              holdout: float = 0.0,
                measure: str | None = None, space: dict | None = None, seed: int = 0, n_jobs: int | None = 1,
                progress: bool = False, overwrite: bool = False, say: Say = _quiet, residual: bool = True,
                calibrate_fwhm: Sequence[float] = (), surfaces=None) -> ModelBundle:
