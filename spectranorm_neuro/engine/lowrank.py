@@ -30,7 +30,7 @@ from scipy import linalg
 from ..exceptions import bad_value
 from .inference import ArrayRecord
 
-__all__ = ["FactorParams", "fit_factor", "factor_variance", "heldout_loglik", "choose_rank"]
+__all__ = ["FactorParams", "fit_factor", "factor_variance", "heldout_loglik", "choose_rank", "MAX_AUTO_RANK"]
 
 _U_FLOOR = 1e-3  # smallest unique variance (a mode's correlation with the factors stays below 1)
 _CHUNK = 1 << 22  # floats per temporary (subjects x factors x queries) chunk in factor_variance
@@ -68,6 +68,10 @@ def _correlation(z: np.ndarray) -> np.ndarray:
 
 
 RANK_GRID = (0, 1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256)
+#: Largest rank ``"auto"`` tries by default: every factor costs one more (subjects x modes) by
+#: (modes x queries) product per query block, so the default keeps a query's variance within
+#: about 17 times the cost of its mean (pass ``covariance_rank=<int>`` for more).
+MAX_AUTO_RANK = 16
 
 
 def choose_rank(z: np.ndarray, max_rank: int | None = None) -> tuple[int, np.ndarray, np.ndarray]:
@@ -82,7 +86,7 @@ def choose_rank(z: np.ndarray, max_rank: int | None = None) -> tuple[int, np.nda
     z : numpy.ndarray, shape (n_subjects, n_modes)
         Standardized residuals.
     max_rank : int, optional
-        Largest rank tried (default ``min(n_modes - 1, n_subjects // 8)``).
+        Largest rank tried (default ``min(MAX_AUTO_RANK, n_modes - 1, n_subjects // 8)``).
 
     Returns
     -------
@@ -94,7 +98,7 @@ def choose_rank(z: np.ndarray, max_rank: int | None = None) -> tuple[int, np.nda
     """
     n, K = z.shape
     cap = max(0, min(K - 1, n // 8))
-    max_rank = cap if max_rank is None else max(0, min(int(max_rank), cap))
+    max_rank = min(cap, MAX_AUTO_RANK) if max_rank is None else max(0, min(int(max_rank), cap))
     S_train = _correlation(z[0::2])
     z_test = z[1::2]
     ranks, scores = [], []
@@ -102,7 +106,7 @@ def choose_rank(z: np.ndarray, max_rank: int | None = None) -> tuple[int, np.nda
         if r > max_rank:
             break
         ranks.append(r)
-        scores.append(heldout_loglik(_fit_fa(S_train, r, n_iter=15), z_test))
+        scores.append(heldout_loglik(_fit_fa(S_train, r, n_iter=10), z_test))
         best = int(np.argmax(scores))
         if len(scores) - 1 - best >= 2:
             break
