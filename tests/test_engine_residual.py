@@ -217,3 +217,23 @@ def test_adapt_with_residual_learns_new_site(fitted):
     z = m.evaluate_maps(Yt_new, test_new).predictions["z-score"]
     z_true = (Yt_new - truth.mean(test_new)) / truth.sd(test_new)
     assert np.sqrt(np.mean((z - z_true) ** 2)) < 0.2
+
+
+def test_map_store_reads_blocks_and_nan_names_the_file(tmp_path):
+    from spectranorm_neuro.engine.residual import encode_maps
+    from spectranorm_neuro.io import MapStore
+
+    basis = lattice_basis(4, 5)
+    maps = np.random.default_rng(0).normal(size=(6, 16)).astype(np.float32)
+    np.save(tmp_path / "m.npy", maps)
+    store = MapStore(tmp_path / "m.npy", names=[f"sub-{i}.gii" for i in range(6)])
+    np.testing.assert_array_equal(store[1:3], maps[1:3].astype(np.float64))
+    np.testing.assert_array_equal(store[:, 2:5], maps[:, 2:5].astype(np.float64))
+    sub = store.subset(np.array([True, False, True, False, False, True]))
+    assert sub.shape == (3, 16) and list(sub.names) == ["sub-0.gii", "sub-2.gii", "sub-5.gii"]
+    np.testing.assert_array_equal(sub[:, :3], maps[[0, 2, 5], :3].astype(np.float64))
+    np.testing.assert_allclose(encode_maps(basis, store, 5), basis.encode(maps.astype(np.float64), n_modes=5))
+    maps[4, :3] = np.inf
+    np.save(tmp_path / "m.npy", maps)
+    with pytest.raises(InvalidInputError, match=r"sub-4\.gii.*3 NaN/inf"):
+        encode_maps(basis, MapStore(tmp_path / "m.npy", names=store.names), 5)

@@ -114,6 +114,7 @@ def check_maps(block, n_features: int, argument: str = "maps", rows=None, names=
 
 def encode_maps(basis, maps, n_modes: int, argument: str = "maps", names=None) -> np.ndarray:
     """Spectral coefficients (n_subjects, n_modes) of maps, a block of subjects at a time."""
+    names = names if names is not None else getattr(maps, "names", None)
     n = maps.shape[0]
     out = np.empty((n, n_modes))
     for a in range(0, n, ENCODE_BLOCK):
