@@ -8,7 +8,8 @@ A known-truth cortex process on nilearn's fsaverage5 (both hemispheres, medial w
   variance: *broad* (sigma 12 mm), *mid-scale* (sigma 4 mm) and *vertex-level* (white); each part
   has its own spatial sd pattern and its own heteroscedasticity by age and site, so the true
   per-vertex sd of every subject is known exactly, and so is the true z of every control;
-* patients: one planted lesion each (radius 10-15 mm, -3 to -4 true sds at the centre).
+* patients: one planted lesion each: a disk of radius 10-15 mm (Euclidean, on one hemisphere) of
+  -3 to -4 true sds, with a smooth edge (logistic, 2 mm).
 
 Mixes of the three noise parts are varied (``--mixes``), each with its own seed. For each, the
 spectral model (K modes, low-rank cross-mode correlation, residual part fitted on the maps) is
@@ -134,7 +135,7 @@ class Process:
             radius, depth = rng.uniform(10, 15), rng.uniform(3, 4)
             d = np.linalg.norm(self.coords - centre, axis=1)
             same = np.sign(self.coords[:, 0]) == np.sign(centre[0])
-            profile = np.where(same, np.exp(-0.5 * (d / (0.6 * radius)) ** 2), 0.0)
+            profile = np.where(same, 1.0 / (1.0 + np.exp(np.clip((d - radius) / 2.0, -50, 50))), 0.0)
             y[i] -= depth * sd[i] * profile
             foot[i] = same & (d <= radius)
         return y, foot
@@ -206,7 +207,8 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
             float(args.covariance_structure)
         model.fit(basis.encode(Y), train, n_jobs=args.jobs, progress=False, covariance_structure=structure)
         t_spectral = time.perf_counter() - t0
-        model.fit_residual(Y, train, n_jobs=args.jobs, calibrate=[W_smooth])
+        model.fit_residual(Y, train, n_jobs=args.jobs, calibrate=[W_smooth],
+                           calibration_subjects=args.calibration_subjects)
         t_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
         pred = model.evaluate_maps(Yt, test, n_jobs=args.jobs)
@@ -262,6 +264,8 @@ def main(argv=None) -> None:
     parser.add_argument("--mixes", nargs="*", default=list(MIXES), choices=list(MIXES))
     parser.add_argument("--seed", type=int, default=0, help="seed of the first mix (the next mixes: +1, +2 ...)")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--calibration-subjects", type=int, default=1000,
+                        help="training maps the per-query calibration uses (fit_residual's default 1000)")
     args = parser.parse_args(argv)
     print(f"machine: {machine()} (shared); BLAS pinned to 1 thread")
     t0 = time.perf_counter()
