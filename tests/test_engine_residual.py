@@ -237,3 +237,12 @@ def test_map_store_reads_blocks_and_nan_names_the_file(tmp_path):
     np.save(tmp_path / "m.npy", maps)
     with pytest.raises(InvalidInputError, match=r"sub-4\.gii.*3 NaN/inf"):
         encode_maps(basis, MapStore(tmp_path / "m.npy", names=store.names), 5)
+
+
+def test_mahalanobis_of_maps_is_chi2_in_controls(fitted):
+    basis, _, model, test, Yt = fitted
+    W = sparse.csr_matrix(np.eye(basis.n_features)[[3, 40, 41, 100, 150]])
+    d2, p = model.mahalanobis_maps(Yt, test, W)
+    assert d2.shape == (len(test),) and np.all(d2 > 0)
+    assert abs(np.mean(d2) - 5.0) < 0.8  # chi2(5) has mean 5 (sd of the mean over 300 subjects ~0.18)
+    assert 0.005 < np.mean(p < 0.05) < 0.1  # the per-query calibration factors do not enter d2

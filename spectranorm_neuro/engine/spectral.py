@@ -834,6 +834,52 @@ class SpectralNormativeModel:
         d2 = np.einsum("nq,nq->n", resid, sol)
         return d2, stats.chi2.sf(d2, df=q)
 
+    def mahalanobis_maps(self, maps, covariates_dataframe: pd.DataFrame, queries, predict_without=(),
+                         unseen_batch: str = "error", ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+        """Multivariate deviation of a set of queries of maps, with the residual part (see :meth:`mahalanobis`).
+
+        ``d2 = r' G^-1 r`` with ``r = W y - mean`` the queries' deviations from the exact means and
+        ``G = Q' S Q + W diag(var_r) W'`` (spectral covariance of the subject plus the residual
+        variances, independent across features; ``S`` with its correlation's eigenvalues floored at
+        ``ridge``); ``d2 ~ chi2(n_queries)`` under the model. The per-query calibration factors of
+        the scores do not enter (the covariance between the spectral and residual parts is left out).
+
+        Parameters
+        ----------
+        maps : array_like, shape (n_subjects, n_features)
+        covariates_dataframe : pandas.DataFrame, shape (n_subjects, ...)
+        queries : sparse or dense array (n_queries, n_features), or io.QuerySet
+            A small set of queries (e.g. the vertices of a parcel).
+
+        Returns
+        -------
+        d2 : numpy.ndarray, shape (n_subjects,)
+        p_value : numpy.ndarray, shape (n_subjects,)
+        """
+        from .maps import resolve_score
+        from .residual import encode_maps, predict_residual, query_weights
+
+        self._fitted()
+        resolve_score(self, "exact")
+        k = self.residual_params.n_modes
+        W = query_weights(queries, int(self.eigenmode_basis.n_features))
+        Wd = W.toarray()
+        Q = np.asarray(self.eigenmode_basis.encode_queries(W, n_modes=k))
+        sp = self.compute_spectral_predictions(covariates_dataframe, predict_without, k, unseen_batch)
+        r_mu, r_var = predict_residual(self.spec, self.residual_params, covariates_dataframe, predict_without,
+                                       unseen_batch)
+        C = encode_maps(self.eigenmode_basis, maps, k)
+        obs = np.stack([Wd @ np.asarray(maps[i:i + 1], dtype=np.float64)[0] for i in range(len(C))])
+        resid = obs - sp.mu @ Q - r_mu @ Wd.T
+        d2 = np.empty(len(C))
+        for i in range(len(C)):
+            w, V = np.linalg.eigh(sp.correlation(i))
+            DQ = sp.sd[i][:, None] * Q
+            A = V.T @ DQ
+            G = A.T @ (np.maximum(w, ridge)[:, None] * A) + (Wd * r_var[i]) @ Wd.T
+            d2[i] = resid[i] @ np.linalg.solve(G, resid[i])
+        return d2, stats.chi2.sf(d2, df=W.shape[0])
+
     # ------------------------------------------------------------------ adaptation & reduction
     def harmonize_maps(self, maps, covariates_dataframe: pd.DataFrame, covariates_to_harmonize, queries=None,
                        score: str | None = None, n_jobs: int | None = 1) -> np.ndarray:
