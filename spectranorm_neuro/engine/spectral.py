@@ -33,6 +33,7 @@ from ..exceptions import NotFittedError, ShapeMismatchError, bad_value
 from .covariance import CovarianceParams, adapt_covariance, fit_covariance, predict_correlation, select_pairs
 from .direct import DirectNormativeModel, DirectParams, adapt_direct, fit_direct, predict_direct
 from .lowrank import FactorParams, factor_variance, fit_factor
+from .maps import MapScoring
 from .results import NormativePredictions
 
 __all__ = ["SpectralNormativeModel", "SpectralPredictions"]
@@ -245,8 +246,12 @@ def _run_blocks(func, n_items: int, n_jobs: int, desc: str, progress: bool | Non
     return list(tqdm(results, total=len(blocks), desc=desc, unit="block", disable=progress is not True and None))
 
 
-class SpectralNormativeModel:
+class SpectralNormativeModel(MapScoring):
     """A normative model of whole maps in an eigenmode basis (SpectraNorm's ``SpectralNormativeModel``).
+
+    Maps themselves (not only their spectral coefficients) are fitted and scored through the
+    methods of :class:`~spectranorm_neuro.engine.maps.MapScoring` (``fit_residual``,
+    ``evaluate_maps``, ``iter_evaluate_maps``, ``harmonize_maps``, ``mahalanobis_maps``).
 
     Parameters
     ----------
@@ -469,120 +474,6 @@ class SpectralNormativeModel:
         if maps is not None:
             self.fit_residual(maps, covariates_dataframe, n_jobs=n_jobs, **inference_kwargs)
         return self
-
-    def fit_residual(self, maps, covariates_dataframe: pd.DataFrame, n_jobs: int | None = 1, names=None,
-                     calibrate=(), calibration_subjects: int = 1000, **solver_kwargs) -> SpectralNormativeModel:
-        """Fit the per-feature normative models of what the modes miss (``r = y - Psi Psi' M y``).
-
-        Parameters
-        ----------
-        maps : array_like, shape (n_subjects, n_features)
-            Training maps over the basis' features, one per covariate row (a ``numpy.memmap`` is
-            read a block at a time).
-        covariates_dataframe : pandas.DataFrame, shape (n_subjects, ...)
-        n_jobs : int or None, optional
-            joblib workers over blocks of features.
-        names : array_like of str, shape (n_subjects,), optional
-            A name (file) per map, used in error messages.
-        calibrate : sequence of query sets, optional
-            Query sets besides the vertices (e.g. ``io.kernel_queries(basis, surfaces, fwhm=10)`` for
-            smoothed maps) whose exact scores are calibrated on these training maps: for each query
-            the mean of ``z^2`` over training subjects becomes a variance factor, which carries the
-            covariance between the spectral and residual parts and the residuals' correlation
-            between neighbouring features. Vertex queries are always calibrated.
-        calibration_subjects : int, optional
-            At most this many training subjects (evenly spaced) are used for the calibration.
-        **solver_kwargs
-            Passed to the solver.
-
-        Returns
-        -------
-        SpectralNormativeModel
-            ``self``, with ``residual_params``.
-        """
-        from .residual import encode_maps, fit_residual
-
-        self._fitted()
-        k = int(self.model_params["n_modes"])
-        self.spec.check_dataframe(covariates_dataframe, "covariates_dataframe")
-        n_feat = int(self.eigenmode_basis.n_features)
-        if getattr(maps, "ndim", 0) != 2 or maps.shape != (len(covariates_dataframe), n_feat):
-            maps = np.asarray(maps)
-            if maps.shape != (len(covariates_dataframe), n_feat):
-                raise bad_value("maps", f"array of shape {maps.shape}",
-                                f"is not (n_subjects = {len(covariates_dataframe)} covariate rows, {n_feat} "
-                                "features)", "pass one map per covariate row over the basis' features",
-                                ShapeMismatchError)
-        C = encode_maps(self.eigenmode_basis, maps, k, names=names)
-        self.residual_params = fit_residual(self.spec, self.eigenmode_basis, maps, C, covariates_dataframe,
-                                            n_jobs=n_jobs, **solver_kwargs)
-        from .maps import calibrate as _calibrate
-
-        self.residual_params.calibration = _calibrate(self, maps, covariates_dataframe, [None, *calibrate],
-                                                      calibration_subjects, n_jobs, names)
-        self.model_params["residual"] = {"n_features": n_feat, "n_modes": k}
-        logger.info("Fitted the residual part of %d features", n_feat)
-        return self
-
-    def iter_evaluate_maps(self, maps, covariates_dataframe: pd.DataFrame, queries=None, score: str | None = None,
-                           predict_without=(), unseen_batch: str = "error", subject_block: int = 64,
-                           query_block: int = QUERY_BLOCK, n_jobs: int | None = 1, names=None
-                           ) -> Iterator[tuple[slice, slice, NormativePredictions]]:
-        """Stream z-scores, centiles and log-likelihoods of maps, block by block.
-
-        Parameters
-        ----------
-        maps : array_like, shape (n_subjects, n_features)
-            Observed maps over the basis' features (read a block of subjects at a time).
-        covariates_dataframe : pandas.DataFrame, shape (n_subjects, ...)
-        queries : None, sparse or dense array (n_queries, n_features), or io.QuerySet, optional
-            What to score: ``None`` every feature (vertex maps), else query weights (e.g.
-            ``io.kernel_queries(basis, surfaces, fwhm=10)`` for smoothed maps, atlas parcels).
-        score : {"exact", "projected"}, optional
-            ``"exact"``: the query's value on the map against spectral plus residual moments
-            (needs the residual part, :meth:`fit_residual`); ``"projected"``: the low-pass z of the
-            map's projection onto the modes. Default: ``"exact"`` when the model has a residual
-            part, else ``"projected"`` with a logged note.
-        predict_without : list of str, optional
-        unseen_batch : {"error", "population", "marginalize"}, optional
-        subject_block, query_block : int, optional
-        n_jobs : int or None, optional
-            joblib workers over blocks of subjects.
-        names : array_like of str, shape (n_subjects,), optional
-            Name (file) of each map, for error messages (NaN/inf on modelled features).
-
-        Yields
-        ------
-        subjects : slice
-        queries : slice
-        predictions : NormativePredictions
-            ``mu_estimate``, ``std_estimate``, ``z-score``, ``centiles``, ``log-likelihood``,
-            each (n_block_subjects, n_block_queries).
-        """
-        from .maps import iter_score_maps
-
-        maps = maps if getattr(maps, "ndim", 0) == 2 else np.asarray(maps)
-        return iter_score_maps(self, maps, covariates_dataframe, queries, score, predict_without, unseen_batch,
-                               subject_block, query_block, n_jobs, None if names is None else np.asarray(names))
-
-    def evaluate_maps(self, maps, covariates_dataframe: pd.DataFrame, queries=None, score: str | None = None,
-                      predict_without=(), unseen_batch: str = "error", n_jobs: int | None = 1
-                      ) -> NormativePredictions:
-        """Score maps: :meth:`iter_evaluate_maps` gathered into (n_subjects, n_queries) arrays.
-
-        Returns
-        -------
-        NormativePredictions
-            ``mu_estimate``, ``std_estimate``, ``z-score``, ``centiles``, ``log-likelihood``.
-        """
-        from .maps import assemble
-        from .residual import query_weights
-
-        W = query_weights(queries, int(self.eigenmode_basis.n_features))
-        n_q = int(self.eigenmode_basis.n_features) if W is None else W.shape[0]
-        blocks = self.iter_evaluate_maps(maps, covariates_dataframe, W, score, predict_without, unseen_batch,
-                                         n_jobs=n_jobs)
-        return assemble(blocks, len(covariates_dataframe), n_q, covariates_dataframe.index)
 
     # ------------------------------------------------------------------ prediction
     def compute_spectral_predictions(self, test_covariates: pd.DataFrame, predict_without=(),
@@ -834,69 +725,7 @@ class SpectralNormativeModel:
         d2 = np.einsum("nq,nq->n", resid, sol)
         return d2, stats.chi2.sf(d2, df=q)
 
-    def mahalanobis_maps(self, maps, covariates_dataframe: pd.DataFrame, queries, predict_without=(),
-                         unseen_batch: str = "error", ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
-        """Multivariate deviation of a set of queries of maps, with the residual part (see :meth:`mahalanobis`).
-
-        ``d2 = r' G^-1 r`` with ``r = W y - mean`` the queries' deviations from the exact means and
-        ``G = Q' S Q + W diag(var_r) W'`` (spectral covariance of the subject plus the residual
-        variances, independent across features; ``S`` with its correlation's eigenvalues floored at
-        ``ridge``); ``d2 ~ chi2(n_queries)`` under the model. The per-query calibration factors of
-        the scores do not enter (the covariance between the spectral and residual parts is left out).
-
-        Parameters
-        ----------
-        maps : array_like, shape (n_subjects, n_features)
-        covariates_dataframe : pandas.DataFrame, shape (n_subjects, ...)
-        queries : sparse or dense array (n_queries, n_features), or io.QuerySet
-            A small set of queries (e.g. the vertices of a parcel).
-
-        Returns
-        -------
-        d2 : numpy.ndarray, shape (n_subjects,)
-        p_value : numpy.ndarray, shape (n_subjects,)
-        """
-        from .maps import resolve_score
-        from .residual import encode_maps, predict_residual, query_weights
-
-        self._fitted()
-        resolve_score(self, "exact")
-        k = self.residual_params.n_modes
-        W = query_weights(queries, int(self.eigenmode_basis.n_features))
-        Wd = W.toarray()
-        Q = np.asarray(self.eigenmode_basis.encode_queries(W, n_modes=k))
-        sp = self.compute_spectral_predictions(covariates_dataframe, predict_without, k, unseen_batch)
-        r_mu, r_var = predict_residual(self.spec, self.residual_params, covariates_dataframe, predict_without,
-                                       unseen_batch)
-        C = encode_maps(self.eigenmode_basis, maps, k)
-        obs = np.stack([Wd @ np.asarray(maps[i:i + 1], dtype=np.float64)[0] for i in range(len(C))])
-        resid = obs - sp.mu @ Q - r_mu @ Wd.T
-        d2 = np.empty(len(C))
-        for i in range(len(C)):
-            w, V = np.linalg.eigh(sp.correlation(i))
-            DQ = sp.sd[i][:, None] * Q
-            A = V.T @ DQ
-            G = A.T @ (np.maximum(w, ridge)[:, None] * A) + (Wd * r_var[i]) @ Wd.T
-            d2[i] = resid[i] @ np.linalg.solve(G, resid[i])
-        return d2, stats.chi2.sf(d2, df=W.shape[0])
-
     # ------------------------------------------------------------------ adaptation & reduction
-    def harmonize_maps(self, maps, covariates_dataframe: pd.DataFrame, covariates_to_harmonize, queries=None,
-                       score: str | None = None, n_jobs: int | None = 1) -> np.ndarray:
-        """Remove covariate (site) effects from maps: every value keeps its centile (see :meth:`harmonize`).
-
-        ``harmonized = mu_without + z * sd_without`` with the moments of :meth:`evaluate_maps`
-        (exact by default when the model has a residual part).
-
-        Returns
-        -------
-        numpy.ndarray, shape (n_subjects, n_queries)
-        """
-        full = self.evaluate_maps(maps, covariates_dataframe, queries, score, n_jobs=n_jobs).predictions
-        wo = self.evaluate_maps(maps, covariates_dataframe, queries, score, list(covariates_to_harmonize),
-                                unseen_batch="population", n_jobs=n_jobs).predictions
-        return wo["mu_estimate"] + full["z-score"] * wo["std_estimate"]
-
     def adapt_fit(self, spectral_coeff_data, covariates_dataframe: pd.DataFrame, maps=None,
                   **solver_kwargs) -> SpectralNormativeModel:
         """Adapt to new sites: learn only the new levels' effects from their data.
