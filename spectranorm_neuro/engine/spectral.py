@@ -759,7 +759,8 @@ class SpectralNormativeModel(MapScoring):
             from .residual import adapt_residual
 
             self.residual_params = adapt_residual(old_spec, self.residual_params, self.eigenmode_basis,
-                                                  np.asarray(maps), covariates_dataframe, **solver_kwargs)[1]
+                                                  maps if getattr(maps, "ndim", 0) == 2 else np.asarray(maps),
+                                                  covariates_dataframe, **solver_kwargs)[1]
         self.base_model.spec = new_spec
         self.direct_params, self.covariance_params = new_direct, new_cov
         self.model_params.setdefault("adapted_levels", {})
