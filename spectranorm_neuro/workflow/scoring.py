@@ -470,7 +470,7 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
 
 def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measure: str, structures,
                space: dict, summary: bool = True, progress: bool = False, n_jobs: int | None = None,
-               block: int | None = None) -> list:
+               block: int | None = None, meta: dict | None = None) -> list:
     """Write maps as BIDS derivatives (GIFTI per hemisphere / NIfTI per volume) and the z summary TSV.
 
     Parameters
@@ -492,6 +492,8 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
         Workers over blocks of subjects (joblib semantics; None: joblib's default).
     block : int, optional
         Subjects per task; default :data:`WRITE_BLOCK`.
+    meta : dict, optional
+        GIFTI file metadata of every map (e.g. :func:`z_metadata`).
 
     Returns
     -------
@@ -506,7 +508,7 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
     written: dict[str, list[Path]] = {kind: [] for kind in maps}
     bounds = [slice(a, min(a + block, n)) for a in range(0, n, block)]
     tasks = ((writer, {kind: values[rows] for kind, values in maps.items()}, subjects[rows], measure,
-              tuple(structures), dict(space)) for rows in bounds)
+              tuple(structures), dict(space, meta=meta)) for rows in bounds)
     for paths in run_tasks(_write_block, tasks, n_jobs, total=n, progress=progress, desc="writing maps",
                            unit="subject", weights=(b.stop - b.start for b in bounds)):
         for kind in maps:
