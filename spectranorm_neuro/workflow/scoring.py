@@ -125,7 +125,8 @@ def encoded_queries(model) -> np.ndarray:
 
 def template_surfaces(basis) -> dict | None:
     """The meshes of a basis built on nilearn's fsaverage5 (from its provenance), else None."""
-    parts = basis.provenance.get("graph", basis.provenance).get("parts") or [basis.provenance.get("graph", {})]
+    provenance = dict(basis.provenance)
+    parts = provenance.get("parts") or [provenance]
     if parts and all(p.get("adapter") == "fsaverage5" for p in parts):
         from ..io import load_surface
 
