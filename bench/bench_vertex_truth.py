@@ -241,9 +241,20 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
     smooth = summary(sm["z-score"], zq_true, sm["std_estimate"], sd_q)
     foot_s = foot  # a kernel centred in the footprint sees the lesion
     _, det_s = fwer_detection(sm["z-score"], spz, foot_s)
+    rows_extra = []
+    if args.uncalibrated:  # what the calibration factors carry: the same scores without them
+        calibration, model.residual_params.calibration = model.residual_params.calibration, {}
+        with threadpool_limits(1):
+            uv = model.evaluate_maps(Yt, test, n_jobs=args.jobs).predictions
+            us = model.evaluate_maps(Yt, test, queries=W_smooth, n_jobs=args.jobs).predictions
+        model.residual_params.calibration = calibration
+        rows_extra = [("  vertex z, uncalibrated", summary(uv["z-score"], z_true, uv["std_estimate"], proc.sd(test)),
+                       float("nan")),
+                      ("  smoothed z, uncalibrated", summary(us["z-score"], zq_true, us["std_estimate"], sd_q),
+                       float("nan"))]
     rows = [("spectral + residual (vertex z)", ours, det_v), ("projected low-pass z (K modes)", pj, float("nan")),
             (f"per-vertex baseline ({t_base:.1f} s)", theirs, det_b),
-            (f"smoothed z, FWHM {args.fwhm:g} mm", smooth, det_s)]
+            (f"smoothed z, FWHM {args.fwhm:g} mm", smooth, det_s), *rows_extra]
     print(f"  {'':34s} {'z RMSE':>7s} {'sd ratio 5-95%':>15s} {'|z|>1.96 5-95%':>16s} {'lesions @5% FWER':>17s}")
     for label, s, det in rows:
         print(f"  {label:34s} {s['rmse']:7.3f} {s['sd'][0]:7.3f}-{s['sd'][1]:5.3f}  "
@@ -264,6 +275,9 @@ def main(argv=None) -> None:
     parser.add_argument("--mixes", nargs="*", default=list(MIXES), choices=list(MIXES))
     parser.add_argument("--seed", type=int, default=0, help="seed of the first mix (the next mixes: +1, +2 ...)")
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--uncalibrated", action="store_true",
+                        help="also score without the per-query calibration factors (independent residuals, no "
+                             "spectral-residual covariance) to show what they carry")
     parser.add_argument("--calibration-subjects", type=int, default=1000,
                         help="training maps the per-query calibration uses (fit_residual's default 1000)")
     args = parser.parse_args(argv)
