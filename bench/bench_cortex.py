@@ -6,13 +6,18 @@ and its joblib workers, sampled every 50 ms):
 1. **basis** — Laplace–Beltrami modes of nilearn's fsaverage5 midthickness, both hemispheres
    (20,484 vertices; the medial wall removed, 19,307 modelled), 200 modes per hemisphere;
 2. **encode** — the 5000 training subjects' maps read from GIFTI files (BIDS derivatives, two
-   ``.shape.gii`` per subject) and encoded, a chunk of 64 maps per task (never all in memory);
+   ``.shape.gii`` per subject), encoded and cached once in a float32 ``.npy`` file for the residual
+   fit (``io.store_cohort``), a chunk of 64 maps per task (never all in memory);
 3. **fit** — the spectral normative model (age spline, sex, hierarchical site on the mean; age and
-   site on the variance; 200 mode pairs) on the 5000 subjects;
-4. **apply** — the 1000 new subjects' maps read and encoded, vertex-level z-score and centile maps
-   of all of them predicted block by block and written as GIFTI (4000 ``.func.gii`` files) plus the
-   z summary table (``workflow.score_and_write``: blocks of 64 subjects from ``iter_predict``, each
+   site on the variance; the default low-rank cross-mode correlation with 200 mode pairs on top)
+   on the 5000 subjects, then its residual part (what the modes miss) at every vertex from the
+   cached maps, a block of vertices at a time, calibrated on 1000 of the training maps;
+4. **apply** — the 1000 new subjects' maps read, exact vertex-level z-score and centile maps of all
+   of them scored block by block and written as GIFTI (4000 ``.func.gii`` files) plus the z summary
+   table (``workflow.score_and_write`` with ``maps=cohort.maps()``: blocks of 64 subjects, each
    written as it arrives).
+
+``--no-residual`` runs the spectral-only pipeline (projected low-pass z) of earlier releases.
 
 The synthetic cohorts come from the demo's known normative process
 (:class:`spectranorm_neuro.datasets.DemoProcess`) and are written to a temporary folder before the
@@ -55,6 +60,7 @@ from spectranorm_neuro.io import (
     encode_cohort,
     read_bids_cohort,
     split_features,
+    store_cohort,
     write_dataset_description,
     write_gifti,
 )
@@ -278,6 +284,8 @@ def main(argv=None) -> dict:
     parser.add_argument("--chunk-size", type=int, default=64, help="maps per encoding task")
     parser.add_argument("--block", type=int, default=64, help="subjects per apply task")
     parser.add_argument("--no-scaling", action="store_true", help="skip the scaling exponents")
+    parser.add_argument("--no-residual", dest="residual", action="store_false",
+                        help="spectral part only (projected low-pass z), as earlier releases")
     parser.add_argument("--keep", type=Path, default=None, help="work in this (new) folder and keep it")
     parser.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     args = parser.parse_args(argv)
@@ -321,17 +329,28 @@ def run(args, work: Path, results: dict) -> None:
 
     with Step("encode (training maps)", results):
         train = read_bids_cohort(work / "train", MEASURE, basis=basis)
-        C = encode_cohort(train, basis, chunk_size=args.chunk_size, n_jobs=args.jobs, progress=False)
+        if args.residual:
+            store = store_cohort(train, work / "train_maps.npy", basis, chunk_size=args.chunk_size, n_jobs=args.jobs)
+            C = store.coefficients
+        else:
+            C = encode_cohort(train, basis, chunk_size=args.chunk_size, n_jobs=args.jobs, progress=False)
     cov_train = plain(train.covariates)
     with Step("fit", results):
-        model = build_model(basis, cov_train).fit(C, cov_train, n_jobs=args.jobs)
+        model = build_model(basis, cov_train).fit(C, cov_train, n_jobs=args.jobs,
+                                                  maps=store if args.residual else None)
     with Step("apply (encode, z + centile GIFTI)", results):
         new = read_bids_cohort(work / "new", MEASURE, basis=basis)
-        C_new = encode_cohort(new, basis, chunk_size=args.chunk_size, n_jobs=args.jobs, progress=False)
         cov_new = plain(new.covariates)
         Q = encoded_queries(model)
-        written, _ = score_and_write(work / "out", model, C_new, cov_new, new.subjects, MEASURE, basis.structures,
-                                     SPACE, kinds=("zscore", "centile"), block=args.block, n_jobs=args.jobs)
+        if args.residual:
+            written, _ = score_and_write(work / "out", model, None, cov_new, new.subjects, MEASURE, basis.structures,
+                                         SPACE, kinds=("zscore", "centile"), block=args.block, n_jobs=args.jobs,
+                                         maps=new.maps())
+        else:
+            C_new = encode_cohort(new, basis, chunk_size=args.chunk_size, n_jobs=args.jobs, progress=False)
+            written, _ = score_and_write(work / "out", model, C_new, cov_new, new.subjects, MEASURE,
+                                         basis.structures, SPACE, kinds=("zscore", "centile"), block=args.block,
+                                         n_jobs=args.jobs)
 
     steps = results["steps"]
     counted = {name: s for name, s in steps.items() if s["counted"]}

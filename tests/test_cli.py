@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
+from spectranorm_neuro import io
 from spectranorm_neuro.cli import main
 from spectranorm_neuro.io import encode_cohort, parse_bids_name, read_bids_cohort, vertex_queries
 from spectranorm_neuro.workflow import load_bundle
@@ -40,14 +41,14 @@ def bundle_dir(study):
 
 
 def _python_scores(bundle_path, cohort_root, predict_without=()):
-    """z, centile, mu, sd of a cohort through the Python API."""
+    """z, centile, mu, sd of a cohort through the Python API (exact per-vertex scores of the maps)."""
     bundle = load_bundle(bundle_path)
     model = bundle.model
     cohort = read_bids_cohort(cohort_root, "thickness", basis=model.eigenmode_basis)
     cov = cohort.covariates.astype({c: str for c in ("sex", "site", "group")})
     C = encode_cohort(cohort, model.eigenmode_basis, progress=False)
-    Q = vertex_queries(model.eigenmode_basis).encoded
-    pred = model.evaluate(Q, C, cov, predict_without=list(predict_without)).predictions
+    assert model.residual_params is not None  # `fit` fits the residual part by default
+    pred = model.evaluate_maps(cohort.maps(), cov, predict_without=list(predict_without)).predictions
     return cohort, pred, model, C, cov
 
 
@@ -135,7 +136,7 @@ def test_apply_writes_bids_maps_equal_to_python_api(study, bundle_dir, tmp_path)
     for desc, key, intent in expected:
         got, intents = _read_maps(out, cohort.subjects, desc, structure)
         assert intents == {intent}
-        np.testing.assert_array_equal(got, pred[key].astype(np.float32))
+        np.testing.assert_allclose(got, pred[key].astype(np.float32), rtol=1e-6, atol=1e-6)
     for path in out.rglob("*.func.gii"):
         ents = parse_bids_name(path)
         assert (ents["hemi"], ents["space"], ents["den"], ents["suffix"]) == ("L", "fsaverage", "10k", "thickness")
@@ -154,6 +155,33 @@ def test_apply_writes_bids_maps_equal_to_python_api(study, bundle_dir, tmp_path)
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative"
     assert json.loads((out / "spectranorm_apply.json").read_text())["n_subjects"] == 12
+
+
+def test_apply_projected_and_smoothed_maps_say_which_z(study, bundle_dir, tmp_path):
+    cohort, exact, model, C, cov = _python_scores(bundle_dir, study.root / "clinic")
+    structure = model.eigenmode_basis.structures[0]
+    out = tmp_path / "proj"
+    code, _, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", out, "--z", "projected"])
+    assert code == 0, stderr
+    got, _ = _read_maps(out, cohort.subjects, "zscore", structure)
+    Q = vertex_queries(model.eigenmode_basis).encoded  # the seed API on coefficients: the low-pass z
+    projected = model.evaluate(Q, C, cov).predictions["z-score"]
+    np.testing.assert_allclose(got, projected.astype(np.float32), rtol=1e-5, atol=1e-5)
+    assert np.max(np.abs(projected - exact["z-score"])) > 0.1
+    path = next(out.rglob("*desc-zscore_thickness.func.gii"))
+    assert dict(nib.load(path).meta)["SpectraNormZ"] == "projected"
+    assert json.loads((out / "spectranorm_apply.json").read_text())["z"]["SpectraNormZ"] == "projected"
+    smooth = tmp_path / "smooth"
+    code, _, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", smooth, "--fwhm", "10"])
+    assert code == 0, stderr
+    meta = dict(nib.load(next(smooth.rglob("*desc-zscore_thickness.func.gii"))).meta)
+    assert meta["SpectraNormZ"] == "smoothed" and meta["SpectraNormFWHMmm"] == "10"
+    got, _ = _read_maps(smooth, cohort.subjects, "zscore", structure)
+    W = io.kernel_queries(model.eigenmode_basis, {"L": "fsaverage5"}, fwhm=10.0)
+    expected = model.evaluate_maps(cohort.maps(), cov, queries=W).predictions["z-score"]
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-5, atol=1e-5)
+    # smoothing: neighbouring z values agree more than in the exact vertex maps
+    assert np.std(np.diff(got, axis=1)) < np.std(np.diff(exact["z-score"], axis=1))
 
 
 def test_apply_from_table_and_zip_bundle_gives_the_same_maps(study, bundle_dir, tmp_path):
@@ -179,7 +207,7 @@ def test_unseen_site_population_then_adapt(study, bundle_dir, tmp_path):
     assert code == 0, stderr
     cohort, pred, model, _, _ = _python_scores(bundle_dir, study.root / "newsite_test", predict_without=["site"])
     got, _ = _read_maps(pop, cohort.subjects, "zscore", model.eigenmode_basis.structures[0])
-    np.testing.assert_array_equal(got, pred["z-score"].astype(np.float32))
+    np.testing.assert_allclose(got, pred["z-score"].astype(np.float32), rtol=1e-6, atol=1e-6)
 
     adapted = tmp_path / "adapted"
     code, stdout, stderr = run_cli(["adapt", bundle_dir, study.root / "newsite", "--out", adapted])
@@ -196,14 +224,12 @@ def test_unseen_site_population_then_adapt(study, bundle_dir, tmp_path):
     ref_model = load_bundle(bundle_dir).model
     controls = read_bids_cohort(study.root / "newsite", "thickness", basis=ref_model.eigenmode_basis)
     ref_model.adapt_fit(encode_cohort(controls, ref_model.eigenmode_basis, progress=False),
-                        controls.covariates.astype({c: str for c in ("sex", "site", "group")}))
+                        controls.covariates.astype({c: str for c in ("sex", "site", "group")}), maps=controls.maps())
     test = read_bids_cohort(study.root / "newsite_test", "thickness", basis=ref_model.eigenmode_basis)
-    C = encode_cohort(test, ref_model.eigenmode_basis, progress=False)
-    Q = vertex_queries(ref_model.eigenmode_basis).encoded
-    z = ref_model.evaluate(Q, C, test.covariates.astype({c: str for c in ("sex", "site", "group")})
-                           ).predictions["z-score"]
+    z = ref_model.evaluate_maps(test.maps(), test.covariates.astype({c: str for c in ("sex", "site", "group")})
+                                ).predictions["z-score"]
     got, _ = _read_maps(again, test.subjects, "zscore", ref_model.eigenmode_basis.structures[0])
-    np.testing.assert_array_equal(got, z.astype(np.float32))
+    np.testing.assert_allclose(got, z.astype(np.float32), rtol=1e-5, atol=1e-5)
     # adapted site-D norms fit site-D controls better than population norms (site D has a 1.1x sd and an offset)
     assert abs(np.mean(z)) < 0.5
 
@@ -212,15 +238,15 @@ def test_harmonize_matches_python_api(study, bundle_dir, tmp_path):
     out = tmp_path / "harm"
     code, _, stderr = run_cli(["harmonize", bundle_dir, study.root / "clinic", "--out", out])
     assert code == 0, stderr
-    cohort, _, model, C, cov = _python_scores(bundle_dir, study.root / "clinic")
-    Q = vertex_queries(model.eigenmode_basis).encoded
-    expected = model.harmonize(Q, cov, C, ["site"])
+    cohort, _, model, _, cov = _python_scores(bundle_dir, study.root / "clinic")
+    maps = cohort.read()
+    expected = model.harmonize_maps(maps, cov, ["site"])
     got, intents = _read_maps(out, cohort.subjects, "harmonized", model.eigenmode_basis.structures[0])
     assert intents == {"NIFTI_INTENT_ESTIMATE"}
-    np.testing.assert_array_equal(got, expected.astype(np.float32))
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6, atol=1e-6)
     # what harmonizing removed is the known site offset (relative to the average site), per site
     site = cov["site"].to_numpy()
-    removed = C @ Q - expected
+    removed = maps - expected
     offsets = study.process.site_offset
     mean_offset = np.mean([offsets[s] for s in "ABC"], axis=0)
     for s in "ABC":
@@ -234,13 +260,13 @@ def test_harmonize_named_covariates_in_parallel_matches_python_api(study, bundle
     code, _, stderr = run_cli(["harmonize", bundle_dir, study.root / "clinic", "--covariates", "site", "sex",
                                "--n-jobs", "2", "--out", out])
     assert code == 0, stderr
-    cohort, _, model, C, cov = _python_scores(bundle_dir, study.root / "clinic")
-    Q = vertex_queries(model.eigenmode_basis).encoded
-    expected = model.harmonize(Q, cov, C, ["site", "sex"])
+    cohort, _, model, _, cov = _python_scores(bundle_dir, study.root / "clinic")
+    maps = cohort.read()
+    expected = model.harmonize_maps(maps, cov, ["site", "sex"])
     got, _ = _read_maps(out, cohort.subjects, "harmonized", model.eigenmode_basis.structures[0])
     np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-6, atol=1e-6)
     # removing sex as well changes the maps: it is not the site-only harmonization
-    site_only = model.harmonize(Q, cov, C, ["site"])
+    site_only = model.harmonize_maps(maps, cov, ["site"])
     assert np.max(np.abs(expected - site_only)) > 1e-3
 
 

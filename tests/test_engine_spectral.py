@@ -188,7 +188,7 @@ def test_save_load_round_trip_and_safety(setup, tmp_path):
     man = json.loads((d2 / "manifest.json").read_text())
     man["format_version"] = 99
     (d2 / "manifest.json").write_text(json.dumps(man))
-    with pytest.raises(FormatVersionError, match=r"format_version=99.*version 1"):
+    with pytest.raises(FormatVersionError, match=r"format_version=99.*version 2"):
         snm.SpectralNormativeModel.load_model(d2)
     # pickles are never loaded
     p = tmp_path / "model.pkl"

@@ -34,6 +34,9 @@ def test_quick_start_runs_and_its_comments_are_true(tmp_path, monkeypatch):
     true_z = seed_lattice_cohort(200, seed=1)[4]  # the quick-start's test cohort: every pixel's true z
     assert float(np.sqrt(np.mean((z - true_z[:, None]) ** 2))) < 0.2
     assert namespace["harmonized"].shape == (200, 2500)
+    exact = namespace["exact"]  # "exact z of every pixel of the maps": no worse than the projected z
+    assert exact.shape == (200, 2500)
+    assert np.sqrt(np.mean((exact - true_z[:, None]) ** 2)) < float(np.sqrt(np.mean((z - true_z[:, None]) ** 2))) + 0.02
     saved = tmp_path / "my_model"
     assert saved.is_dir() and not list(saved.rglob("*.pkl")) and not list(saved.rglob("*.pickle"))
     reloaded = namespace["snm"].SpectralNormativeModel.load_model(saved)

@@ -26,7 +26,7 @@ def cmd_apply(run: Run) -> int:
     result = apply_bundle(bundle, cohort, args.out, maps=args.maps, population=args.population,
                           measure=args.measure, space=space, attachments=[report] if args.report else [],
                           overwrite=run.overwrite, n_jobs=run.n_jobs, progress=run.progress, say=run.say,
-                          warn=run.warn)
+                          warn=run.warn, z=args.z, fwhm=args.fwhm)
     n_extreme = int(result.summary["n_abs_z_gt_2"].sum())
     n_values = int(result.summary["n_features"].sum())
     run.say(f"Wrote {', '.join(sorted({*args.maps, 'zscore'}))} maps of {result.n_subjects} subjects "

@@ -47,11 +47,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _structure(text: str) -> float:
+def _structure(text: str) -> float | str:
+    if text == "lowrank":
+        return text
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{text!r} is not 'lowrank' or a number") from None
     return int(value) if value >= 1 and value == int(value) else value
 
 
@@ -121,8 +123,14 @@ def _add_fit(sub, parent) -> None:
     g.add_argument("--model-type", choices=("HBR", "BLR"), default="HBR",
                    help="HBR: partially pooled site effects (default); BLR: fixed effects")
     g.add_argument("--n-modes", type=int, default=-1, help="leading modes to model (default -1: all of the basis)")
-    g.add_argument("--covariance-structure", type=_structure, default=0.5,
-                   help="mode pairs with correlation models: fraction of n-modes (<1) or a count. Default 0.5")
+    g.add_argument("--covariance-structure", type=_structure, default="lowrank",
+                   help="cross-mode correlation: 'lowrank' (all modes, low rank plus diagonal) or mode pairs with "
+                        "correlation models: fraction of n-modes (<1) or a count. Default 0.5")
+    g.add_argument("--no-residual", dest="residual", action="store_false",
+                   help="do not fit the residual part (what the modes miss): the bundle then gives only the "
+                        "projected low-pass z, not exact per-vertex z-scores")
+    g.add_argument("--fwhm", type=float, nargs="+", default=[], metavar="MM",
+                   help="calibrate smoothed maps of these kernel FWHMs (mm on the mesh) for `apply --fwhm`")
     g.add_argument("--inference", choices=("map", "advi", "nuts"), default="map", help="default map (fast)")
     g.add_argument("--holdout", type=float, default=0.0,
                    help="fraction of each site held out of the fit and scored for the model card (default 0)")
@@ -142,6 +150,11 @@ def _add_scoring(sub, parent) -> None:
                    help="maps to write (default zscore centile)")
     p.add_argument("--population", action="store_true",
                    help="population-level norms (leave the site effects out): needed for sites the model never saw")
+    p.add_argument("--z", choices=("exact", "projected"), default=None,
+                   help="exact: per-vertex z of the map itself (spectral + residual part; default when the bundle "
+                        "has a residual part); projected: low-pass z of the map's projection onto the modes")
+    p.add_argument("--fwhm", type=float, default=None, metavar="MM",
+                   help="write smoothed maps: Gaussian kernels of this FWHM in mm on the mesh (e.g. 10)")
     p.add_argument("--report", action="store_true", help="also write the HTML report into <out>/report")
     _report_options(p)
     p.set_defaults(handler="apply")

@@ -5,8 +5,14 @@ A saved :class:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel` is a 
     manifest.json   format name and version, package version, SHA-256 of every other file
     spec.json       the NormativeModelSpec with its fit-time state (levels, scalings, knots)
     model.json      model_params (n_modes, n_pairs, inference settings, adapted levels ...)
-    params.npz      direct_* and covariance_* arrays (numpy .npz, loaded with allow_pickle=False)
+    params.npz      direct_*, covariance_* (and factor_*, the low-rank correlation) arrays
+                    (numpy .npz, loaded with allow_pickle=False)
     basis.npz       the eigenmode basis, in the basis format (see ``spectranorm_neuro.basis``)
+    residual.npz    (format 2, optional) residual_* arrays: the per-feature models of what the
+                    modes miss (``engine.residual``)
+
+Format 1 (releases before the low-rank correlation and the residual part) is still read: such a
+model has neither, and scores maps by their projection onto the modes.
 
 Writing happens in a temporary sibling directory renamed into place at the end, so a reader never
 sees a half-written model (leftovers of a killed save are removed by the next save); an existing
@@ -20,6 +26,7 @@ than this release understands (:class:`FormatVersionError`), verifies every chec
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 import zipfile
 import zlib
@@ -33,13 +40,17 @@ from ..basis import EigenmodeBasis
 from ..exceptions import FileFormatError, OutputExistsError, SpectraNormError, bad_value
 from .covariance import CovarianceParams
 from .direct import DirectNormativeModel, DirectParams
+from .lowrank import FactorParams
+from .residual import ResidualParams
 from .specs import NormativeModelSpec
+
+logger = logging.getLogger("spectranorm_neuro")
 
 __all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save_spectral_model", "load_spectral_model", "read_manifest",
            "write_manifest", "verify_manifest"]
 
 FORMAT_NAME = "spectranorm_neuro.spectral_model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _FILES = ("spec.json", "model.json", "params.npz", "basis.npz")
 
 
@@ -99,10 +110,17 @@ def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
         (tmp / "model.json").write_text(json.dumps(model.model_params, indent=2, default=json_default))
         arrays = direct.to_arrays("direct_")
         arrays.update(cov.to_arrays("covariance_"))
+        if model.factor_params is not None:
+            arrays.update(model.factor_params.to_arrays("factor_"))
         with open(tmp / "params.npz", "wb") as fh:
             write_npz(fh, arrays)
+        files = list(_FILES)
+        if model.residual_params is not None:
+            with open(tmp / "residual.npz", "wb") as fh:
+                write_npz(fh, model.residual_params.to_arrays())
+            files.append("residual.npz")
         model.eigenmode_basis.save(tmp / "basis.npz")
-        write_manifest(tmp, _FILES, FORMAT_NAME, FORMAT_VERSION)
+        write_manifest(tmp, files, FORMAT_NAME, FORMAT_VERSION)
         replace_folder(tmp, directory, sibling_path(directory, "previous"))
     finally:
         if tmp.exists():
@@ -129,17 +147,27 @@ def load_spectral_model(directory, model_class):
     directory = Path(directory)
     spec = NormativeModelSpec.from_dict(read_json(directory / "spec.json"))
     model_params = read_json(directory / "model.json")
+    residual = None
     try:
         with np.load(directory / "params.npz", allow_pickle=False) as arrays:
             direct = DirectParams.from_arrays(arrays, "direct_")
             cov = CovarianceParams.from_arrays(arrays, "covariance_")
+            factor = FactorParams.from_arrays(arrays, "factor_") if "factor_loadings" in arrays.files else None
+        if "residual.npz" in manifest.get("files", {}):
+            with np.load(directory / "residual.npz", allow_pickle=False) as arrays:
+                residual = ResidualParams.from_arrays(arrays)
     except SpectraNormError:
         raise
     except (ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise bad_value("params.npz", str(directory / "params.npz"), f"cannot be read ({type(exc).__name__}: "
+        raise bad_value("params.npz", str(directory), f"cannot be read ({type(exc).__name__}: "
                         f"{' '.join(str(exc).split())[:100]})", "restore the saved model from its source",
                         FileFormatError) from None
     basis = EigenmodeBasis.load(directory / "basis.npz")
     model = model_class(basis, DirectNormativeModel(spec))
     model.direct_params, model.covariance_params, model.model_params = direct, cov, model_params
+    model.factor_params, model.residual_params = factor, residual
+    if manifest.get("format_version", 1) < 2:
+        logger.info("%s: a format-%s model (no low-rank correlation, no residual part): maps are scored by their "
+                    "projection onto the modes; refit with maps for exact per-vertex z-scores",
+                    directory, manifest.get("format_version"))
     return model

@@ -43,7 +43,7 @@ from .bids import (
     write_dataset_description,
 )
 from .cifti import CiftiMap, read_dscalar, write_dscalar
-from .cohort import Cohort, encode_cohort, read_bids_cohort, read_table_cohort
+from .cohort import Cohort, CohortMaps, MapStore, encode_cohort, read_bids_cohort, read_table_cohort, store_cohort
 from .freesurfer import FreeSurferMap, read_morph, write_morph
 from .gifti import GiftiMap, read_gifti, write_gifti
 from .maps import filename_hemi, read_map, read_parcel_table, write_map, write_parcel_table
@@ -66,7 +66,7 @@ __all__ = [
     "DESC_VOCABULARY", "ENTITY_ORDER", "parse_bids_name", "normalize_entities", "build_bids_name",
     "write_dataset_description", "DerivativesWriter",
     # cohorts
-    "Cohort", "read_bids_cohort", "read_table_cohort", "encode_cohort",
+    "Cohort", "CohortMaps", "MapStore", "read_bids_cohort", "read_table_cohort", "encode_cohort", "store_cohort",
     "cohort_summary", "write_summary",
     # queries
     "QuerySet", "vertex_queries", "voxel_queries", "kernel_queries", "atlas_queries",

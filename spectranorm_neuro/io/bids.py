@@ -348,6 +348,7 @@ class DerivativesWriter:
         res: str | None = None,
         cifti: bool = False,
         template: Any = None,
+        meta: dict | None = None,
         **entities: Any,
     ) -> list[Path]:
         """Write one subject's map over the features: one GIFTI per hemisphere, NIfTI per volume.
@@ -366,6 +367,8 @@ class DerivativesWriter:
             Write all structures into one ``.dscalar.nii`` instead of GIFTI/NIfTI files.
         template : path-like or nibabel image, optional
             Mask image whose header NIfTI outputs reuse.
+        meta : dict, optional
+            File-level metadata of GIFTI outputs (e.g. which z-score the map holds).
         **entities
             Any further BIDS entities.
 
@@ -391,7 +394,7 @@ class DerivativesWriter:
                     raise bad_value("structures", structure.name, "is a surface that is not a hemisphere",
                                     "use cifti=True to write it")
                 path = self.path_for(subject, desc, measure, ".func.gii", session, hemi=hemi, **ents)
-                written.append(write_gifti(block, path, structure, kind=desc, overwrite=self.overwrite))
+                written.append(write_gifti(block, path, structure, kind=desc, overwrite=self.overwrite, meta=meta))
             elif structure.kind == "volume":
                 path = self.path_for(subject, desc, measure, ".nii.gz", session, **ents)
                 written.append(write_nifti(block, path, structure, kind=desc, template=template,

@@ -122,7 +122,9 @@ def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *
     options.check(bundle, covariates)
     coeffs = encode_cohort(cohort, bundle.basis, n_modes=int(bundle.model.model_params["n_modes"]), n_jobs=n_jobs,
                            progress=progress)
-    z = score(bundle.model, coeffs, covariates, ["zscore"], population, progress=progress, n_jobs=n_jobs)["zscore"]
+    kind = "exact" if bundle.model.residual_params is not None else "projected"
+    z = score(bundle.model, coeffs, covariates, ["zscore"], population, progress=progress, n_jobs=n_jobs,
+              maps=cohort.maps(), z=kind)["zscore"]
     with staged_directory(out, overwrite, command="report") as stage:
         options.render(stage, bundle, covariates, z, coeffs, n_jobs, progress)
     return out

@@ -41,7 +41,7 @@ from ..io import (
 )
 from .bundle import ModelBundle
 from .output import check_destination, staged_directory
-from .scoring import score, write_maps
+from .scoring import score, write_maps, z_metadata
 from .steps import Attachment, Say, _quiet, fit_bundle, prepare_scoring
 
 __all__ = ["run_demo", "DemoSettings", "write_bids_cohort", "planted_check"]
@@ -201,9 +201,10 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings | None = None, *, re
         clinic_cohort.source = "data/clinic"
         clinic_cov, _, _ = prepare_scoring(bundle, clinic_cohort, SPACE, False, warn)
         clinic_coeffs = encode_cohort(clinic_cohort, bundle.basis, n_jobs=n_jobs, progress=progress)
-        maps = score(bundle.model, clinic_coeffs, clinic_cov, ["zscore", "centile"], progress=progress)
+        maps = score(bundle.model, clinic_coeffs, clinic_cov, ["zscore", "centile"], progress=progress,
+                     maps=clinic_cohort.maps())  # exact per-vertex z (the bundle has its residual part)
         write_maps(stage / "derivatives", maps, clinic_cohort.subjects, MEASURE, bundle.basis.structures, SPACE,
-                   progress=progress)
+                   progress=progress, meta=z_metadata(bundle.model, "exact"))
 
         patients = clinic_cov["group"].astype(str).to_numpy() == "patient"
         check = planted_check(maps["zscore"], clinic.core, patients)

@@ -71,8 +71,9 @@ def holdout_mask(covariates: pd.DataFrame, fraction: float, seed: int, strata: S
 def fit_model(basis, coefficients: np.ndarray, covariates: pd.DataFrame, *, numerical: Sequence[str],
               categorical: Sequence[str], batch: Sequence[str] = (), nonlinear: Sequence[str] = (),
               mean: Sequence[str] | None = None, variance: Sequence[str] | None = None, model_type: str = "HBR",
-              n_modes: int = -1, covariance_structure: float = 0.5, inference: str = "map", holdout: float = 0.0,
-              seed: int = 0, n_jobs: int = 1, progress: bool = False) -> FitResult:
+              n_modes: int = -1, covariance_structure: float | str = "lowrank", inference: str = "map",
+              holdout: float = 0.0,
+              seed: int = 0, n_jobs: int = 1, progress: bool = False, maps=None, calibrate=()) -> FitResult:
     """Specify and fit a spectral normative model.
 
     Parameters
@@ -92,6 +93,11 @@ def fit_model(basis, coefficients: np.ndarray, covariates: pd.DataFrame, *, nume
         Fraction of each site held out of the fit and scored for the model card.
     seed, n_jobs, progress :
         Seed of the hold-out split and of the fit; joblib workers; progress bars.
+    maps : io.MapStore or array_like, shape (n_subjects, n_features), optional
+        The maps themselves: the residual part (what the modes miss) is fitted on the training
+        subjects' maps, for exact per-vertex z-scores (``SpectralNormativeModel.fit_residual``).
+    calibrate : sequence of query sets, optional
+        Query sets (e.g. smoothing kernels) calibrated besides the vertices (``fit_residual``).
 
     Returns
     -------
@@ -116,6 +122,9 @@ def fit_model(basis, coefficients: np.ndarray, covariates: pd.DataFrame, *, nume
     C = np.asarray(coefficients, dtype=np.float64)
     model.fit(C[train], cov_train, n_modes=n_modes, n_jobs=n_jobs, covariance_structure=covariance_structure,
               inference=inference, random_state=seed, progress=progress)
+    if maps is not None:
+        train_maps = maps.subset(train) if hasattr(maps, "subset") else np.asarray(maps)[train]
+        model.fit_residual(train_maps, cov_train, n_jobs=n_jobs, calibrate=calibrate)
     metrics = None
     if hold.any():
         Q = encoded_queries(model)

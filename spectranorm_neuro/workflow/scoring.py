@@ -10,6 +10,12 @@ The maps are exactly what the Python API gives for the same data::
 blocks of subjects so memory stays bounded; ``harmonized`` is ``mu_without + z * sd_without``
 with the batch covariates left out (``SpectralNormativeModel.harmonize``).
 
+With the subjects' maps themselves (``maps``: e.g. ``cohort.maps()``), the maps are those of
+:meth:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel.iter_evaluate_maps`: by default
+the exact per-vertex z (the spectral part plus the model's residual part, what the modes miss), or
+smoothed maps (kernel ``queries``), or the projected low-pass z on request (``score="projected"``).
+Every GIFTI file written says which one it holds in its metadata (:func:`z_metadata`).
+
 The blocks come from the engine's own streaming prediction,
 :meth:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel.iter_predict`: blocks of subjects
 run through joblib (``n_jobs``; ``None`` takes joblib's default, which the command line sets from
@@ -30,10 +36,10 @@ import pandas as pd
 
 from .._util import blas_threads, check_n_jobs, check_positive_int, run_tasks
 from ..exceptions import ExtrapolationWarning, InvalidInputError, UnseenCategoryError, bad_value
-from ..io import DerivativesWriter, build_bids_name, cohort_summary, vertex_queries, write_summary
+from ..io import DerivativesWriter, build_bids_name, cohort_summary, kernel_queries, vertex_queries, write_summary
 
 __all__ = ["MAP_KINDS", "check_covariates", "iter_maps", "score", "score_and_write", "write_maps", "encoded_queries",
-           "check_writable"]
+           "check_writable", "smoothing_queries", "z_metadata"]
 
 #: Maps ``apply`` can write (BIDS ``desc-`` values).
 MAP_KINDS = ("zscore", "centile", "harmonized", "mu", "sd")
@@ -117,6 +123,59 @@ def encoded_queries(model) -> np.ndarray:
     return vertex_queries(model.eigenmode_basis, n_modes=k).encoded
 
 
+def template_surfaces(basis) -> dict | None:
+    """The meshes of a basis built on nilearn's fsaverage5 (from its provenance), else None."""
+    provenance = dict(basis.provenance)
+    parts = provenance.get("parts") or [provenance]
+    if parts and all(p.get("adapter") == "fsaverage5" for p in parts):
+        from ..io import load_surface
+
+        return {("L" if p.get("hemi") == "left" else "R"): load_surface("fsaverage5", hemi=p.get("hemi"),
+                                                                       surface=p.get("surface", "midthickness"))
+                for p in parts}
+    return None
+
+
+def smoothing_queries(basis, fwhm: float, surfaces=None):
+    """Gaussian kernel queries centred on every vertex (``io.kernel_queries``) for smoothed maps.
+
+    Parameters
+    ----------
+    basis : EigenmodeBasis
+    fwhm : float
+        Full width at half maximum in mm on the mesh (Euclidean distance, kernels cut at 3 sigma).
+    surfaces : mapping, optional
+        ``{"L": mesh, "R": mesh}`` (paths or (vertices, faces)); default: the fsaverage5 meshes
+        when the basis was built on them.
+
+    Returns
+    -------
+    io.QuerySet
+    """
+    surfaces = surfaces if surfaces is not None else template_surfaces(basis)
+    if surfaces is None:
+        raise bad_value("--fwhm", fwhm, "needs the meshes of the basis, which it does not record",
+                        "pass surfaces={'L': mesh, 'R': mesh} (the meshes the basis was built on)", InvalidInputError)
+    return kernel_queries(basis, surfaces, fwhm=float(fwhm))
+
+
+def z_metadata(model, score: str, fwhm: float | None = None) -> dict:
+    """GIFTI metadata saying which z-score a written map holds."""
+    k = int(model.model_params["n_modes"])
+    if score == "projected":
+        kind, text = "projected", f"low-pass z of the map's projection onto the model's {k} modes"
+    elif fwhm is None:
+        kind, text = "exact", (f"exact per-vertex z: spectral part ({k} modes) plus the per-vertex residual part "
+                               "(what the modes miss), calibrated per vertex on the training maps")
+    else:
+        kind, text = "smoothed", (f"z of the map smoothed with a Gaussian kernel of FWHM {fwhm:g} mm on the mesh "
+                                  "(spectral plus residual parts)")
+    meta = {"SpectraNormZ": kind, "SpectraNormZDescription": text, "SpectraNormModes": str(k)}
+    if fwhm is not None:
+        meta["SpectraNormFWHMmm"] = f"{fwhm:g}"
+    return meta
+
+
 def _check_kinds(kinds: Sequence[str], argument: str = "kinds") -> list[str]:
     kinds = list(dict.fromkeys(kinds))
     unknown = [k for k in kinds if k not in MAP_KINDS]
@@ -128,8 +187,9 @@ def _check_kinds(kinds: Sequence[str], argument: str = "kinds") -> list[str]:
 def iter_maps(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequence[str],
               population: bool = False, Q: np.ndarray | None = None, block: int = SUBJECT_BLOCK,
               n_jobs: int | None = None, progress: bool = False,
-              harmonize_without: Sequence[str] | None = None) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
-    """Stream the maps of blocks of subjects through ``model.iter_predict``.
+              harmonize_without: Sequence[str] | None = None, maps=None, z: str | None = None,
+              queries=None) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+    """Stream the maps of blocks of subjects (``model.iter_evaluate_maps``, or ``iter_predict`` on coefficients).
 
     Parameters
     ----------
@@ -148,6 +208,13 @@ def iter_maps(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: 
     progress : bool, optional
     harmonize_without : sequence of str, optional
         Covariates the ``"harmonized"`` maps are freed of (default: the batch covariates).
+    maps : array_like, shape (n_subjects, n_features), optional
+        The subjects' maps (e.g. ``cohort.maps()``, read a block at a time): scored by
+        ``model.iter_evaluate_maps`` (exact z by default); ``coefficients`` is then unused.
+    z : {"exact", "projected"}, optional
+        With ``maps``: which z (``score`` of ``SpectralNormativeModel.iter_evaluate_maps``).
+    queries : optional
+        With ``maps``: query weights (e.g. :func:`smoothing_queries`) instead of every feature.
 
     Yields
     ------
@@ -157,6 +224,10 @@ def iter_maps(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: 
     kinds = _check_kinds(kinds)
     block = check_positive_int(block, "block", WRITE_BLOCK)
     n_jobs = check_n_jobs(n_jobs)
+    if maps is not None:
+        yield from _iter_map_scores(model, maps, covariates, kinds, population, block, n_jobs, harmonize_without,
+                                    z, queries)
+        return
     Q = encoded_queries(model) if Q is None else Q
     k = Q.shape[0]
     batch = list(model.spec.batch_covariates)
@@ -184,6 +255,41 @@ def iter_maps(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: 
             yield rows, out
 
 
+def _n_queries(maps, queries) -> int:
+    """Number of queries scored: one per feature, or the rows of the query weights."""
+    if queries is None:
+        return int(maps.shape[1])
+    return int(getattr(queries, "n_queries", None) or queries.shape[0])
+
+
+def _iter_map_scores(model, maps, covariates, kinds, population, block, n_jobs, harmonize_without, score, queries):
+    """:func:`iter_maps` on the maps themselves (exact, smoothed or projected z)."""
+    batch = list(model.spec.batch_covariates)
+    remove = batch if harmonize_without is None else list(harmonize_without)
+    without = batch if population else []
+    n_q = _n_queries(maps, queries)
+    unseen = "population" if population else "error"
+
+    def stream(drop):
+        return model.iter_evaluate_maps(maps, covariates, queries, score, drop, unseen, subject_block=block,
+                                        query_block=max(n_q, 1), n_jobs=n_jobs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)  # reported once by check_covariates
+        full = stream(without)
+        other = stream(remove) if "harmonized" in kinds and remove and not population else None
+        for rows, _, pred in full:
+            p = pred.predictions
+            out = {kind: p[_KEYS[kind]] for kind in kinds if kind in _KEYS}
+            if "harmonized" in kinds:
+                if other is None:  # nothing to remove: the observed values
+                    out["harmonized"] = p["mu_estimate"] + p["z-score"] * p["std_estimate"]
+                else:
+                    wo = next(other)[2].predictions
+                    out["harmonized"] = wo["mu_estimate"] + p["z-score"] * wo["std_estimate"]
+            yield rows, out
+
+
 def _check_subjects(subjects: Sequence[str], n_rows: int) -> list[str]:
     subjects = [str(s) for s in subjects]
     if len(subjects) != n_rows:
@@ -200,7 +306,8 @@ def _check_subjects(subjects: Sequence[str], n_rows: int) -> list[str]:
 
 def score(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequence[str] = ("zscore", "centile"),
           population: bool = False, Q: np.ndarray | None = None, progress: bool = False,
-          block: int | None = None, n_jobs: int | None = None) -> dict[str, np.ndarray]:
+          block: int | None = None, n_jobs: int | None = None, maps=None, z: str | None = None,
+          queries=None) -> dict[str, np.ndarray]:
     """Normative maps of every subject.
 
     Parameters
@@ -221,6 +328,8 @@ def score(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequ
     n_jobs : int or None, optional
         Workers over blocks (joblib semantics; None: joblib's default, 1 unless set by
         ``joblib.parallel_config``). The maps do not depend on it.
+    maps, z, queries : optional
+        Score the maps themselves (see :func:`iter_maps`); ``coefficients`` may then be None.
 
     Returns
     -------
@@ -231,12 +340,18 @@ def score(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequ
     score_and_write : the same maps written block by block, never all in memory.
     """
     kinds = _check_kinds(kinds)
-    Q = encoded_queries(model) if Q is None else Q
-    out = {kind: np.empty((len(covariates), Q.shape[1])) for kind in kinds}
-    for rows, maps in iter_maps(model, coefficients, covariates, kinds, population, Q,
-                                SUBJECT_BLOCK if block is None else block, n_jobs, progress):
+    if maps is None:
+        Q = encoded_queries(model) if Q is None else Q
+        n_q = Q.shape[1]
+    else:
+        queries = None if queries is None else getattr(queries, "weights", queries)
+        n_q = _n_queries(maps, queries)
+    out = {kind: np.empty((len(covariates), n_q)) for kind in kinds}
+    for rows, block_maps in iter_maps(model, coefficients, covariates, kinds, population, Q,
+                                      SUBJECT_BLOCK if block is None else block, n_jobs, progress, None, maps, z,
+                                      queries):
         for kind in kinds:
-            out[kind][rows] = maps[kind]
+            out[kind][rows] = block_maps[kind]
     return out
 
 
@@ -261,6 +376,7 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
                     population: bool = False, summary: bool = True, keep: Sequence[str] = (),
                     Q: np.ndarray | None = None, block: int | None = None, n_jobs: int | None = None,
                     progress: bool = False, harmonize_without: Sequence[str] | None = None,
+                    maps=None, z: str | None = None, queries=None, meta: dict | None = None,
                     ) -> tuple[list[Path], dict[str, np.ndarray]]:
     """Score a cohort and write its maps block by block (what :func:`score` + :func:`write_maps` do together).
 
@@ -301,6 +417,10 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     harmonize_without : sequence of str, optional
         Covariates the ``"harmonized"`` maps are freed of (default: the batch covariates); each
         value keeps its centile, as in ``SpectralNormativeModel.harmonize``.
+    maps, z, queries : optional
+        Score the maps themselves (see :func:`iter_maps`); ``coefficients`` may then be None.
+    meta : dict, optional
+        GIFTI file metadata of every map (default :func:`z_metadata` of the score used).
 
     Returns
     -------
@@ -314,22 +434,33 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     keep = _check_kinds(keep, "keep")
     subjects = _check_subjects(subjects, len(covariates))
     computed = list(dict.fromkeys([*kinds, *keep, *(["zscore"] if summary else [])]))
-    Q = encoded_queries(model) if Q is None else Q
+    if maps is not None:
+        from ..engine.maps import resolve_score
+
+        z = resolve_score(model, z)
+        queries = None if queries is None else getattr(queries, "weights", queries)
+        Q = np.empty((0, _n_queries(maps, queries)))
+    else:
+        Q = encoded_queries(model) if Q is None else Q
+        z = "projected"
+    if meta is None:
+        meta = z_metadata(model, z)
     writer = DerivativesWriter(root)
     n = len(covariates)
     kept = {kind: np.empty((n, Q.shape[1])) for kind in keep}
     written: dict[str, list[Path]] = {kind: [] for kind in kinds}
     tables = []
-    for rows, maps in iter_maps(model, coefficients, covariates, computed, population, Q,
-                                WRITE_BLOCK if block is None else block, n_jobs, progress, harmonize_without):
-        paths = _write_block(writer, {k: maps[k] for k in kinds}, subjects[rows], measure, tuple(structures),
-                             dict(space))
+    for rows, block_maps in iter_maps(model, coefficients, covariates, computed, population, Q if Q.shape[0] else None,
+                                      WRITE_BLOCK if block is None else block, n_jobs, progress, harmonize_without,
+                                      maps, z, queries):
+        paths = _write_block(writer, {k: block_maps[k] for k in kinds}, subjects[rows], measure, tuple(structures),
+                             dict(space, meta=meta))
         for kind in kinds:
             written[kind] += paths[kind]
         for kind in keep:
-            kept[kind][rows] = maps[kind]
+            kept[kind][rows] = block_maps[kind]
         if summary:
-            tables.append(cohort_summary(maps["zscore"], subjects[rows]))
+            tables.append(cohort_summary(block_maps["zscore"], subjects[rows]))
     out = [path for kind in kinds for path in written[kind]]
     if summary:
         table = pd.concat(tables) if tables else cohort_summary(np.empty((0, Q.shape[1])), [])
@@ -340,7 +471,7 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
 
 def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measure: str, structures,
                space: dict, summary: bool = True, progress: bool = False, n_jobs: int | None = None,
-               block: int | None = None) -> list:
+               block: int | None = None, meta: dict | None = None) -> list:
     """Write maps as BIDS derivatives (GIFTI per hemisphere / NIfTI per volume) and the z summary TSV.
 
     Parameters
@@ -362,6 +493,8 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
         Workers over blocks of subjects (joblib semantics; None: joblib's default).
     block : int, optional
         Subjects per task; default :data:`WRITE_BLOCK`.
+    meta : dict, optional
+        GIFTI file metadata of every map (e.g. :func:`z_metadata`).
 
     Returns
     -------
@@ -376,7 +509,7 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
     written: dict[str, list[Path]] = {kind: [] for kind in maps}
     bounds = [slice(a, min(a + block, n)) for a in range(0, n, block)]
     tasks = ((writer, {kind: values[rows] for kind, values in maps.items()}, subjects[rows], measure,
-              tuple(structures), dict(space)) for rows in bounds)
+              tuple(structures), dict(space, meta=meta)) for rows in bounds)
     for paths in run_tasks(_write_block, tasks, n_jobs, total=n, progress=progress, desc="writing maps",
                            unit="subject", weights=(b.stop - b.start for b in bounds)):
         for kind in maps:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,14 +25,14 @@ import pandas as pd
 
 from .._util import check_n_jobs
 from .._version import __version__
-from ..exceptions import InvalidInputError, UsageError, bad_value
-from ..io import Cohort, encode_cohort
+from ..exceptions import IncompatibleModelError, InvalidInputError, UsageError, bad_value
+from ..io import Cohort, encode_cohort, store_cohort
 from .bundle import ModelBundle, check_bundle_target, check_compatible
 from .card import basis_space, build_model_card, record_adaptation
 from .cohorts import covariates_frame, files_space
 from .fitting import fit_model
 from .output import check_destination, staged_directory
-from .scoring import MAP_KINDS, check_covariates, check_writable, score_and_write
+from .scoring import MAP_KINDS, check_covariates, check_writable, score_and_write, smoothing_queries, z_metadata
 
 __all__ = ["Attachment", "ApplyResult", "check_fit_options", "fit_bundle", "apply_bundle", "adapt_bundle",
            "harmonize_bundle", "prepare_scoring"]
@@ -116,9 +117,11 @@ def check_fit_options(numerical: Sequence[str], categorical: Sequence[str], batc
 def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, numerical: Sequence[str] = (),
                categorical: Sequence[str] = (), batch: Sequence[str] = (), nonlinear: Sequence[str] = (),
                mean: Sequence[str] | None = None, variance: Sequence[str] | None = None, model_type: str = "HBR",
-               n_modes: int = -1, covariance_structure: float = 0.5, inference: str = "map", holdout: float = 0.0,
+               n_modes: int = -1, covariance_structure: float | str = "lowrank", inference: str = "map",
+              holdout: float = 0.0,
                measure: str | None = None, space: dict | None = None, seed: int = 0, n_jobs: int | None = 1,
-               progress: bool = False, overwrite: bool = False, say: Say = _quiet) -> ModelBundle:
+               progress: bool = False, overwrite: bool = False, say: Say = _quiet, residual: bool = True,
+               calibrate_fwhm: Sequence[float] = (), surfaces=None) -> ModelBundle:
     """Fit a spectral normative model on a cohort and make it a bundle (what ``spectranorm-neuro fit`` does).
 
     Parameters
@@ -148,6 +151,14 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
         Replace an existing bundle at ``out`` (never anything else).
     say : callable, optional
         Receives one-line status messages.
+    residual : bool, optional
+        Also fit the residual part (what the modes miss) on the maps, for exact per-vertex
+        z-scores (default). The maps are cached once in a temporary float32 file and read a block
+        at a time.
+    calibrate_fwhm : sequence of float, optional
+        FWHMs (mm) of smoothed maps to calibrate on the training maps (``apply --fwhm``).
+    surfaces : mapping, optional
+        Meshes for the smoothing kernels (default: fsaverage5's when the basis was built on it).
 
     Returns
     -------
@@ -160,13 +171,21 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
         out = check_bundle_target(out, overwrite)
     space = dict(space or files_space(cohort.files.to_numpy().ravel()) or basis_space(basis))
     covariates = covariates_frame(cohort)
-    say(f"Encoding {cohort.n_subjects} maps on {basis.n_modes} modes ...")
-    coeffs = encode_cohort(cohort, basis, n_jobs=n_jobs, progress=progress)
-    say(f"Fitting the normative model ({model_type}, {n_modes if n_modes > 0 else basis.n_modes} modes) ...")
-    result = fit_model(basis, coeffs, covariates, numerical=numerical, categorical=categorical, batch=batch,
-                       nonlinear=nonlinear, mean=mean, variance=variance, model_type=model_type, n_modes=n_modes,
-                       covariance_structure=covariance_structure, inference=inference, holdout=holdout, seed=seed,
-                       n_jobs=n_jobs, progress=progress)
+    kernels = [smoothing_queries(basis, f, surfaces) for f in calibrate_fwhm]
+    options = dict(numerical=numerical, categorical=categorical, batch=batch, nonlinear=nonlinear, mean=mean,
+                   variance=variance, model_type=model_type, n_modes=n_modes,
+                   covariance_structure=covariance_structure, inference=inference, holdout=holdout, seed=seed,
+                   n_jobs=n_jobs, progress=progress)
+    with tempfile.TemporaryDirectory(prefix="spectranorm-maps-") as tmp:
+        say(f"Encoding {cohort.n_subjects} maps on {basis.n_modes} modes ...")
+        if residual:
+            store = store_cohort(cohort, Path(tmp) / "maps.npy", basis, n_jobs=n_jobs, progress=progress)
+            coeffs = store.coefficients
+        else:
+            store, coeffs = None, encode_cohort(cohort, basis, n_jobs=n_jobs, progress=progress)
+        say(f"Fitting the normative model ({model_type}, {n_modes if n_modes > 0 else basis.n_modes} modes"
+            f"{', residual part at every vertex' if residual else ''}) ...")
+        result = fit_model(basis, coeffs, covariates, maps=store, calibrate=kernels, **options)
     card = build_model_card(result.model, covariates.loc[result.train],
                             measure=measure or cohort.metadata.get("measure"), space=space, seed=seed,
                             holdout=holdout, metrics=result.metrics, source=cohort.source or None)
@@ -235,10 +254,14 @@ def adapt_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike | N
     check_compatible(bundle, cohort.structures, space, "cohort")
     covariates = covariates_frame(cohort)
     _check_new_levels(model, covariates, shown)
-    coeffs = encode_cohort(cohort, bundle.basis, n_jobs=n_jobs, progress=progress)
     model = copy.deepcopy(model)
     before = {c.name: set(c.adapted or []) for c in model.spec.covariates}
-    model.adapt_fit(coeffs, covariates)
+    with tempfile.TemporaryDirectory(prefix="spectranorm-maps-") as tmp:
+        if model.residual_params is not None:  # the residual part is adapted too: it needs the maps
+            store = store_cohort(cohort, Path(tmp) / "maps.npy", bundle.basis, n_jobs=n_jobs, progress=progress)
+            model.adapt_fit(store.coefficients, covariates, maps=store)
+        else:
+            model.adapt_fit(encode_cohort(cohort, bundle.basis, n_jobs=n_jobs, progress=progress), covariates)
     added = {c.name: sorted(set(c.adapted or []) - before.get(c.name, set())) for c in model.spec.covariates
              if set(c.adapted or []) - before.get(c.name, set())}
     adapted = ModelBundle(model, record_adaptation(bundle.card, added, cohort.n_subjects, cohort.source or None))
@@ -278,11 +301,27 @@ def _measure(measure: str | None, bundle: ModelBundle, cohort: Cohort) -> str:
     return measure
 
 
-def _provenance(bundle: ModelBundle, cohort: Cohort, command: str, population: bool) -> str:
+def _provenance(bundle: ModelBundle, cohort: Cohort, command: str, population: bool, z: dict | None = None) -> str:
     info = {"command": command, "bundle": str(bundle.path), "cohort": cohort.source,
             "bundle_manifest_files": bundle.manifest.get("files", {}), "population": population,
-            "n_subjects": cohort.n_subjects, "package_version": __version__}
+            "n_subjects": cohort.n_subjects, "package_version": __version__, "z": z}
     return json.dumps(info, indent=2) + "\n"
+
+
+def _z_choice(bundle: ModelBundle, z: str | None, warn: Say) -> str:
+    """The z to write: ``--z`` checked against the bundle, or the best the bundle holds (with a note)."""
+    if z is None and bundle.model.residual_params is None:
+        warn("this bundle has no residual part (fitted by an older release or without maps): the maps are the "
+             "projected low-pass z; refit it with `spectranorm-neuro fit` for exact per-vertex z-scores")
+        return "projected"
+    from ..engine.maps import resolve_score
+
+    try:
+        return resolve_score(bundle.model, z)
+    except IncompatibleModelError as exc:
+        raise bad_value("--z", z, "needs the bundle's residual part, which this bundle lacks (fitted by an older "
+                        "release or without maps)", "refit the bundle with `spectranorm-neuro fit` (it fits the "
+                        "residual part), or pass --z projected for the low-pass z", type(exc)) from None
 
 
 def _encode(bundle: ModelBundle, cohort: Cohort, n_jobs, progress: bool, say: Say) -> np.ndarray:
@@ -295,7 +334,8 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
                  maps: Sequence[str] = ("zscore", "centile"), population: bool = False, measure: str | None = None,
                  space: dict | None = None, attachments: Sequence[Attachment] = (), overwrite: bool = False,
                  n_jobs: int | None = None, progress: bool = False, say: Say = _quiet,
-                 warn: Say = _quiet) -> ApplyResult:
+                 warn: Say = _quiet, z: str | None = None, fwhm: float | None = None,
+                 surfaces=None) -> ApplyResult:
     """Score a cohort with a bundle and write BIDS derivatives (what ``spectranorm-neuro apply`` does).
 
     Writes, into ``out`` (complete or not at all): the z-score maps (always) and the other
@@ -326,12 +366,21 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     progress : bool, optional
     say, warn : callable, optional
         Receive status lines and warnings.
+    z : {"exact", "projected"}, optional
+        Which z (``--z``): the exact per-vertex z (spectral plus residual part; the default when
+        the bundle has a residual part) or the low-pass z of the map's projection onto the modes
+        (the default, with a warning, for bundles without one).
+    fwhm : float, optional
+        Write smoothed maps: Gaussian kernels of this FWHM in mm on the mesh (``--fwhm``).
+    surfaces : mapping, optional
+        Meshes for the kernels (default: fsaverage5's when the basis was built on it).
 
     Returns
     -------
     ApplyResult
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    z = _z_choice(bundle, z, warn)
     kinds = list(dict.fromkeys(maps))
     unknown = [k for k in kinds if k not in MAP_KINDS]
     if unknown:
@@ -342,15 +391,21 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     measure = _measure(measure, bundle, cohort)
     for item in attachments:
         item.check(bundle, covariates)
-    coeffs = _encode(bundle, cohort, n_jobs, progress, say)
+    queries = None if fwhm is None else smoothing_queries(bundle.basis, fwhm, surfaces)
+    if queries is not None and queries.n_queries != bundle.basis.n_features:
+        raise bad_value("--fwhm", fwhm, "needs a kernel at every feature", "use it with surface bases only",
+                        InvalidInputError)
+    coeffs = _encode(bundle, cohort, n_jobs, progress, say) if attachments else None
     need = list(dict.fromkeys([*kinds, "zscore"]))
+    meta = z_metadata(bundle.model, z, fwhm)
     say(f"Scoring {cohort.n_subjects} subjects at {bundle.basis.n_features} "
-        f"{'vertices' if bundle.basis.structures[0].kind == 'surface' else 'features'} ...")
+        f"{'vertices' if bundle.basis.structures[0].kind == 'surface' else 'features'} ({meta['SpectraNormZ']} z) ...")
     with staged_directory(out, overwrite, command="apply") as stage:
-        written, kept = score_and_write(stage, bundle.model, coeffs, covariates, cohort.subjects, measure,
+        written, kept = score_and_write(stage, bundle.model, None, covariates, cohort.subjects, measure,
                                         bundle.basis.structures, space, kinds=need, population=population,
-                                        keep=["zscore"] if attachments else [], n_jobs=n_jobs, progress=progress)
-        (stage / "spectranorm_apply.json").write_text(_provenance(bundle, cohort, "apply", population))
+                                        keep=["zscore"] if attachments else [], n_jobs=n_jobs, progress=progress,
+                                        maps=cohort.maps(), z=z, queries=queries, meta=meta)
+        (stage / "spectranorm_apply.json").write_text(_provenance(bundle, cohort, "apply", population, meta))
         for item in attachments:
             item.write(stage, bundle, covariates, kept["zscore"], coeffs, n_jobs, progress)
         summary = pd.read_csv(written[-1], sep="\t")
@@ -396,11 +451,13 @@ def harmonize_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike
     check_writable(bundle.basis.structures)
     frame, space, messages = prepare_scoring(bundle, cohort, space, False, warn)
     measure = _measure(measure, bundle, cohort)
-    coeffs = _encode(bundle, cohort, n_jobs, progress, say)
+    z = _z_choice(bundle, None, warn)
+    say(f"Harmonizing {cohort.n_subjects} subjects ...")
     with staged_directory(out, overwrite, command="harmonize") as stage:
-        written, _ = score_and_write(stage, model, coeffs, frame, cohort.subjects, measure, bundle.basis.structures,
+        written, _ = score_and_write(stage, model, None, frame, cohort.subjects, measure, bundle.basis.structures,
                                      space, kinds=("harmonized",), summary=False, n_jobs=n_jobs, progress=progress,
-                                     harmonize_without=what)
+                                     harmonize_without=what, maps=cohort.maps(), z=z,
+                                     meta={"SpectraNormHarmonized": ",".join(what), "SpectraNormZ": z})
         (stage / "spectranorm_harmonize.json").write_text(_provenance(bundle, cohort, "harmonize", False))
     files = [out / Path(p).relative_to(stage) for p in written]
     return ApplyResult(out, files, cohort.n_subjects, space, None, messages)

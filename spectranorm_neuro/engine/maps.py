@@ -1,0 +1,410 @@
+"""Scoring whole maps: the spectral part plus the per-feature residual part, block by block.
+
+For a query ``w`` over the features (one vertex, a smoothing kernel, a parcel mean) with encoding
+``q = Psi' w`` and a subject's map ``y``:
+
+* ``"exact"`` (the default when the model has a residual part) scores the query's value on the
+  map itself, ``w' y``, against mean ``q' mu_c + w' mu_r`` and variance
+  ``q' S R S q + sum_v w_v^2 var_r,v`` (:mod:`~spectranorm_neuro.engine.residual`): for vertex
+  queries the exact per-vertex z-score;
+* ``"projected"`` scores the low-pass value ``q' c`` (``c`` the map's spectral coefficients)
+  against the spectral moments only: the z-score of the map projected onto the modes, what
+  ``SpectralNormativeModel.iter_predict(observed=c)`` gives.
+
+Memory: a block of subjects' maps at a time (``subject_block`` x n_features) and a block of
+queries' outputs; never (subjects x features) for the whole cohort nor (subjects x modes x
+queries).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from ..exceptions import IncompatibleModelError, ShapeMismatchError, bad_value
+from .residual import check_maps, predict_residual, query_key, query_weights
+from .results import NormativePredictions
+
+if TYPE_CHECKING:
+    from .spectral import SpectralNormativeModel
+
+__all__ = ["SCORES", "MapScoring", "iter_score_maps", "resolve_score", "assemble", "calibrate"]
+
+logger = logging.getLogger("spectranorm_neuro")
+
+SCORES = ("exact", "projected")
+MAP_SUBJECT_BLOCK = 64
+QUERY_BLOCK = 4096
+
+
+def resolve_score(model, score: str | None) -> str:
+    """The map score to use: ``score`` checked against what the model holds (None: the best available)."""
+    if score is None:
+        if model.residual_params is None:
+            logger.warning("This model has no residual part (fitted on spectral coefficients only, or by an older "
+                           "release): maps are scored by their projection onto the modes (the low-pass z). Refit "
+                           "with maps (fit(..., maps=...) or fit_residual) for exact per-vertex z-scores.")
+            return "projected"
+        return "exact"
+    if score not in SCORES:
+        raise bad_value("score", score, "is not a known map score", f"pass one of {SCORES}")
+    if score == "exact" and model.residual_params is None:
+        raise bad_value("score", "exact", "needs the model's residual part (what the modes miss), which this "
+                        "model lacks: it was fitted on spectral coefficients only (or by an older release)",
+                        "refit with SpectralNormativeModel.fit(coefficients, covariates, maps=maps) or call "
+                        "model.fit_residual(maps, covariates) (CLI: refit with `fit`), or ask for the low-pass "
+                        "z with score='projected' (CLI: --z projected)", IncompatibleModelError)
+    return score
+
+
+def _moments(sp, spec, residual, covariates: pd.DataFrame, without, unseen_batch: str, maps: np.ndarray,
+             C: np.ndarray, Q: np.ndarray, W, query_block: int, score: str, kappa) -> Iterator[tuple]:
+    """Yield ``(cols, observed, mean, sd)`` of one block of subjects, a block of queries at a time."""
+    exact = score == "exact"
+    if exact:
+        r_mu, r_var = predict_residual(spec, residual, covariates, without, unseen_batch)
+    n_q = Q.shape[1]
+    for a in range(0, n_q, query_block):
+        cols = slice(a, min(a + query_block, n_q))
+        mean, sd = sp.query_moments(np.ascontiguousarray(Q[:, cols]))
+        if exact:
+            if W is None:
+                obs = maps[:, cols]
+                mean += r_mu[:, cols]
+                var = sd**2 + r_var[:, cols]
+            else:
+                Wb = W[cols]
+                obs = np.asarray((Wb @ maps.T).T)
+                mean += np.asarray((Wb @ r_mu.T).T)
+                var = sd**2 + np.asarray((Wb.multiply(Wb) @ r_var.T).T)
+            if kappa is not None:
+                var *= kappa[cols]
+            sd = np.sqrt(var)
+        else:
+            obs = C @ Q[:, cols]
+        yield cols, obs, mean, sd
+
+
+def _score_block(*args) -> list:
+    """Predictions of one block of subjects for every query block: list of (cols, NormativePredictions)."""
+    covariates = args[3]
+    out = []
+    for cols, obs, mean, sd in _moments(*args):
+        pred = NormativePredictions({"mu_estimate": mean, "std_estimate": sd}, index=covariates.index)
+        out.append((cols, pred.add_observations(obs)))
+    return out
+
+
+def _calibration_block(*args) -> np.ndarray:
+    """Sum over a block of subjects of ``(obs - mean)^2 / var`` per query, shape (n_queries,)."""
+    parts = [np.sum(((obs - mean) / sd) ** 2, axis=0) for _, obs, mean, sd in _moments(*args)]
+    return np.concatenate(parts)
+
+
+def iter_score_maps(model, maps, covariates: pd.DataFrame, queries=None, score: str | None = None,
+                    predict_without=(), unseen_batch: str = "error", subject_block: int = MAP_SUBJECT_BLOCK,
+                    query_block: int = 4096, n_jobs: int | None = 1, names=None
+                    ) -> Iterator[tuple[slice, slice, NormativePredictions]]:
+    """Stream z-scores of maps (see :meth:`SpectralNormativeModel.iter_evaluate_maps`)."""
+    score = resolve_score(model, score)
+    model._fitted()
+    names = names if names is not None else getattr(maps, "names", None)
+    W = query_weights(queries, int(model.eigenmode_basis.n_features))
+    kappa = None
+    if score == "exact":
+        kappa = model.residual_params.calibration.get(query_key(W))
+        if kappa is None and W is not None:
+            logger.info("These queries were not calibrated at fit time: their residual parts are treated as "
+                        "independent across features (declare them to fit_residual(calibrate=...)).")
+    return _iter_blocks(_score_block, model, maps, covariates, W, score, predict_without, unseen_batch,
+                        subject_block, query_block, n_jobs, names, kappa)
+
+
+def calibrate(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjects: int = 1000,
+              n_jobs: int | None = 1, names=None) -> dict:
+    """Per-query variance factors of exact scores on training maps (see ``ResidualParams.calibration``).
+
+    Parameters
+    ----------
+    model : SpectralNormativeModel
+        With a residual part (not yet calibrated for these queries).
+    maps : array_like, shape (n_subjects, n_features)
+    covariates : pandas.DataFrame, shape (n_subjects, ...)
+    queries : sequence
+        Query sets (``None`` for one query per feature, or weights (n_queries, n_features)).
+    max_subjects : int, optional
+        At most this many subjects (evenly spaced rows) are used.
+
+    Returns
+    -------
+    dict of str to numpy.ndarray
+        ``{query_key(W): factor (n_queries,)}``.
+    """
+    n = len(covariates)
+    rows = np.unique(np.linspace(0, n - 1, min(n, max_subjects)).round().astype(np.int64))
+    sub_cov = covariates.iloc[rows]
+    sub_maps = _RowView(maps, rows)
+    out = {}
+    for queries_ in queries:
+        W = query_weights(queries_, int(model.eigenmode_basis.n_features))
+        total = sum(_iter_blocks(_calibration_block, model, sub_maps, sub_cov, W, "exact", (), "population",
+                                 MAP_SUBJECT_BLOCK, 4096, n_jobs, None if names is None else
+                                 np.asarray(names)[rows], None, per_block=True))
+        out[query_key(W)] = total / rows.size
+    return out
+
+
+class _RowView:
+    """Rows ``rows`` of a 2-D array (or memmap), read a slice at a time."""
+
+    def __init__(self, maps, rows: np.ndarray):
+        self.maps, self.rows = maps, rows
+        self.ndim, self.shape = 2, (rows.size, maps.shape[1])
+
+    def __getitem__(self, sl: slice) -> np.ndarray:
+        return np.asarray(self.maps[self.rows[sl]])
+
+
+def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unseen_batch, subject_block,
+                 query_block, n_jobs, names, kappa, per_block: bool = False):
+    """Run ``task`` over blocks of subjects (see :func:`iter_score_maps`)."""
+    from .spectral import _blocks, _check_block, _check_n_jobs, _stream_tasks
+
+    basis = model.eigenmode_basis
+    k = int(model.model_params["n_modes"])
+    n_feat = int(basis.n_features)
+    if maps.ndim != 2 or maps.shape[1] != n_feat or maps.shape[0] != len(covariates):
+        raise bad_value("maps", f"array of shape {maps.shape}",
+                        f"is not (n_subjects = {len(covariates)} covariate rows, {n_feat} features)",
+                        "pass one map per covariate row over the basis' features", ShapeMismatchError)
+    residual = model.residual_params
+    if score == "exact" and residual.n_features != n_feat:
+        raise bad_value("model", f"residual part over {residual.n_features} features",
+                        f"does not match the basis' {n_feat} features", "refit the residual part",
+                        IncompatibleModelError)
+    if score == "exact":
+        k = residual.n_modes
+    subject_block = _check_block(subject_block, "subject_block")
+    query_block = _check_block(query_block, "query_block")
+    n_jobs = _check_n_jobs(n_jobs)
+    if W is None:
+        Q = np.asarray(basis.eigenvectors[:, :k]).T
+    else:
+        Q = np.asarray(basis.encode_queries(W, n_modes=k))
+    Q = np.ascontiguousarray(Q)
+    without = list(predict_without or [])
+    sp = model.compute_spectral_predictions(covariates, without, k, unseen_batch)
+    row_blocks = _blocks(len(covariates), subject_block)
+
+    def arguments():
+        for rows in row_blocks:
+            ids = None if names is None else names[rows]
+            block = check_maps(maps[rows], n_feat, "maps", np.arange(rows.start, rows.stop), ids)
+            C = basis.encode(block, n_modes=k)
+            yield (sp.subset(rows), model.spec, residual, covariates.iloc[rows], without, unseen_batch,
+                   block, C, Q, W, query_block, score, kappa)
+
+    if per_block:
+        return _stream_tasks(task, arguments(), n_jobs)
+
+    def generate():
+        for rows, parts in zip(row_blocks, _stream_tasks(task, arguments(), n_jobs)):
+            for cols, pred in parts:
+                yield rows, cols, pred
+
+    return generate()
+
+
+def assemble(blocks, n_subjects: int, n_queries: int, index) -> NormativePredictions:
+    """Join streamed blocks into one NormativePredictions of (n_subjects, n_queries) arrays."""
+    out: dict = {}
+    for rows, cols, pred in blocks:
+        for key, value in pred.predictions.items():
+            arr = out.setdefault(key, np.empty((n_subjects, n_queries)))
+            arr[rows, cols] = value
+    return NormativePredictions(out, index=index)
+
+
+class MapScoring:
+    """Methods of :class:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel` that fit and score maps."""
+
+    def fit_residual(self, maps, covariates_dataframe: pd.DataFrame, n_jobs: int | None = 1, names=None,
+                     calibrate=(), calibration_subjects: int = 1000, **solver_kwargs) -> SpectralNormativeModel:
+        """Fit the per-feature normative models of what the modes miss (``r = y - Psi Psi' M y``).
+
+        Parameters
+        ----------
+        maps : array_like, shape (n_subjects, n_features)
+            Training maps over the basis' features, one per covariate row (a ``numpy.memmap`` is
+            read a block at a time).
+        covariates_dataframe : pandas.DataFrame, shape (n_subjects, ...)
+        n_jobs : int or None, optional
+            joblib workers over blocks of features.
+        names : array_like of str, shape (n_subjects,), optional
+            A name (file) per map, used in error messages.
+        calibrate : sequence of query sets, optional
+            Query sets besides the vertices (e.g. ``io.kernel_queries(basis, surfaces, fwhm=10)`` for
+            smoothed maps) whose exact scores are calibrated on these training maps: for each query
+            the mean of ``z^2`` over training subjects becomes a variance factor, which carries the
+            covariance between the spectral and residual parts and the residuals' correlation
+            between neighbouring features. Vertex queries are always calibrated.
+        calibration_subjects : int, optional
+            At most this many training subjects (evenly spaced) are used for the calibration.
+        **solver_kwargs
+            Passed to the solver.
+
+        Returns
+        -------
+        SpectralNormativeModel
+            ``self``, with ``residual_params``.
+        """
+        from .residual import encode_maps, fit_residual
+
+        self._fitted()
+        k = int(self.model_params["n_modes"])
+        self.spec.check_dataframe(covariates_dataframe, "covariates_dataframe")
+        n_feat = int(self.eigenmode_basis.n_features)
+        if getattr(maps, "ndim", 0) != 2 or maps.shape != (len(covariates_dataframe), n_feat):
+            maps = np.asarray(maps)
+            if maps.shape != (len(covariates_dataframe), n_feat):
+                raise bad_value("maps", f"array of shape {maps.shape}",
+                                f"is not (n_subjects = {len(covariates_dataframe)} covariate rows, {n_feat} "
+                                "features)", "pass one map per covariate row over the basis' features",
+                                ShapeMismatchError)
+        C = encode_maps(self.eigenmode_basis, maps, k, names=names)
+        self.residual_params = fit_residual(self.spec, self.eigenmode_basis, maps, C, covariates_dataframe,
+                                            n_jobs=n_jobs, **solver_kwargs)
+        from .maps import calibrate as _calibrate
+
+        self.residual_params.calibration = _calibrate(self, maps, covariates_dataframe, [None, *calibrate],
+                                                      calibration_subjects, n_jobs, names)
+        self.model_params["residual"] = {"n_features": n_feat, "n_modes": k}
+        logger.info("Fitted the residual part of %d features", n_feat)
+        return self
+
+    def iter_evaluate_maps(self, maps, covariates_dataframe: pd.DataFrame, queries=None, score: str | None = None,
+                           predict_without=(), unseen_batch: str = "error", subject_block: int = 64,
+                           query_block: int = QUERY_BLOCK, n_jobs: int | None = 1, names=None
+                           ) -> Iterator[tuple[slice, slice, NormativePredictions]]:
+        """Stream z-scores, centiles and log-likelihoods of maps, block by block.
+
+        Parameters
+        ----------
+        maps : array_like, shape (n_subjects, n_features)
+            Observed maps over the basis' features (read a block of subjects at a time).
+        covariates_dataframe : pandas.DataFrame, shape (n_subjects, ...)
+        queries : None, sparse or dense array (n_queries, n_features), or io.QuerySet, optional
+            What to score: ``None`` every feature (vertex maps), else query weights (e.g.
+            ``io.kernel_queries(basis, surfaces, fwhm=10)`` for smoothed maps, atlas parcels).
+        score : {"exact", "projected"}, optional
+            ``"exact"``: the query's value on the map against spectral plus residual moments
+            (needs the residual part, :meth:`fit_residual`); ``"projected"``: the low-pass z of the
+            map's projection onto the modes. Default: ``"exact"`` when the model has a residual
+            part, else ``"projected"`` with a logged note.
+        predict_without : list of str, optional
+        unseen_batch : {"error", "population", "marginalize"}, optional
+        subject_block, query_block : int, optional
+        n_jobs : int or None, optional
+            joblib workers over blocks of subjects.
+        names : array_like of str, shape (n_subjects,), optional
+            Name (file) of each map, for error messages (NaN/inf on modelled features).
+
+        Yields
+        ------
+        subjects : slice
+        queries : slice
+        predictions : NormativePredictions
+            ``mu_estimate``, ``std_estimate``, ``z-score``, ``centiles``, ``log-likelihood``,
+            each (n_block_subjects, n_block_queries).
+        """
+        from .maps import iter_score_maps
+
+        maps = maps if getattr(maps, "ndim", 0) == 2 else np.asarray(maps)
+        return iter_score_maps(self, maps, covariates_dataframe, queries, score, predict_without, unseen_batch,
+                               subject_block, query_block, n_jobs, None if names is None else np.asarray(names))
+
+    def evaluate_maps(self, maps, covariates_dataframe: pd.DataFrame, queries=None, score: str | None = None,
+                      predict_without=(), unseen_batch: str = "error", n_jobs: int | None = 1
+                      ) -> NormativePredictions:
+        """Score maps: :meth:`iter_evaluate_maps` gathered into (n_subjects, n_queries) arrays.
+
+        Returns
+        -------
+        NormativePredictions
+            ``mu_estimate``, ``std_estimate``, ``z-score``, ``centiles``, ``log-likelihood``.
+        """
+        from .maps import assemble
+        from .residual import query_weights
+
+        W = query_weights(queries, int(self.eigenmode_basis.n_features))
+        n_q = int(self.eigenmode_basis.n_features) if W is None else W.shape[0]
+        blocks = self.iter_evaluate_maps(maps, covariates_dataframe, W, score, predict_without, unseen_batch,
+                                         n_jobs=n_jobs)
+        return assemble(blocks, len(covariates_dataframe), n_q, covariates_dataframe.index)
+
+    def mahalanobis_maps(self, maps, covariates_dataframe: pd.DataFrame, queries, predict_without=(),
+                         unseen_batch: str = "error", ridge: float = 1e-6) -> tuple[np.ndarray, np.ndarray]:
+        """Multivariate deviation of a set of queries of maps, with the residual part (see :meth:`mahalanobis`).
+
+        ``d2 = r' G^-1 r`` with ``r = W y - mean`` the queries' deviations from the exact means and
+        ``G = Q' S Q + W diag(var_r) W'`` (spectral covariance of the subject plus the residual
+        variances, independent across features; ``S`` with its correlation's eigenvalues floored at
+        ``ridge``); ``d2 ~ chi2(n_queries)`` under the model. The per-query calibration factors of
+        the scores do not enter (the covariance between the spectral and residual parts is left out).
+
+        Parameters
+        ----------
+        maps : array_like, shape (n_subjects, n_features)
+        covariates_dataframe : pandas.DataFrame, shape (n_subjects, ...)
+        queries : sparse or dense array (n_queries, n_features), or io.QuerySet
+            A small set of queries (e.g. the vertices of a parcel).
+
+        Returns
+        -------
+        d2 : numpy.ndarray, shape (n_subjects,)
+        p_value : numpy.ndarray, shape (n_subjects,)
+        """
+        from .maps import resolve_score
+        from .residual import encode_maps, predict_residual, query_weights
+
+        self._fitted()
+        resolve_score(self, "exact")
+        k = self.residual_params.n_modes
+        W = query_weights(queries, int(self.eigenmode_basis.n_features))
+        Wd = W.toarray()
+        Q = np.asarray(self.eigenmode_basis.encode_queries(W, n_modes=k))
+        sp = self.compute_spectral_predictions(covariates_dataframe, predict_without, k, unseen_batch)
+        r_mu, r_var = predict_residual(self.spec, self.residual_params, covariates_dataframe, predict_without,
+                                       unseen_batch)
+        C = encode_maps(self.eigenmode_basis, maps, k)
+        obs = np.stack([Wd @ np.asarray(maps[i:i + 1], dtype=np.float64)[0] for i in range(len(C))])
+        resid = obs - sp.mu @ Q - r_mu @ Wd.T
+        d2 = np.empty(len(C))
+        for i in range(len(C)):
+            w, V = np.linalg.eigh(sp.correlation(i))
+            DQ = sp.sd[i][:, None] * Q
+            A = V.T @ DQ
+            G = A.T @ (np.maximum(w, ridge)[:, None] * A) + (Wd * r_var[i]) @ Wd.T
+            d2[i] = resid[i] @ np.linalg.solve(G, resid[i])
+        return d2, stats.chi2.sf(d2, df=W.shape[0])
+
+    def harmonize_maps(self, maps, covariates_dataframe: pd.DataFrame, covariates_to_harmonize, queries=None,
+                       score: str | None = None, n_jobs: int | None = 1) -> np.ndarray:
+        """Remove covariate (site) effects from maps: every value keeps its centile (see :meth:`harmonize`).
+
+        ``harmonized = mu_without + z * sd_without`` with the moments of :meth:`evaluate_maps`
+        (exact by default when the model has a residual part).
+
+        Returns
+        -------
+        numpy.ndarray, shape (n_subjects, n_queries)
+        """
+        full = self.evaluate_maps(maps, covariates_dataframe, queries, score, n_jobs=n_jobs).predictions
+        wo = self.evaluate_maps(maps, covariates_dataframe, queries, score, list(covariates_to_harmonize),
+                                unseen_batch="population", n_jobs=n_jobs).predictions
+        return wo["mu_estimate"] + full["z-score"] * wo["std_estimate"]
