@@ -76,8 +76,8 @@ class ArrayRecord:
 
     @classmethod
     def from_arrays(cls, arrays, prefix: str = ""):
-        """Inverse of :meth:`to_arrays`."""
-        return cls(**{k: np.asarray(arrays[prefix + k]) for k in cls.__dataclass_fields__})
+        """Inverse of :meth:`to_arrays` (fields with defaults may be missing: files of older releases)."""
+        return cls(**{k: np.asarray(arrays[prefix + k]) for k in cls.__dataclass_fields__ if prefix + k in arrays})
 
     @classmethod
     def concatenate(cls, parts):
@@ -90,12 +90,21 @@ class GaussianFamily:
 
     ``evaluate`` returns the log-likelihood (M,), the score of each predictor (n, M), and the
     per-observation weights of the expected and observed negative Hessians.
+
+    Parameters
+    ----------
+    Y : numpy.ndarray, shape (n, M)
+    dof : numpy.ndarray, broadcastable to (n, M), optional
+        Weights ``c_i`` of the ``log sd`` term (``-c_i log sd``): ``1 - h_i``, with ``h_i`` the leverage
+        of the mean's free coefficients, makes the log-sd estimate restricted (REML-like: the
+        small-sample correction for the degrees of freedom the mean uses). Default 1.
     """
 
     n_predictors = 2
 
-    def __init__(self, Y: np.ndarray):
+    def __init__(self, Y: np.ndarray, dof: np.ndarray | None = None):
         self.Y = Y
+        self.dof = 1.0 if dof is None else dof
 
     def evaluate(self, etas: Sequence[np.ndarray], hessian: bool = True):
         """Log-likelihood, scores and (optionally) Hessian weights."""
@@ -104,12 +113,13 @@ class GaussianFamily:
         w = np.exp(-2.0 * logsd)
         rw = r * w
         r2w = r * rw
-        ll = -(logsd + 0.5 * r2w).sum(axis=0) - 0.5 * _LOG_2PI * r.shape[0]
+        c = self.dof
+        ll = -(c * logsd + 0.5 * r2w).sum(axis=0) - 0.5 * _LOG_2PI * r.shape[0]
         if not hessian:
             return ll, None, None, None
-        fisher = {(0, 0): w, (1, 1): np.full_like(w, 2.0)}
+        fisher = {(0, 0): w, (1, 1): np.broadcast_to(2.0 * c, w.shape)}
         observed = {(0, 0): w, (1, 1): 2.0 * r2w, (0, 1): 2.0 * rw}
-        return ll, [rw, r2w - 1.0], fisher, observed
+        return ll, [rw, r2w - c], fisher, observed
 
 
 class CorrelationFamily:
@@ -272,7 +282,7 @@ def fit_laplace(
         h = len(d.hierarchical_blocks)
         start = None if tau2_init is None else tau2_init[k]
         tau2.append(np.full((M, h), 0.1) if start is None else np.array(start, dtype=float))
-    hyper = [(d.spec.priors[d.target]["hier_a"], d.spec.priors[d.target]["hier_b"]) for d in designs]
+    hyper = [[d.hyperprior(blk) for blk in d.hierarchical_blocks] for d in designs]
     has_hier = learn_tau and any(t.shape[1] for t in tau2)
     total_iter = 0
     converged = np.zeros(M, dtype=bool)
@@ -320,9 +330,9 @@ def fit_laplace(
             break
         change = np.zeros(M)
         for k, d in enumerate(designs):
-            a, b = hyper[k]
             off = prob.starts[k]
             for j, blk in enumerate(d.hierarchical_blocks):
+                a, b = hyper[k][j]
                 sl = slice(off + blk.start, off + blk.stop)
                 ss = (theta[:, sl] ** 2).sum(axis=1)
                 tr = np.trace(cov[:, sl, sl], axis1=1, axis2=2)

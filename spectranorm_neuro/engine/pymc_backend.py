@@ -296,7 +296,6 @@ def build_direct_model(spec: NormativeModelSpec, Ys: np.ndarray, Xm: np.ndarray,
     with pm.Model(coords=coords, check_bounds=False) as model:
         thetas = {}
         for target, design in designs.items():
-            prior = spec.priors[target]
             dims = ("mode", f"{target}_column")
             transform = None if whitening is None else AffineWhitening(*whitening[target])
             raw = pm.Normal(f"{target}_raw", 0.0, _prior_sd(design)[None, :], dims=dims,
@@ -304,8 +303,9 @@ def build_direct_model(spec: NormativeModelSpec, Ys: np.ndarray, Xm: np.ndarray,
             parts = []
             for block in design.blocks:
                 if block.hierarchical:
-                    tau2 = pm.InverseGamma(_tau_name(target, block), alpha=float(prior["hier_a"]),
-                                           beta=float(prior["hier_b"]), dims="mode")
+                    hyper_a, hyper_b = design.hyperprior(block)
+                    tau2 = pm.InverseGamma(_tau_name(target, block), alpha=hyper_a,
+                                           beta=hyper_b, dims="mode")
                     parts.append(raw[:, block.slice] * pt.sqrt(tau2)[:, None])
                 else:
                     parts.append(raw[:, block.slice])
