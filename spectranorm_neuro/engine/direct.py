@@ -30,7 +30,7 @@ from .specs import NormativeModelSpec
 
 __all__ = ["DirectParams", "check_training_data", "fit_direct", "predict_direct", "predict_distribution",
            "adapt_direct", "extend_levels", "check_unseen", "likelihood_comparison", "DirectNormativeModel",
-           "UNSEEN_POLICIES", "TARGET_FIELDS", "MIN_ADAPT_CONTROLS", "fit_responses", "quantiles",
+           "UNSEEN_POLICIES", "TARGET_FIELDS", "MIN_ADAPT_CONTROLS", "ADAPT_PRIOR_DF", "fit_responses", "quantiles",
            "harmonize_values"]
 
 logger = logging.getLogger("spectranorm_neuro")
@@ -43,6 +43,9 @@ TARGET_FIELDS = {"mean": ("beta", "cov_beta", "tau2_mean"), "variance": ("gamma"
 
 #: Fewer controls of a new site than this and :func:`adapt_direct` warns (its spread is poorly estimated).
 MIN_ADAPT_CONTROLS = 10
+
+#: Degrees of freedom of the Student-t prior of a new site's offsets in :func:`adapt_direct`.
+ADAPT_PRIOR_DF = 4.0
 
 
 @dataclass
@@ -381,10 +384,12 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
     Each new level (site) gets mean and log-sd offsets (and shape offsets where the site acts on
     them) fitted on its controls only, with
 
-    * an empirical-Bayes prior ``N(0, tau^2)`` whose ``tau^2`` reflects the true between-level
-      spread of the training levels (their data-only offsets re-pooled without the hyperprior's
-      shrinkage, see ``_between_level_variance``), so a site with a clearly different spread is
-      allowed to have it;
+    * an empirical-Bayes prior whose scale ``tau`` reflects the true between-level spread of the
+      training levels (their data-only offsets re-pooled without the hyperprior's shrinkage, see
+      ``_between_level_variance``) and whose tails are those of a Student-t with
+      :data:`ADAPT_PRIOR_DF` degrees of freedom (fitted as a scale mixture of normals), so a site
+      whose controls clearly show another spread keeps it instead of being shrunk to the
+      training sites';
     * a small-sample correction of the log-sd offset (Normal likelihood): each control's weight in
       the variance is ``1 - h_i``, ``h_i`` its leverage on the new site's mean offset, as in REML,
       so the spread is not under-estimated from few controls.
@@ -440,8 +445,20 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
         if tau_free.shape[1] != np.count_nonzero(frees[0]):  # BLR: fixed-effect prior on new levels
             tau_free = np.full((Y.shape[1], np.count_nonzero(frees[0])), designs[0].blocks[-1].scale ** 2)
         dof = _restricted_dof(Xs[0], frees[0], w, tau_free)
-    fit = fit_laplace(_family(spec, Ys, dof), designs, Xs, thetas, tau2_init=tau2s, learn_tau=False, free=frees,
-                      **solver_kwargs)
+    family = _family(spec, Ys, dof)
+    prior_t2 = [t.copy() for t in tau2s]
+    for _round in range(8):  # Student-t prior as a scale mixture of normals (EM on the mixing weights)
+        fit = fit_laplace(family, designs, Xs, thetas, tau2_init=prior_t2, learn_tau=False, free=frees,
+                          **solver_kwargs)
+        thetas = fit.theta
+        for k, d in enumerate(designs):
+            for j, b in enumerate(d.hierarchical_blocks):
+                cols = np.flatnonzero(frees[k][b.slice]) + b.start
+                if not cols.size or d.spec.covariate(b.name).effect != "categorical":
+                    continue
+                e2 = np.mean(fit.theta[k][:, cols] ** 2 + np.diagonal(fit.cov[k], axis1=1, axis2=2)[:, cols], axis=1)
+                weight = (ADAPT_PRIOR_DF + 1.0) / (ADAPT_PRIOR_DF + e2 / tau2s[k][:, j])
+                prior_t2[k][:, j] = tau2s[k][:, j] / weight
     fields = {}
     for d, C, F, fm, theta in zip(designs, covs, fit.cov, frees, fit.theta):
         idx = np.flatnonzero(fm)
@@ -450,7 +467,7 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
         fields.update({f_theta: theta, f_cov: C, f_tau: params.target(d.target)[2]})
     new_params = DirectParams(y_mean=params.y_mean, y_std=params.y_std, converged=params.converged & fit.converged,
                               loglik=params.loglik, loglik_normal=params.loglik_normal, **fields)
-    report = _adaptation_report(designs[1], covariates, added, dof, fit.cov[1], tau2s[1])
+    report = _adaptation_report(designs[1], covariates, added, dof, fit.cov[1], prior_t2[1])
     if not return_report:
         return new_spec, new_params, added
     return new_spec, new_params, added, report
