@@ -538,6 +538,9 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
     check_every = _check_int("check_every", check_every, 1)
     learning_rate = _check_positive("learning_rate", learning_rate)
     tolerance = _check_positive("tolerance", tolerance)
+    if spec.likelihood != "Normal":
+        raise bad_value("likelihood", spec.likelihood, "is fitted by the batched MAP + Laplace path only; the pymc "
+                        "backend fits the Normal likelihood", "fit with inference='map' (the default)")
     rng = check_random_state(random_state)
     Y = check_training_data(spec, Y, covariates)
     if minibatch_size is not None:
