@@ -137,8 +137,9 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_k
     """Fit ``M`` direct models sharing one specification.
 
     With ``spec.likelihood == "SHASHb"`` the Normal model is fitted first and the SHASHb fit starts
-    from it (shape at the Normal: ``epsilon = 0, delta = 1``), keeping its hierarchical variances
-    as starting values; both training log-likelihoods are kept for :func:`likelihood_comparison`.
+    from it (shape at the Normal: ``epsilon = 0, delta = 1``) with the Normal fit's hierarchical
+    (site and smoothing) variances, re-estimated only when a shape parameter has a hierarchical
+    effect of its own; both training log-likelihoods are kept for :func:`likelihood_comparison`.
 
     Parameters
     ----------
@@ -177,7 +178,12 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_k
     if spec.likelihood == "SHASHb":
         shash = ShashFamily(Ys)
         init = fit.theta + [np.zeros((M, X.shape[1])) for X in Xs[2:]]
-        fit = fit_laplace(shash, designs, Xs, init, tau2_init=fit.tau2 + [None] * (len(Xs) - 2), **solver_kwargs)
+        # hierarchical (site, smoothing) variances stay those of the Normal fit unless a shape parameter
+        # has hierarchical effects of its own
+        shape_hier = any(d.hierarchical_blocks for d in designs[2:])
+        kwargs = dict(solver_kwargs)
+        kwargs.setdefault("learn_tau", shape_hier)
+        fit = fit_laplace(shash, designs, Xs, init, tau2_init=fit.tau2 + [None] * (len(Xs) - 2), **kwargs)
         ll = _loglik(shash, Xs, fit.theta)
     fields = {}
     for design, theta, cov, tau2 in zip(designs, fit.theta, fit.cov, fit.tau2):

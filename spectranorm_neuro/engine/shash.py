@@ -39,7 +39,7 @@ __all__ = ["EPS_MAX", "LOG_DELTA_MAX", "shape_parameters", "shash_moments", "sha
 EPS_MAX = 2.0
 LOG_DELTA_MAX = float(np.log(3.0))  # delta in [1/3, 3]
 _LOG_2PI = float(np.log(2 * np.pi))
-_FD_STEP = 1e-4
+_FD_STEP = 1e-6
 
 
 def _build_tables() -> tuple[CubicSpline, CubicSpline]:
@@ -132,9 +132,10 @@ class ShashFamily:
     """``y ~ SHASHb(eta_mean, exp(eta_logsd), eps(eta_skew), delta(eta_tail))``; data ``Y`` (n, M).
 
     Same interface as :class:`~spectranorm_neuro.engine.inference.GaussianFamily` with four
-    linear predictors. Scores are analytic; the observed negative Hessian is the central
+    linear predictors. Scores are analytic; the observed negative Hessian is the forward
     difference of the scores (symmetrized), the positive-definite fallback the outer product of
-    the scores (BHHH).
+    the scores (BHHH). When the shape does not vary over subjects (no covariate acts on it, the
+    default) its moments are computed once per response.
     """
 
     n_predictors = 4
@@ -142,8 +143,10 @@ class ShashFamily:
     def __init__(self, Y: np.ndarray):
         self.Y = Y
 
-    def _scores(self, etas: Sequence[np.ndarray]):
+    def _scores(self, etas: Sequence[np.ndarray], scores: bool = True):
         mu, logsd, eta_e, eta_d = etas
+        if eta_e.shape[0] > 1 and not (np.ptp(eta_e, axis=0).any() or np.ptp(eta_d, axis=0).any()):
+            eta_e, eta_d = eta_e[:1], eta_d[:1]  # one shape per response: moments once, broadcast
         te = np.tanh(eta_e / EPS_MAX)
         td = np.tanh(eta_d / LOG_DELTA_MAX)
         eps = EPS_MAX * te
@@ -160,6 +163,8 @@ class ShashFamily:
             s = np.sinh(a)
             k = np.tanh(a) - s * np.cosh(a)
         ll = np.log(delta) + _log_cosh(a) - 0.5 * np.log1p(x * x) - 0.5 * _LOG_2PI - 0.5 * s * s + np.log(v) - logsd
+        if not scores:
+            return ll, None
         ll_x = delta / sq * k - x / q
         s_mu = -ll_x * v * inv_sd
         s_sd = -ll_x * v * r - 1.0
@@ -173,7 +178,7 @@ class ShashFamily:
         """Log-likelihood (M,), scores, and BHHH / observed Hessian weights (each (n, M))."""
         etas = [np.broadcast_to(e, self.Y.shape) for e in etas]
         with np.errstate(over="ignore", invalid="ignore"):
-            ll, scores = self._scores(etas)
+            ll, scores = self._scores(etas, scores=hessian)
         ll_sum = ll.sum(axis=0)
         ll_sum = np.where(np.isfinite(ll_sum), ll_sum, -np.inf)
         if not hessian:
@@ -182,14 +187,11 @@ class ShashFamily:
         jac = [[None] * K for _ in range(K)]
         for k in range(K):
             up = list(etas)
-            dn = list(etas)
             up[k] = etas[k] + _FD_STEP
-            dn[k] = etas[k] - _FD_STEP
             with np.errstate(over="ignore", invalid="ignore"):
                 s_up = self._scores(up)[1]
-                s_dn = self._scores(dn)[1]
             for j in range(K):
-                jac[k][j] = (s_up[j] - s_dn[j]) / (2 * _FD_STEP)
+                jac[k][j] = (s_up[j] - scores[j]) / _FD_STEP
         observed, fisher = {}, {}
         for k in range(K):
             for j in range(k, K):
