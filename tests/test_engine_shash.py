@@ -151,3 +151,14 @@ def test_shape_effects_need_shash():
         _model(df, "Normal", influencing_skew=["age"])
     with pytest.raises(InvalidInputError, match="likelihood"):
         _model(df, "Gamma")
+
+
+def test_spectral_models_stay_gaussian():
+    from spectranorm_neuro import snm
+    from spectranorm_neuro.datasets import lattice_basis
+
+    df, _, _ = _draw("normal", 50, 0)
+    with pytest.raises(InvalidInputError, match="spectral models"):
+        snm.SpectralNormativeModel.build_from_dataframe(
+            eigenmode_basis=lattice_basis(n_side=5, n_modes=4), model_type="HBR", covariates_dataframe=df,
+            numerical_covariates=["age"], likelihood="SHASHb")

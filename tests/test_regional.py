@@ -121,3 +121,17 @@ def test_direct_model_save_load(tmp_path):
     np.testing.assert_array_equal(back.predict(df).predictions["std_estimate"],
                                   m.predict(df).predictions["std_estimate"])
     assert back.model_params["inference"] == "map"
+
+
+@pytest.mark.slow
+def test_advi_path_agrees_with_map():
+    # DirectNormativeModel.fit(inference=...) goes through the same fit_responses
+    table, cov = _cohort(500, 4, n_regions=3)
+    _, tcov = _cohort(100, 5, n_regions=3)
+    fits = {inf: _build(cov, "Normal").fit(table, cov, inference=inf, random_state=0) for inf in ("map", "advi")}
+    p_map, p_advi = fits["map"].predict(tcov), fits["advi"].predict(tcov)
+    assert fits["advi"].model_params["inference"] == "advi"
+    assert (np.abs(p_map["mu"] - p_advi["mu"]) / p_map["sd"]).to_numpy().max() < 0.1
+    assert np.abs(np.log(p_advi["sd"] / p_map["sd"])).to_numpy().max() < 0.1
+    with pytest.raises(InvalidInputError, match="inference='map'"):
+        _build(cov, "SHASHb").fit(table, cov, inference="advi")
