@@ -127,7 +127,11 @@ def test_normal_data_lose_nothing_and_the_normal_is_found_adequate():
     normal = _model(train, "Normal").fit(train)
     shash = _model(train, "SHASHb").fit(train)
     assert shash.evaluate(test).evaluations["MSLL"] <= normal.evaluate(test).evaluations["MSLL"] + 0.01
-    assert bool(shash.likelihood_comparison()["normal_adequate"].iloc[0])
+    comp = shash.likelihood_comparison()
+    assert bool(comp["normal_adequate"].iloc[0]) and comp["likelihood_used"].iloc[0] == "Normal"
+    # the Normal was adequate, so the fit is the Normal one: identical predictions
+    np.testing.assert_allclose(shash.evaluate(test).predictions["z-score"],
+                               normal.evaluate(test).predictions["z-score"], atol=1e-9)
 
 
 def test_harmonize_keeps_centiles_and_covariate_dependent_shape(shash_fit):

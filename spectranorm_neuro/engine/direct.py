@@ -30,7 +30,8 @@ from .specs import NormativeModelSpec
 
 __all__ = ["DirectParams", "check_training_data", "fit_direct", "predict_direct", "predict_distribution",
            "adapt_direct", "extend_levels", "check_unseen", "likelihood_comparison", "DirectNormativeModel",
-           "UNSEEN_POLICIES", "TARGET_FIELDS", "MIN_ADAPT_CONTROLS", "ADAPT_PRIOR_DF", "fit_responses", "quantiles",
+           "UNSEEN_POLICIES", "TARGET_FIELDS", "MIN_ADAPT_CONTROLS", "ADAPT_PRIOR_DF", "SHAPE_SELECTION_ALPHA",
+           "fit_responses", "quantiles",
            "harmonize_values"]
 
 logger = logging.getLogger("spectranorm_neuro")
@@ -43,6 +44,9 @@ TARGET_FIELDS = {"mean": ("beta", "cov_beta", "tau2_mean"), "variance": ("gamma"
 
 #: Fewer controls of a new site than this and :func:`adapt_direct` warns (its spread is poorly estimated).
 MIN_ADAPT_CONTROLS = 10
+
+#: A response keeps its SHASHb fit only if the likelihood-ratio test rejects the Normal at this level.
+SHAPE_SELECTION_ALPHA = 0.01
 
 #: Degrees of freedom of the Student-t prior of a new site's offsets in :func:`adapt_direct`.
 ADAPT_PRIOR_DF = 4.0
@@ -68,8 +72,11 @@ class DirectParams(ArrayRecord):
     cov_skew, cov_tail, tau2_skew, tau2_tail : numpy.ndarray
         Their Laplace covariances (M, p, p) and hierarchical variances (M, h).
     loglik, loglik_normal : numpy.ndarray, shape (M,)
-        Training log-likelihood at the fitted parameters and at the Normal fit (the same for a
-        Normal model; NaN when unknown), for :func:`likelihood_comparison`.
+        Training log-likelihood of the SHASHb fit and of the Normal fit (the same for a Normal
+        model; NaN when unknown), for :func:`likelihood_comparison`.
+    normal_selected : numpy.ndarray of bool, shape (M,)
+        SHASHb models: responses for which the Normal was adequate and whose parameters are
+        those of the Normal fit (shape at ``epsilon = 0, delta = 1``).
     """
 
     y_mean: np.ndarray
@@ -89,6 +96,7 @@ class DirectParams(ArrayRecord):
     tau2_tail: np.ndarray | None = None
     loglik: np.ndarray | None = None
     loglik_normal: np.ndarray | None = None
+    normal_selected: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         M = np.shape(self.beta)[0]
@@ -99,6 +107,8 @@ class DirectParams(ArrayRecord):
         for name in ("loglik", "loglik_normal"):
             if getattr(self, name) is None:
                 setattr(self, name, np.full(M, np.nan))
+        if self.normal_selected is None:
+            self.normal_selected = np.zeros(M, dtype=bool)
 
     @property
     def n_targets(self) -> int:
@@ -175,7 +185,9 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_k
     fit = fit_laplace(normal, designs[:2], Xs[:2], [beta0, gamma0], **solver_kwargs)
     ll_normal = _loglik(normal, Xs[:2], fit.theta)
     ll = ll_normal
+    selected = np.zeros(M, dtype=bool)
     if spec.likelihood == "SHASHb":
+        normal_fit = fit
         shash = ShashFamily(Ys)
         init = fit.theta + [np.zeros((M, X.shape[1])) for X in Xs[2:]]
         # hierarchical (site, smoothing) variances stay those of the Normal fit unless a shape parameter
@@ -185,12 +197,33 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_k
         kwargs.setdefault("learn_tau", shape_hier)
         fit = fit_laplace(shash, designs, Xs, init, tau2_init=fit.tau2 + [None] * (len(Xs) - 2), **kwargs)
         ll = _loglik(shash, Xs, fit.theta)
+        selected = _normal_adequate(ll, ll_normal, sum(X.shape[1] for X in Xs[2:]))
+        _select_normal(fit, normal_fit, selected)
     fields = {}
     for design, theta, cov, tau2 in zip(designs, fit.theta, fit.cov, fit.tau2):
         for name, value in zip(TARGET_FIELDS[design.target], (theta, cov, tau2)):
             fields[name] = value
     return DirectParams(y_mean=y_mean, y_std=y_std, converged=fit.converged, loglik=ll, loglik_normal=ll_normal,
-                        **fields)
+                        normal_selected=selected, **fields)
+
+
+def _normal_adequate(ll, ll_normal, df: int) -> np.ndarray:
+    """Responses whose likelihood-ratio test does not reject the Normal at :data:`SHAPE_SELECTION_ALPHA`."""
+    lr = np.maximum(2.0 * (ll - ll_normal), 0.0)
+    return stats.chi2.sf(lr, df) >= SHAPE_SELECTION_ALPHA
+
+
+def _select_normal(fit, normal_fit, rows: np.ndarray) -> None:
+    """Put the Normal fit's parameters (shape at the Normal) into ``fit`` for ``rows``, in place."""
+    for k in range(len(fit.theta)):
+        if k < len(normal_fit.theta):
+            fit.theta[k][rows] = normal_fit.theta[k][rows]
+            fit.cov[k][rows] = normal_fit.cov[k][rows]
+            fit.tau2[k][rows] = normal_fit.tau2[k][rows]
+        else:
+            fit.theta[k][rows] = 0.0
+            fit.cov[k][rows] = 0.0
+    fit.converged[rows] = normal_fit.converged[rows]
 
 
 def check_unseen(spec: NormativeModelSpec, covariates: pd.DataFrame, without, unseen_batch: str) -> None:
@@ -279,8 +312,9 @@ def likelihood_comparison(spec: NormativeModelSpec, params: DirectParams, names=
 
     The statistic ``2 (loglik - loglik_normal)`` of the training fit is referred to a chi-square
     with as many degrees of freedom as the shape coefficients (the Normal is nested: ``epsilon = 0,
-    delta = 1``); the priors on the shape make this approximate and slightly conservative. For a
-    held-out comparison use :meth:`DirectNormativeModel.evaluate` (``MSLL``) of both fits.
+    delta = 1``); the priors on the shape make this approximate and slightly conservative. Where
+    it does not reject the Normal at :data:`SHAPE_SELECTION_ALPHA`, the fit keeps the Normal
+    (``likelihood_used``). For a held-out comparison use the ``MSLL`` of both fits.
 
     Parameters
     ----------
@@ -293,16 +327,16 @@ def likelihood_comparison(spec: NormativeModelSpec, params: DirectParams, names=
     -------
     pandas.DataFrame
         One row per response: ``loglik``, ``loglik_normal``, ``lr_statistic``, ``df``,
-        ``p_value``, ``normal_adequate`` (p >= 0.05 after Bonferroni over the responses),
-        ``epsilon`` and ``delta`` (at the population level, covariates at their means or at the
-        first level).
+        ``p_value``, ``normal_adequate`` (p >= :data:`SHAPE_SELECTION_ALPHA`), ``likelihood_used``,
+        and the fitted intercept shape ``epsilon`` and ``delta`` (covariates at the reference).
     """
     df = params.skew.shape[1] + params.tail.shape[1]
     lr = np.maximum(2.0 * (params.loglik - params.loglik_normal), 0.0)
     p = stats.chi2.sf(lr, df) if df else np.ones_like(lr)
     M = params.n_targets
     out = pd.DataFrame({"loglik": params.loglik, "loglik_normal": params.loglik_normal, "lr_statistic": lr,
-                        "df": df, "p_value": p, "normal_adequate": p * M >= 0.05},
+                        "df": df, "p_value": p, "normal_adequate": p >= SHAPE_SELECTION_ALPHA,
+                        "likelihood_used": np.where(params.normal_selected | (df == 0), "Normal", spec.likelihood)},
                        index=pd.Index(list(names) if names is not None else range(M), name="response"))
     eps = params.skew[:, 0] if df else np.zeros(M)
     tail = params.tail[:, 0] if df else np.zeros(M)
@@ -472,7 +506,8 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
         f_theta, f_cov, f_tau = TARGET_FIELDS[d.target]
         fields.update({f_theta: theta, f_cov: C, f_tau: params.target(d.target)[2]})
     new_params = DirectParams(y_mean=params.y_mean, y_std=params.y_std, converged=params.converged & fit.converged,
-                              loglik=params.loglik, loglik_normal=params.loglik_normal, **fields)
+                              loglik=params.loglik, loglik_normal=params.loglik_normal,
+                              normal_selected=params.normal_selected, **fields)
     report = _adaptation_report(designs[1], covariates, added, dof, fit.cov[1], prior_t2[1])
     if not return_report:
         return new_spec, new_params, added
