@@ -166,3 +166,16 @@ def test_spectral_models_stay_gaussian():
         snm.SpectralNormativeModel.build_from_dataframe(
             eigenmode_basis=lattice_basis(n_side=5, n_modes=4), model_type="HBR", covariates_dataframe=df,
             numerical_covariates=["age"], likelihood="SHASHb")
+
+
+@pytest.mark.slow
+def test_pymc_advi_fits_the_same_shash_model_as_map():
+    train, _, _ = _draw("shash", 400, 7)
+    test, _, _ = _draw("shash", 200, 8)
+    m_map = _model(train, "SHASHb").fit(train)
+    m_advi = _model(train, "SHASHb").fit(train, inference="advi", random_state=0)
+    a, b = m_map.predict(test).predictions, m_advi.predict(test).predictions
+    assert np.abs(a["epsilon"] - b["epsilon"]).max() < 0.1
+    assert np.abs(np.log(a["delta"] / b["delta"])).max() < 0.1
+    z_map, z_advi = (m.evaluate(test).predictions["z-score"] for m in (m_map, m_advi))
+    assert np.abs(z_map - z_advi).max() < 0.15

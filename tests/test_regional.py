@@ -133,5 +133,3 @@ def test_advi_path_agrees_with_map():
     assert fits["advi"].model_params["inference"] == "advi"
     assert (np.abs(p_map["mu"] - p_advi["mu"]) / p_map["sd"]).to_numpy().max() < 0.1
     assert np.abs(np.log(p_advi["sd"] / p_map["sd"])).to_numpy().max() < 0.1
-    with pytest.raises(InvalidInputError, match="inference='map'"):
-        _build(cov, "SHASHb").fit(table, cov, inference="advi")

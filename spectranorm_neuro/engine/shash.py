@@ -33,8 +33,8 @@ import numpy as np
 from scipy import special
 from scipy.interpolate import CubicSpline
 
-__all__ = ["EPS_MAX", "LOG_DELTA_MAX", "shape_parameters", "shash_moments", "shash_z", "shash_log_density",
-           "shash_quantile", "ShashFamily"]
+__all__ = ["EPS_MAX", "LOG_DELTA_MAX", "log_p_tables", "shape_parameters", "shash_moments", "shash_z",
+           "shash_log_density", "shash_quantile", "ShashFamily"]
 
 EPS_MAX = 2.0
 LOG_DELTA_MAX = float(np.log(3.0))  # delta in [1/3, 3]
@@ -52,6 +52,11 @@ def _build_tables() -> tuple[CubicSpline, CubicSpline]:
 
 
 _LP1, _LP2 = _build_tables()
+
+
+def log_p_tables() -> tuple[CubicSpline, CubicSpline]:
+    """The tables of ``log P(1/delta)`` and ``log P(2/delta)`` as cubic splines in ``log delta``."""
+    return _LP1, _LP2
 
 
 def shape_parameters(eta_skew, eta_tail) -> tuple[np.ndarray, np.ndarray]:
