@@ -45,7 +45,8 @@ TARGET_FIELDS = {"mean": ("beta", "cov_beta", "tau2_mean"), "variance": ("gamma"
 #: Fewer controls of a new site than this and :func:`adapt_direct` warns (its spread is poorly estimated).
 MIN_ADAPT_CONTROLS = 10
 
-#: A response keeps its SHASHb fit only if the likelihood-ratio test rejects the Normal at this level.
+#: A response keeps its SHASHb fit only if the likelihood-ratio test rejects the Normal at this
+#: family-wise level (Bonferroni over the responses fitted together: p < alpha / M).
 SHAPE_SELECTION_ALPHA = 0.01
 
 #: Degrees of freedom of the Student-t prior of a new site's offsets in :func:`adapt_direct`.
@@ -208,9 +209,9 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_k
 
 
 def _normal_adequate(ll, ll_normal, df: int) -> np.ndarray:
-    """Responses whose likelihood-ratio test does not reject the Normal at :data:`SHAPE_SELECTION_ALPHA`."""
+    """Responses whose likelihood-ratio test does not reject the Normal (:data:`SHAPE_SELECTION_ALPHA`, Bonferroni)."""
     lr = np.maximum(2.0 * (ll - ll_normal), 0.0)
-    return stats.chi2.sf(lr, df) >= SHAPE_SELECTION_ALPHA
+    return stats.chi2.sf(lr, df) * len(lr) >= SHAPE_SELECTION_ALPHA
 
 
 def _select_normal(fit, normal_fit, rows: np.ndarray) -> None:
@@ -313,8 +314,9 @@ def likelihood_comparison(spec: NormativeModelSpec, params: DirectParams, names=
     The statistic ``2 (loglik - loglik_normal)`` of the training fit is referred to a chi-square
     with as many degrees of freedom as the shape coefficients (the Normal is nested: ``epsilon = 0,
     delta = 1``); the priors on the shape make this approximate and slightly conservative. Where
-    it does not reject the Normal at :data:`SHAPE_SELECTION_ALPHA`, the fit keeps the Normal
-    (``likelihood_used``). For a held-out comparison use the ``MSLL`` of both fits.
+    it does not reject the Normal at the family-wise level :data:`SHAPE_SELECTION_ALPHA`
+    (Bonferroni over the responses), the fit keeps the Normal (``likelihood_used``). For a held-out
+    comparison use the ``MSLL`` of both fits.
 
     Parameters
     ----------
@@ -327,7 +329,7 @@ def likelihood_comparison(spec: NormativeModelSpec, params: DirectParams, names=
     -------
     pandas.DataFrame
         One row per response: ``loglik``, ``loglik_normal``, ``lr_statistic``, ``df``,
-        ``p_value``, ``normal_adequate`` (p >= :data:`SHAPE_SELECTION_ALPHA`), ``likelihood_used``,
+        ``p_value``, ``normal_adequate`` (``p * M >= SHAPE_SELECTION_ALPHA``), ``likelihood_used``,
         and the fitted intercept shape ``epsilon`` and ``delta`` (covariates at the reference).
     """
     df = params.skew.shape[1] + params.tail.shape[1]
@@ -335,7 +337,7 @@ def likelihood_comparison(spec: NormativeModelSpec, params: DirectParams, names=
     p = stats.chi2.sf(lr, df) if df else np.ones_like(lr)
     M = params.n_targets
     out = pd.DataFrame({"loglik": params.loglik, "loglik_normal": params.loglik_normal, "lr_statistic": lr,
-                        "df": df, "p_value": p, "normal_adequate": p >= SHAPE_SELECTION_ALPHA,
+                        "df": df, "p_value": p, "normal_adequate": p * M >= SHAPE_SELECTION_ALPHA,
                         "likelihood_used": np.where(params.normal_selected | (df == 0), "Normal", spec.likelihood)},
                        index=pd.Index(list(names) if names is not None else range(M), name="response"))
     eps = params.skew[:, 0] if df else np.zeros(M)
