@@ -144,7 +144,8 @@ def _loglik(family, Xs, thetas) -> np.ndarray:
     return family.evaluate([X @ t.T for X, t in zip(Xs, thetas)], hessian=False)[0]
 
 
-def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_kwargs) -> DirectParams:
+def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, select_normal: bool = True,
+               **solver_kwargs) -> DirectParams:
     """Fit ``M`` direct models sharing one specification.
 
     With ``spec.likelihood == "SHASHb"`` the Normal model is fitted first and the SHASHb fit starts
@@ -160,6 +161,9 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_k
         Responses.
     covariates : pandas.DataFrame, shape (n_subjects, ...)
         Covariates of the same subjects, in the same order.
+    select_normal : bool, optional
+        SHASHb: keep the Normal fit for responses whose likelihood-ratio test does not reject it
+        (default); ``False`` keeps every SHASHb fit.
     **solver_kwargs
         Passed to :func:`~spectranorm_neuro.engine.inference.fit_laplace`.
 
@@ -198,8 +202,9 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, **solver_k
         kwargs.setdefault("learn_tau", shape_hier)
         fit = fit_laplace(shash, designs, Xs, init, tau2_init=fit.tau2 + [None] * (len(Xs) - 2), **kwargs)
         ll = _loglik(shash, Xs, fit.theta)
-        selected = _normal_adequate(ll, ll_normal, sum(X.shape[1] for X in Xs[2:]))
-        _select_normal(fit, normal_fit, selected)
+        if select_normal:
+            selected = _normal_adequate(ll, ll_normal, sum(X.shape[1] for X in Xs[2:]))
+            _select_normal(fit, normal_fit, selected)
     fields = {}
     for design, theta, cov, tau2 in zip(designs, fit.theta, fit.cov, fit.tau2):
         for name, value in zip(TARGET_FIELDS[design.target], (theta, cov, tau2)):
