@@ -66,3 +66,19 @@ def test_too_few_controls_warn(model):
     with warnings.catch_warnings():
         warnings.simplefilter("error", AdaptationWarning)
         copy.deepcopy(model).adapt_fit(enough)
+
+
+def test_a_new_spread_is_adapted_even_when_training_sites_share_one():
+    # training sites all have the population's spread (the empirical-Bayes scale is ~0); the
+    # heavy-tailed (Cauchy) prior still lets 20 controls that clearly show x2 spread have it
+    same = {s: 0.0 for s in SITES}
+    train = cohort(2000, 0, SITES, logsd=same)
+    m = DirectNormativeModel.from_dataframe(
+        "HBR", train, "y", numerical_covariates=["age"], categorical_covariates=["site"], batch_covariates=["site"],
+        nonlinear_covariates=["age"], influencing_mean=["age", "site"], influencing_variance=["age", "site"]).fit(train)
+    sds = []
+    for seed in range(6):
+        shift, logsd = {"NEW": 0.3}, {"NEW": np.log(2.0)}
+        adapted = copy.deepcopy(m).adapt_fit(cohort(20, 100 + seed, ["NEW"], shift, logsd))
+        sds.append(adapted.evaluate(cohort(1000, 200 + seed, ["NEW"], shift, logsd)).predictions["z-score"].std())
+    assert 0.9 <= np.mean(sds) <= 1.15

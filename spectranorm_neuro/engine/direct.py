@@ -50,7 +50,8 @@ MIN_ADAPT_CONTROLS = 10
 SHAPE_SELECTION_ALPHA = 0.01
 
 #: Degrees of freedom of the Student-t prior of a new site's offsets in :func:`adapt_direct`.
-ADAPT_PRIOR_DF = 4.0
+ADAPT_PRIOR_DF = 1.0
+_ADAPT_START_VARIANCE = 1.0
 
 
 @dataclass
@@ -434,9 +435,9 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
     * an empirical-Bayes prior whose scale ``tau`` reflects the true between-level spread of the
       training levels (their data-only offsets re-pooled without the hyperprior's shrinkage, see
       ``_between_level_variance``) and whose tails are those of a Student-t with
-      :data:`ADAPT_PRIOR_DF` degrees of freedom (fitted as a scale mixture of normals), so a site
-      whose controls clearly show another spread keeps it instead of being shrunk to the
-      training sites';
+      :data:`ADAPT_PRIOR_DF` degree(s) of freedom (Cauchy; fitted as a scale mixture of normals by
+      EM started from the data's own estimate), so small offsets are shrunk while a site whose
+      controls clearly show another spread keeps it, even when the training sites shared one;
     * a small-sample correction of the log-sd offset (Normal likelihood): each control's weight in
       the variance is ``1 - h_i``, ``h_i`` its leverage on the new site's mean offset, as in REML,
       so the spread is not under-estimated from few controls.
@@ -493,8 +494,10 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
             tau_free = np.full((Y.shape[1], np.count_nonzero(frees[0])), designs[0].blocks[-1].scale ** 2)
         dof = _restricted_dof(Xs[0], frees[0], w, tau_free)
     family = _family(spec, Ys, dof)
-    prior_t2 = [t.copy() for t in tau2s]
-    for _round in range(8):  # Student-t prior as a scale mixture of normals (EM on the mixing weights)
+    # Student-t prior as a scale mixture of normals, EM on the mixing weights, started from a wide
+    # prior (the data's own estimate) so that the mode supported by the data is found
+    prior_t2 = [np.maximum(t, _ADAPT_START_VARIANCE) for t in tau2s]
+    for _round in range(12):
         fit = fit_laplace(family, designs, Xs, thetas, tau2_init=prior_t2, learn_tau=False, free=frees,
                           **solver_kwargs)
         thetas = fit.theta
