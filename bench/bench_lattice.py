@@ -15,7 +15,7 @@ the sd fitted on the true residuals (the mean known exactly). ``--seeds`` repeat
 draws of the same process (other cohorts and site effects) to show the spread between draws.
 
 Usage: python bench/bench_lattice.py [--threads N] [--pair-selection correlation|covariance]
-       [--df DF] [--decompose] [--seeds 1 7 100]
+       [--df DF] [--smoothing eb] [--decompose] [--seeds 1 7 100]
 """
 
 from __future__ import annotations
@@ -38,12 +38,13 @@ from spectranorm_neuro.engine.spectral import SpectralPredictions
 TUTORIAL_SEEDS = (42, 43)
 
 
-def build(basis, train, df: int, influencing_mean=("age", "site")):
-    """The tutorial's model (its defaults except the spline df)."""
+def build(basis, train, df: int, influencing_mean=("age", "site"), smoothing=None):
+    """The tutorial's model (its defaults except the spline df and, optionally, estimated smoothness)."""
+    kwargs = {"df": df} if smoothing is None else {"df": df, "smoothing": smoothing}
     return snm.SpectralNormativeModel.build_from_dataframe(
         eigenmode_basis=basis, model_type="HBR", covariates_dataframe=train, numerical_covariates=["age"],
         nonlinear_covariates=["age"], categorical_covariates=["site"], batch_covariates=["site"],
-        influencing_mean=list(influencing_mean), influencing_variance=["age", "site"], spline_kwargs={"df": df})
+        influencing_mean=list(influencing_mean), influencing_variance=["age", "site"], spline_kwargs=kwargs)
 
 
 def z_rmse(z: np.ndarray, eps: np.ndarray) -> float:
@@ -68,7 +69,8 @@ def decompose(basis, model, queries, train, test, c_train, c_test, eps, truth, p
     mu_wls = Xt @ B @ queries
     # sd fitted on the true residuals (mean known exactly), with the fitted model's correlations
     resid = c_train - basis.encode(mean_tr)
-    known_mean = build(basis, train, model.base_model.spec.spline_kwargs["df"], influencing_mean=())
+    kw = model.base_model.spec.spline_kwargs
+    known_mean = build(basis, train, kw["df"], influencing_mean=(), smoothing=kw.get("smoothing"))
     known_mean.fit(resid, train, pair_selection=pair_selection, progress=False)
     sd_known = known_mean.compute_spectral_predictions(test).sd
     _, sd_q_known = SpectralPredictions(sp.mu, sd_known, sp.rho, sp.pairs).query_moments(queries)
@@ -93,6 +95,8 @@ def main() -> None:
     parser.add_argument("--covariance-structure", default=None,
                         help="'lowrank' or a pair fraction such as 0.5 (default: the package's default)")
     parser.add_argument("--df", type=int, default=5, help="spline df (default 5, the tutorial's)")
+    parser.add_argument("--smoothing", default=None, choices=["eb"],
+                        help="'eb': penalized B-spline with --df basis functions, smoothness by empirical Bayes")
     parser.add_argument("--decompose", action="store_true", help="split the z error and print its floors")
     parser.add_argument("--cohort-seed", type=int, default=None,
                         help="draw the main cohort with seeds (s, s + 1) instead of the tutorial's (42, 43)")
@@ -100,7 +104,8 @@ def main() -> None:
                         help="also report z RMSE on other draws (training seed s, test seed s + 1)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    print(f"machine: {machine()}; BLAS threads pinned to {args.threads}; spline df {args.df}")
+    print(f"machine: {machine()}; BLAS threads pinned to {args.threads}; spline df {args.df}"
+          + ("" if args.smoothing is None else f", smoothing {args.smoothing}"))
     with pinned(args.threads):
         with Timer() as t:
             basis = lattice_basis(50, 100)
@@ -110,7 +115,7 @@ def main() -> None:
             args.train, args.test, seeds=TUTORIAL_SEEDS if args.cohort_seed is None else (args.cohort_seed,
                                                                                           args.cohort_seed + 1))
         c_train, c_test = basis.encode(obs), basis.encode(obs_te)
-        model = build(basis, train, args.df)
+        model = build(basis, train, args.df, smoothing=args.smoothing)
         structure = {} if args.covariance_structure is None else {"covariance_structure": (
             args.covariance_structure if args.covariance_structure == "lowrank" else float(args.covariance_structure))}
         with MemorySampler() as mem_fit, Timer() as t_fit:
@@ -136,7 +141,7 @@ def main() -> None:
                       args.pair_selection)
         for seed in args.seeds:
             (tr, _, _, o, _), (te, _, _, o_te, e) = tutorial_cohorts(args.train, args.test, seeds=(seed, seed + 1))
-            other = build(basis, tr, args.df)
+            other = build(basis, tr, args.df, smoothing=args.smoothing)
             other.fit(basis.encode(o), tr, pair_selection=args.pair_selection, progress=False, **structure)
             mu_q, sd_q = other.compute_spectral_predictions(te).query_moments(queries)
             z_other = (basis.encode(o_te) @ queries - mu_q) / sd_q

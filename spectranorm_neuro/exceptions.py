@@ -31,6 +31,7 @@ __all__ = [
     "SpectraNormWarning",
     "ConvergenceWarning",
     "ExtrapolationWarning",
+    "AdaptationWarning",
     "bad_value",
 ]
 
@@ -105,6 +106,10 @@ class ConvergenceWarning(SpectraNormWarning):
 
 class ExtrapolationWarning(SpectraNormWarning):
     """Covariates lie outside the range seen at fit time."""
+
+
+class AdaptationWarning(SpectraNormWarning):
+    """A new site is adapted from too few controls for its offsets (its spread above all) to be reliable."""
 
 
 def _short(value: Any, limit: int = 80) -> str:

@@ -8,6 +8,12 @@ cross-mode correlation) is a linear predictor ``eta = X @ theta``. A :class:`Des
 * ``spline``: a cubic B-spline basis on knots captured at fit time (``df`` columns; the first basis
   function is dropped so the block is not collinear with the intercept); values beyond the padded
   boundary knots are clamped (constant extrapolation) and warned about;
+* ``pspline``: a penalized cubic B-spline with ``df`` basis functions on equally spaced knots and a
+  second-order difference penalty (Eilers & Marx), written as a mixed model: a fixed linear column
+  plus ``df - 2`` columns ``B D'(D D')^-1`` (scaled to unit average variance) whose coefficients are
+  ~ N(0, tau^2); tau^2, the inverse smoothing parameter, is learned per model exactly as the
+  variance of a hierarchical site effect (empirical Bayes on the fast path), so the smoothness is
+  chosen from the data;
 * ``categorical`` fixed: sum-to-zero (deviation) coding, ``K - 1`` columns, so the population
   level is the average of the levels;
 * ``categorical`` hierarchical: one-hot, ``K`` columns, with offsets ~ N(0, tau^2) and tau learned
@@ -27,14 +33,18 @@ from scipy.interpolate import BSpline
 from ..exceptions import ExtrapolationWarning, UnseenCategoryError, bad_value
 from .specs import CovariateSpec, NormativeModelSpec
 
-__all__ = ["Block", "Design", "effect_width", "effect_columns", "relayout", "new_level_mask"]
+__all__ = ["Block", "Design", "effect_width", "effect_columns", "relayout", "new_level_mask", "SMOOTH_HYPERPRIOR"]
+
+#: Default inverse-gamma (shape, scale) hyperprior of the smoothing variance of ``pspline`` effects,
+#: overridable per target with ``priors[target]["smooth_a"]`` / ``["smooth_b"]``.
+SMOOTH_HYPERPRIOR = (1.0, 1e-4)
 
 
 def effect_width(cov: CovariateSpec) -> int:
     """Number of design columns of a covariate's effect."""
     if cov.effect == "linear":
         return 1
-    if cov.effect == "spline":
+    if cov.effect in ("spline", "pspline"):
         return len(cov.knots) - cov.degree - 2
     n = len(cov.categories)
     extra = len(cov.adapted or [])
@@ -79,6 +89,8 @@ def effect_columns(cov: CovariateSpec, values, warn: bool = True) -> tuple[np.nd
         t = np.asarray(cov.knots)
         xc = np.clip(x, t[0], t[-1])
         dm = BSpline.design_matrix(xc, t, cov.degree, extrapolate=False).toarray()
+        if cov.effect == "pspline":
+            return np.hstack([((xc - cov.mean) / cov.std)[:, None], dm @ _penalized_transform(cov)]), unseen
         return dm[:, 1:], unseen
     all_levels = cov.known_levels
     levels = {c: i for i, c in enumerate(all_levels)}
@@ -110,6 +122,28 @@ def effect_columns(cov: CovariateSpec, values, warn: bool = True) -> tuple[np.nd
     return out, unseen
 
 
+def _penalized_transform(cov: CovariateSpec) -> np.ndarray:
+    """``D'(D D')^-1`` (K, K - 2) of a P-spline's second differences, scaled to unit average variance.
+
+    The scale makes ``tau^2`` the average variance of the smooth part over the covariate's range.
+    """
+    t = np.asarray(cov.knots)
+    K = len(t) - cov.degree - 1
+    D = np.diff(np.eye(K), n=2, axis=0)
+    T = D.T @ np.linalg.inv(D @ D.T)
+    grid = np.linspace(t[0], t[-1], 201)
+    Zg = BSpline.design_matrix(grid, t, cov.degree, extrapolate=False).toarray() @ T
+    return T / np.sqrt(np.mean(np.sum(Zg**2, axis=1)))
+
+
+def _effect_blocks(cov: CovariateSpec) -> list[tuple[int, bool]]:
+    """(width, hierarchical) of each block of a covariate's effect."""
+    width = effect_width(cov)
+    if cov.effect == "pspline":
+        return [(1, False), (width - 1, True)]
+    return [(width, cov.hierarchical)]
+
+
 @dataclass(frozen=True)
 class Block:
     """A contiguous group of design columns sharing one prior.
@@ -117,7 +151,8 @@ class Block:
     Attributes
     ----------
     name : str
-        ``"intercept"`` or the covariate name.
+        ``"intercept"`` or the covariate name (a ``pspline`` effect has two blocks: its linear
+        part, fixed, and its penalized part, hierarchical).
     start, stop : int
         Column slice of the block.
     hierarchical : bool
@@ -145,8 +180,8 @@ class Design:
     ----------
     spec : NormativeModelSpec
         Specification with captured fit-time state.
-    target : {"mean", "variance", "correlation"}
-        Which linear predictor.
+    target : {"mean", "variance", "correlation", "skew", "tail"}
+        Which linear predictor (skew and tail: shape parameters of the SHASHb likelihood).
     """
 
     def __init__(self, spec: NormativeModelSpec, target: str):
@@ -156,19 +191,30 @@ class Design:
         names = spec.targets()[target]
         blocks = [Block("intercept", 0, 1, False, float(prior["intercept"]))]
         start = 1
+        self._spans = []
         for cov in spec.covariates:  # spec order keeps designs identical whatever the list order
             if cov.name not in names:
                 continue
-            width = effect_width(cov)
-            blocks.append(Block(cov.name, start, start + width, cov.hierarchical, float(prior["effect"])))
-            start += width
+            first = start
+            for width, hierarchical in _effect_blocks(cov):
+                blocks.append(Block(cov.name, start, start + width, hierarchical, float(prior["effect"])))
+                start += width
+            self._spans.append((cov, first, start))
         self.blocks = tuple(blocks)
         self.n_columns = start
 
     @property
     def covariates(self) -> list[str]:
         """Covariates of this design (intercept excluded)."""
-        return [b.name for b in self.blocks[1:]]
+        return [cov.name for cov, _, _ in self._spans]
+
+    def hyperprior(self, block: Block) -> tuple[float, float]:
+        """Inverse-gamma (shape, scale) hyperprior of a hierarchical block's variance."""
+        prior = self.spec.priors[self.target]
+        if self.spec.covariate(block.name).effect == "pspline":
+            a, b = SMOOTH_HYPERPRIOR
+            return float(prior.get("smooth_a", a)), float(prior.get("smooth_b", b))
+        return float(prior["hier_a"]), float(prior["hier_b"])
 
     @property
     def hierarchical_blocks(self) -> list[Block]:
@@ -200,17 +246,16 @@ class Design:
         X[:, 0] = 1.0
         hier = self.hierarchical_blocks
         unseen = np.zeros((n, len(hier)), dtype=bool)
-        for block in self.blocks[1:]:
-            cov = self.spec.covariate(block.name)
-            if block.name in without:
+        for cov, start, stop in self._spans:
+            if cov.name in without:
                 if cov.cov_type == "numerical":
                     cols, _ = effect_columns(cov, np.full(n, cov.mean), warn=False)
-                    X[:, block.slice] = cols
+                    X[:, start:stop] = cols
                 continue
-            cols, miss = effect_columns(cov, dataframe[block.name], warn=warn)
-            X[:, block.slice] = cols
-            if block.hierarchical:
-                unseen[:, hier.index(block)] = miss
+            cols, miss = effect_columns(cov, dataframe[cov.name], warn=warn)
+            X[:, start:stop] = cols
+            if cov.hierarchical:
+                unseen[:, [j for j, b in enumerate(hier) if b.name == cov.name]] = miss[:, None]
         return X, unseen
 
     def prior_precision(self, tau2: np.ndarray | None, n_targets: int) -> np.ndarray:

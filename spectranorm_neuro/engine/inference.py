@@ -76,8 +76,8 @@ class ArrayRecord:
 
     @classmethod
     def from_arrays(cls, arrays, prefix: str = ""):
-        """Inverse of :meth:`to_arrays`."""
-        return cls(**{k: np.asarray(arrays[prefix + k]) for k in cls.__dataclass_fields__})
+        """Inverse of :meth:`to_arrays` (fields with defaults may be missing: files of older releases)."""
+        return cls(**{k: np.asarray(arrays[prefix + k]) for k in cls.__dataclass_fields__ if prefix + k in arrays})
 
     @classmethod
     def concatenate(cls, parts):
@@ -90,12 +90,21 @@ class GaussianFamily:
 
     ``evaluate`` returns the log-likelihood (M,), the score of each predictor (n, M), and the
     per-observation weights of the expected and observed negative Hessians.
+
+    Parameters
+    ----------
+    Y : numpy.ndarray, shape (n, M)
+    dof : numpy.ndarray, broadcastable to (n, M), optional
+        Weights ``c_i`` of the ``log sd`` term (``-c_i log sd``): ``1 - h_i``, with ``h_i`` the leverage
+        of the mean's free coefficients, makes the log-sd estimate restricted (REML-like: the
+        small-sample correction for the degrees of freedom the mean uses). Default 1.
     """
 
     n_predictors = 2
 
-    def __init__(self, Y: np.ndarray):
+    def __init__(self, Y: np.ndarray, dof: np.ndarray | None = None):
         self.Y = Y
+        self.dof = 1.0 if dof is None else dof
 
     def evaluate(self, etas: Sequence[np.ndarray], hessian: bool = True):
         """Log-likelihood, scores and (optionally) Hessian weights."""
@@ -104,12 +113,13 @@ class GaussianFamily:
         w = np.exp(-2.0 * logsd)
         rw = r * w
         r2w = r * rw
-        ll = -(logsd + 0.5 * r2w).sum(axis=0) - 0.5 * _LOG_2PI * r.shape[0]
+        c = self.dof
+        ll = -(c * logsd + 0.5 * r2w).sum(axis=0) - 0.5 * _LOG_2PI * r.shape[0]
         if not hessian:
             return ll, None, None, None
-        fisher = {(0, 0): w, (1, 1): np.full_like(w, 2.0)}
+        fisher = {(0, 0): w, (1, 1): np.broadcast_to(2.0 * c, w.shape)}
         observed = {(0, 0): w, (1, 1): 2.0 * r2w, (0, 1): 2.0 * rw}
-        return ll, [rw, r2w - 1.0], fisher, observed
+        return ll, [rw, r2w - c], fisher, observed
 
 
 class CorrelationFamily:
@@ -174,6 +184,28 @@ class _Problem:
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)])
         self.free = np.concatenate(free)
         self.idx = np.flatnonzero(self.free)
+        self._outer: dict = {}
+
+    def _block(self, k: int, l: int, w: np.ndarray) -> np.ndarray:
+        """``X_k' diag(w[:, m]) X_l`` for every target, (M, p_k, p_l); the row outer products are cached."""
+        if (k, l) not in self._outer:
+            X, Z = self.Xs[k], self.Xs[l]
+            n, p, r = X.shape[0], X.shape[1], Z.shape[1]
+            if k == l:  # symmetric: the upper triangle only
+                iu = np.triu_indices(p)
+                self._outer[(k, l)] = (np.ascontiguousarray(X[:, iu[0]] * X[:, iu[1]]).T, iu)
+            else:
+                self._outer[(k, l)] = (np.ascontiguousarray((X[:, :, None] * Z[:, None, :]).reshape(n, p * r)).T,
+                                       None)
+        outer, iu = self._outer[(k, l)]
+        prod = outer @ w  # (cols, M)
+        p, r = self.Xs[k].shape[1], self.Xs[l].shape[1]
+        if iu is None:
+            return prod.T.reshape(w.shape[1], p, r)
+        out = np.empty((w.shape[1], p, p))
+        out[:, iu[0], iu[1]] = prod.T
+        out[:, iu[1], iu[0]] = prod.T
+        return out
 
     def split(self, theta):
         return [theta[:, a:b] for a, b in zip(self.starts[:-1], self.starts[1:])]
@@ -194,7 +226,7 @@ class _Problem:
         P = self.starts[-1]
         H = np.zeros((M, P, P))
         for (k, l), w in weights.items():
-            blk = gram(self.Xs[k], w, self.Xs[l])
+            blk = self._block(k, l, np.broadcast_to(w, (self.Xs[k].shape[0], M)))
             H[:, self.starts[k]:self.starts[k + 1], self.starts[l]:self.starts[l + 1]] = blk
             if k != l:
                 H[:, self.starts[l]:self.starts[l + 1], self.starts[k]:self.starts[k + 1]] = blk.transpose(0, 2, 1)
@@ -203,15 +235,30 @@ class _Problem:
 
 
 def _pd(H: np.ndarray) -> np.ndarray:
-    """Which matrices of a (M, p, p) stack are positive definite (well conditioned)."""
-    w = np.linalg.eigvalsh(H)
-    return w[:, 0] > 1e-10 * np.maximum(w[:, -1], 1e-300)
+    """Which matrices of a (M, p, p) stack are positive definite (well conditioned).
+
+    A Cholesky factorization of the whole stack settles the common case (all positive definite,
+    pivots within 1e5 of each other); the eigenvalues decide the others.
+    """
+    ok = np.zeros(H.shape[0], dtype=bool)
+    try:
+        d = np.diagonal(np.linalg.cholesky(H), axis1=1, axis2=2) ** 2
+        ok = d.min(axis=1) > 1e-10 * d.max(axis=1)
+    except np.linalg.LinAlgError:
+        pass
+    if not ok.all():
+        w = np.linalg.eigvalsh(H[~ok])
+        ok[~ok] = w[:, 0] > 1e-10 * np.maximum(w[:, -1], 1e-300)
+    return ok
 
 
 def _newton_hessian(prob: _Problem, prec, fisher, observed) -> np.ndarray:
-    Hf = prob.hessian(fisher, prec)
+    """Observed negative Hessian where positive definite, else the expected one (per target)."""
     Ho = prob.hessian(observed, prec)
     use_obs = _pd(Ho)
+    if use_obs.all():  # the common case: no need for the expected information
+        return Ho
+    Hf = prob.hessian(fisher, prec)
     return np.where(use_obs[:, None, None], Ho, Hf)
 
 
@@ -272,7 +319,7 @@ def fit_laplace(
         h = len(d.hierarchical_blocks)
         start = None if tau2_init is None else tau2_init[k]
         tau2.append(np.full((M, h), 0.1) if start is None else np.array(start, dtype=float))
-    hyper = [(d.spec.priors[d.target]["hier_a"], d.spec.priors[d.target]["hier_b"]) for d in designs]
+    hyper = [[d.hyperprior(blk) for blk in d.hierarchical_blocks] for d in designs]
     has_hier = learn_tau and any(t.shape[1] for t in tau2)
     total_iter = 0
     converged = np.zeros(M, dtype=bool)
@@ -320,9 +367,9 @@ def fit_laplace(
             break
         change = np.zeros(M)
         for k, d in enumerate(designs):
-            a, b = hyper[k]
             off = prob.starts[k]
             for j, blk in enumerate(d.hierarchical_blocks):
+                a, b = hyper[k][j]
                 sl = slice(off + blk.start, off + blk.stop)
                 ss = (theta[:, sl] ** 2).sum(axis=1)
                 tr = np.trace(cov[:, sl, sl], axis1=1, axis2=2)
@@ -343,7 +390,7 @@ def fit_laplace(
     if not converged.all():
         warnings.warn(f"{int((~converged).sum())} of {M} regressions did not converge in {max_iter} "
                       "iterations", ConvergenceWarning, stacklevel=2)
-    logger.debug("fit_laplace: %d targets, %d Newton iterations", M, total_iter)
+    logger.debug("fit_laplace: %d targets, %d Newton iterations, %d EB rounds", M, total_iter, _round + 1)
     thetas = prob.split(theta)
     covs = [cov[:, a:b, a:b] for a, b in zip(prob.starts[:-1], prob.starts[1:])]
     return LaplaceFit(thetas, covs, tau2, converged.copy(), total_iter)

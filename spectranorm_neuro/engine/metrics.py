@@ -84,13 +84,14 @@ def smse(y, mu) -> np.ndarray:
     return mse(y, mu) / np.var(y, axis=0)
 
 
-def msll(y, mu, sd, train_mean, train_sd) -> np.ndarray:
+def msll(y, mu, sd, train_mean, train_sd, log_likelihood=None) -> np.ndarray:
     """Mean standardized log loss per query.
 
     The mean over subjects of the model's negative log-likelihood minus that of the trivial model
     ``N(train_mean, train_sd^2)``; negative values mean the model beats the trivial one.
+    ``log_likelihood`` (same shape as ``y``) replaces the Gaussian one of the model (e.g. SHASHb).
     """
-    nll_model = -gaussian_log_likelihood(y, mu, sd)
+    nll_model = -(gaussian_log_likelihood(y, mu, sd) if log_likelihood is None else log_likelihood)
     nll_trivial = -gaussian_log_likelihood(y, train_mean, train_sd)
     return np.mean(nll_model - nll_trivial, axis=0)
 
@@ -105,7 +106,7 @@ def calibration(z) -> dict[str, np.ndarray]:
     }
 
 
-def compute_metrics(y, mu, sd, train_moments=None) -> dict[str, np.ndarray]:
+def compute_metrics(y, mu, sd, train_moments=None, z=None, log_likelihood=None) -> dict[str, np.ndarray]:
     """Every metric of a set of predictions.
 
     Parameters
@@ -115,6 +116,8 @@ def compute_metrics(y, mu, sd, train_moments=None) -> dict[str, np.ndarray]:
     train_moments : numpy.ndarray, shape (2, n_queries), optional
         Mean and sd of each query in the training data, for MSLL. When missing, the moments of
         ``y`` itself are used (the caller should warn: this biases MSLL).
+    z, log_likelihood : numpy.ndarray, shape (n_subjects, n_queries), optional
+        Deviation scores and log densities of a non-Gaussian likelihood (default: Gaussian).
 
     Returns
     -------
@@ -132,8 +135,8 @@ def compute_metrics(y, mu, sd, train_moments=None) -> dict[str, np.ndarray]:
         "MAPE": mape(y, mu),
         "R-squared": r_squared(y, mu),
         "Explained Variance": explained_variance(y, mu),
-        "MSLL": msll(y, mu, sd, train_moments[0], train_moments[1]),
+        "MSLL": msll(y, mu, sd, train_moments[0], train_moments[1], log_likelihood),
         "SMSE": smse(y, mu),
     }
-    out.update(calibration(z_scores(y, mu, sd)))
+    out.update(calibration(z_scores(y, mu, sd) if z is None else z))
     return out

@@ -102,8 +102,9 @@ from pytensor.compile.mode import Mode, get_mode
 
 from .._util import blas_threads, check_random_state
 from ..exceptions import ConvergenceWarning, bad_value
-from .direct import DirectParams, check_training_data, fit_direct
+from .direct import TARGET_FIELDS, DirectParams, check_training_data, fit_direct
 from .effects import Design
+from .shash import EPS_MAX, LOG_DELTA_MAX, log_p_tables
 from .specs import NormativeModelSpec
 
 __all__ = ["METHODS", "INITS", "fit_direct_pymc", "build_direct_model", "AffineWhitening",
@@ -260,8 +261,57 @@ def _normal_logp_log_sd(value, mu, log_sd):
     return -log_sd - 0.5 * pt.sqr(value - mu) * pt.exp(-2.0 * log_sd) - _HALF_LOG_2PI
 
 
+class _LogP(pytensor.graph.Op):
+    """``(log P(1/delta), log P(2/delta))`` of the SHASH moments as functions of ``u = log delta``.
+
+    Tabulated like the fast path (``engine.shash``); its gradient is the tables' derivative
+    (:class:`_DLogP`), which is all ADVI and NUTS need.
+    """
+
+    __props__ = ("order",)
+
+    def __init__(self, order: int = 0):
+        self.order = order
+
+    def make_node(self, u):
+        u = pt.as_tensor_variable(u)
+        return pytensor.graph.Apply(self, [u], [u.type(), u.type()])
+
+    def perform(self, node, inputs, outputs):
+        u = np.asarray(inputs[0])
+        for out, table in zip(outputs, log_p_tables()):
+            out[0] = np.asarray(table(u, self.order), dtype=u.dtype)
+
+    def grad(self, inputs, grads):
+        if self.order:  # second derivatives: never needed by ADVI or NUTS
+            return [pytensor.gradient.grad_not_implemented(self, 0, inputs[0])]
+        d1, d2 = _LogP(1)(inputs[0])
+        total = []
+        for g, d in zip(grads, (d1, d2)):
+            if not isinstance(g.type, pytensor.gradient.DisconnectedType):
+                total.append(g * d)
+        return [sum(total) if total else pt.zeros_like(inputs[0])]
+
+
+def _shash_logp(value, mu, log_sd, eta_skew, eta_tail):
+    """SHASHb log density (``engine.shash``) in pytensor, shape parameters from their predictors."""
+    eps = EPS_MAX * pt.tanh(eta_skew / EPS_MAX)
+    u = LOG_DELTA_MAX * pt.tanh(eta_tail / LOG_DELTA_MAX)
+    delta = pt.exp(u)
+    lp1, lp2 = _LogP()(u)
+    a = eps / delta
+    m = pt.sinh(a) * pt.exp(lp1)
+    v = pt.sqrt(pt.maximum(0.5 * (pt.cosh(2.0 * a) * pt.exp(lp2) - 1.0) - m * m, 1e-12))
+    x = m + v * (value - mu) * pt.exp(-log_sd)
+    big_a = delta * pt.arcsinh(x) - eps
+    log_cosh = pt.abs(big_a) + pt.log1p(pt.exp(-2.0 * pt.abs(big_a))) - np.log(2.0)
+    return (u + log_cosh - 0.5 * pt.log1p(x * x) - _HALF_LOG_2PI - 0.5 * pt.sqr(pt.sinh(big_a)) + pt.log(v)
+            - log_sd)
+
+
 def build_direct_model(spec: NormativeModelSpec, Ys: np.ndarray, Xm: np.ndarray, Xv: np.ndarray,
-                       minibatch_size: int | None = None, whitening: dict | None = None) -> pm.Model:
+                       minibatch_size: int | None = None, whitening: dict | None = None,
+                       X_shape: tuple[np.ndarray, np.ndarray] | None = None) -> pm.Model:
     """One pymc model of ``M`` standardized responses, every parameter with a ``mode`` dimension.
 
     For each target (``mean``, ``variance``) the coefficients of all blocks live in one variable
@@ -283,20 +333,22 @@ def build_direct_model(spec: NormativeModelSpec, Ys: np.ndarray, Xm: np.ndarray,
         Use random minibatches of this many subjects per gradient step (``pm.Minibatch``).
     whitening : dict, optional
         ``{target: (loc (M, p), chol (M, p, p))}``: :class:`AffineWhitening` of ``<target>_raw``.
+    X_shape : tuple of numpy.ndarray, optional
+        SHASHb only: design matrices of the skew and tail predictors (the likelihood is then the
+        SHASHb density of ``engine.shash``, written in pytensor).
 
     Returns
     -------
     pymc.Model
     """
     n, M = Ys.shape
-    designs = {"mean": Design(spec, "mean"), "variance": Design(spec, "variance")}
+    designs = {t: Design(spec, t) for t in spec.fitted_targets}
     coords: dict[str, Any] = {"mode": np.arange(M)}
     for target, design in designs.items():
         coords[f"{target}_column"] = np.arange(design.n_columns)
     with pm.Model(coords=coords, check_bounds=False) as model:
         thetas = {}
         for target, design in designs.items():
-            prior = spec.priors[target]
             dims = ("mode", f"{target}_column")
             transform = None if whitening is None else AffineWhitening(*whitening[target])
             raw = pm.Normal(f"{target}_raw", 0.0, _prior_sd(design)[None, :], dims=dims,
@@ -304,21 +356,23 @@ def build_direct_model(spec: NormativeModelSpec, Ys: np.ndarray, Xm: np.ndarray,
             parts = []
             for block in design.blocks:
                 if block.hierarchical:
-                    tau2 = pm.InverseGamma(_tau_name(target, block), alpha=float(prior["hier_a"]),
-                                           beta=float(prior["hier_b"]), dims="mode")
+                    hyper_a, hyper_b = design.hyperprior(block)
+                    tau2 = pm.InverseGamma(_tau_name(target, block), alpha=hyper_a,
+                                           beta=hyper_b, dims="mode")
                     parts.append(raw[:, block.slice] * pt.sqrt(tau2)[:, None])
                 else:
                     parts.append(raw[:, block.slice])
             theta = pt.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
             thetas[target] = pm.Deterministic(f"{target}_coef", theta, dims=dims)
+        Xs = [Xm, Xv, *(X_shape or ())]
         if minibatch_size is None:
-            xm, xv, ys, total = pt.as_tensor(Xm), pt.as_tensor(Xv), Ys, None
+            xs, ys, total = [pt.as_tensor(X) for X in Xs], Ys, None
         else:
-            xm, xv, ys = pm.Minibatch(Xm, Xv, Ys, batch_size=int(minibatch_size))
+            *xs, ys = pm.Minibatch(*Xs, Ys, batch_size=int(minibatch_size))
             total = n
-        mu = pt.dot(xm, thetas["mean"].T)
-        log_sd = pt.dot(xv, thetas["variance"].T)
-        pm.CustomDist("y", mu, log_sd, logp=_normal_logp_log_sd, observed=ys, total_size=total)
+        etas = [pt.dot(x, thetas[t].T) for x, t in zip(xs, designs)]
+        logp = _shash_logp if len(etas) == 4 else _normal_logp_log_sd
+        pm.CustomDist("y", *etas, logp=logp, observed=ys, total_size=total)
     return model
 
 
@@ -334,8 +388,10 @@ def _map_start(spec: NormativeModelSpec, params: DirectParams) -> tuple[dict, di
         Laplace covariance of the raw coefficients (offsets = coefficient / MAP tau).
     """
     start, whitening = {}, {}
-    for target, beta, cov, tau2 in (("mean", params.beta, params.cov_beta, params.tau2_mean),
-                                    ("variance", params.gamma, params.cov_gamma, params.tau2_var)):
+    for target in spec.fitted_targets:
+        beta, cov, tau2 = params.target(target)
+        unset = ~np.abs(cov).reshape(cov.shape[0], -1).any(axis=1)  # shape kept at the Normal by the MAP fit
+        cov = np.where(unset[:, None, None], 0.01 * np.eye(cov.shape[1]), cov)
         design = Design(spec, target)
         scale = np.ones_like(beta)
         for j, block in enumerate(design.hierarchical_blocks):
@@ -369,7 +425,8 @@ def _draws(posterior, name: str) -> np.ndarray:
 def _summarize(spec: NormativeModelSpec, posterior, y_mean, y_std, converged) -> DirectParams:
     """Posterior means, covariances and mean ``tau^2`` from draws, as :class:`DirectParams`."""
     out = {}
-    for target, key, tau_key in (("mean", "beta", "tau2_mean"), ("variance", "gamma", "tau2_var")):
+    for target in spec.fitted_targets:
+        key, _, tau_key = TARGET_FIELDS[target]
         coef = _draws(posterior, f"{target}_coef")  # (S, M, p)
         mean = coef.mean(axis=0)
         centred = coef - mean
@@ -378,8 +435,7 @@ def _summarize(spec: NormativeModelSpec, posterior, y_mean, y_std, converged) ->
         taus = [_draws(posterior, _tau_name(target, b)).mean(axis=0)
                 for b in Design(spec, target).hierarchical_blocks]
         out[tau_key] = np.stack(taus, axis=1) if taus else np.zeros((mean.shape[0], 0))
-    return DirectParams(y_mean, y_std, out["beta"], out["gamma"], out["cov_beta"], out["cov_gamma"],
-                        out["tau2_mean"], out["tau2_var"], np.asarray(converged, dtype=bool))
+    return DirectParams(y_mean=y_mean, y_std=y_std, converged=np.asarray(converged, dtype=bool), **out)
 
 
 class AveragedConvergence(CheckParametersConvergence):
@@ -561,7 +617,9 @@ def fit_direct_pymc(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, metho
             start, whitening = _map_start(spec, fit_direct(spec, Y, covariates))
     with blas_threads(n_threads), pytensor_setup(compile_mode) as mode:
         compile_kwargs = {"mode": mode}
-        model = build_direct_model(spec, Ys, Xm, Xv, minibatch_size if method == "advi" else None, whitening)
+        X_shape = tuple(Design(spec, t).matrix(covariates, warn=False)[0] for t in spec.fitted_targets[2:])
+        model = build_direct_model(spec, Ys, Xm, Xv, minibatch_size if method == "advi" else None, whitening,
+                                   X_shape or None)
         if method == "advi":
             idata, converged = _fit_advi(model, start, M, n_steps, draws, learning_rate, check_every,
                                          tolerance, (seed_fit, seed_draws), bool(progress), compile_kwargs, kw)

@@ -19,7 +19,9 @@ class NormativePredictions:
     predictions : dict of str to numpy.ndarray
         ``"mu_estimate"`` and ``"std_estimate"`` of shape (n_subjects, n_queries) (or (n_subjects,)
         for a direct model); with observations also ``"z-score"``, ``"centiles"`` (0-100) and
-        ``"log-likelihood"``.
+        ``"log-likelihood"``. A SHASHb model also gives ``"epsilon"`` and ``"delta"`` (its skew
+        and tail parameters); its z-scores are then ``Phi^-1(F(y))`` with ``F`` the exact SHASHb
+        CDF, and its log-likelihoods the exact SHASHb log density.
     evaluations : dict of str to numpy.ndarray
         Per-query metrics (see :func:`spectranorm_neuro.engine.metrics.compute_metrics`); empty
         until :meth:`evaluate` is called.
@@ -45,10 +47,18 @@ class NormativePredictions:
             raise bad_value("observed", f"array of shape {observed.shape}",
                             f"does not match the predictions' shape {mu.shape}",
                             "pass one observation per subject and query")
-        z = metrics.z_scores(observed, mu, sd)
+        if "epsilon" in self.predictions:
+            from .shash import shash_log_density, shash_z
+
+            eps, delta = self.predictions["epsilon"], self.predictions["delta"]
+            z = shash_z(observed, mu, sd, eps, delta)
+            ll = shash_log_density(observed, mu, sd, eps, delta)
+        else:
+            z = metrics.z_scores(observed, mu, sd)
+            ll = metrics.gaussian_log_likelihood(observed, mu, sd)
         self.predictions["z-score"] = z
         self.predictions["centiles"] = metrics.centiles(z)
-        self.predictions["log-likelihood"] = metrics.gaussian_log_likelihood(observed, mu, sd)
+        self.predictions["log-likelihood"] = ll
         self._observed = observed
         return self
 
@@ -57,11 +67,12 @@ class NormativePredictions:
         self.add_observations(observed)
         mu, sd = self.predictions["mu_estimate"], self.predictions["std_estimate"]
         obs = self._observed
+        z, ll = self.predictions["z-score"], self.predictions["log-likelihood"]
         if obs.ndim == 1:
-            obs, mu, sd = obs[:, None], mu[:, None], sd[:, None]
+            obs, mu, sd, z, ll = obs[:, None], mu[:, None], sd[:, None], z[:, None], ll[:, None]
             if train_moments is not None:
                 train_moments = np.asarray(train_moments, dtype=float).reshape(2, 1)
-        ev = metrics.compute_metrics(obs, mu, sd, train_moments)
+        ev = metrics.compute_metrics(obs, mu, sd, train_moments, z=z, log_likelihood=ll)
         if self._observed.ndim == 1:
             ev = {k: v[0] for k, v in ev.items()}
         self.evaluations = ev

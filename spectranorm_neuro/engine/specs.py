@@ -17,9 +17,18 @@ import pandas as pd
 from ..exceptions import InvalidInputError, bad_value
 
 __all__ = ["CovariateSpec", "NormativeModelSpec", "DEFAULT_PRIORS", "DEFAULT_SPLINE_KWARGS", "MODEL_TYPES",
-           "default_influencing_variance"]
+           "LIKELIHOODS", "SMOOTHING", "default_influencing_variance"]
 
 MODEL_TYPES = ("HBR", "BLR")
+
+#: Likelihoods of direct models: ``"Normal"``, or ``"SHASHb"`` (sinh-arcsinh with the response's mean
+#: and sd as location and scale, plus skew and tail parameters; see ``engine.shash``).
+LIKELIHOODS = ("Normal", "SHASHb")
+
+#: Smoothness of spline effects: ``None`` (fixed ``df``, the reference's B-spline) or ``"eb"``
+#: (penalized B-spline with ``df`` basis functions, smoothing set per model by empirical Bayes).
+SMOOTHING = (None, "eb")
+
 
 def default_influencing_variance(numerical, batch) -> list[str]:
     """Covariates acting on the log-sd when none are named: the numerical then the batch covariates.
@@ -41,6 +50,8 @@ DEFAULT_PRIORS: dict[str, dict[str, float]] = {
     "mean": {"intercept": 5.0, "effect": 3.0, "hier_a": 1.0, "hier_b": 0.01},
     "variance": {"intercept": 5.0, "effect": 2.0, "hier_a": 1.0, "hier_b": 0.01},
     "correlation": {"intercept": 1.0, "effect": 1.0, "hier_a": 1.0, "hier_b": 0.01},
+    "skew": {"intercept": 1.0, "effect": 0.5, "hier_a": 1.0, "hier_b": 0.01},
+    "tail": {"intercept": 1.0, "effect": 0.5, "hier_a": 1.0, "hier_b": 0.01},
 }
 
 
@@ -54,7 +65,7 @@ class CovariateSpec:
         Column name in covariate tables.
     cov_type : {"numerical", "categorical"}
         Type of covariate.
-    effect : {"linear", "spline", "categorical"}
+    effect : {"linear", "spline", "pspline", "categorical"}
         Form of its effect (``"categorical"`` for categorical covariates).
     hierarchical : bool
         Categorical only: partially pooled random effect (batch covariate under HBR).
@@ -118,7 +129,7 @@ class CovariateSpec:
         if not self.std > 0:
             self.std = 1.0
         self.minimum, self.maximum = float(x.min()), float(x.max())
-        if self.effect == "spline":
+        if self.effect in ("spline", "pspline"):
             df = int(spline_kwargs["df"])
             degree = int(spline_kwargs["degree"])
             if df < degree:
@@ -127,7 +138,10 @@ class CovariateSpec:
             pad = float(spline_kwargs["extrapolation_factor"]) * (self.maximum - self.minimum)
             lo, hi = self.minimum - pad, self.maximum + pad
             n_inner = df - degree
-            inner = np.quantile(x, np.linspace(0, 1, n_inner + 2)[1:-1]) if n_inner > 0 else []
+            if self.effect == "pspline":  # equally spaced knots: the difference penalty is a curvature penalty
+                inner = np.linspace(lo, hi, n_inner + 2)[1:-1] if n_inner > 0 else []
+            else:
+                inner = np.quantile(x, np.linspace(0, 1, n_inner + 2)[1:-1]) if n_inner > 0 else []
             self.degree = degree
             self.knots = [lo] * (degree + 1) + [float(k) for k in inner] + [hi] * (degree + 1)
 
@@ -153,6 +167,11 @@ class NormativeModelSpec:
         ``df``, ``degree`` and ``extrapolation_factor`` of B-spline effects.
     priors : dict
         Prior scales, see :data:`DEFAULT_PRIORS`.
+    likelihood : {"Normal", "SHASHb"}
+        Likelihood of the direct models (see :data:`LIKELIHOODS`).
+    influencing_skew, influencing_tail : list of str
+        ``"SHASHb"`` only: covariates acting on the skew (``epsilon``) and tail (``delta``)
+        parameters (empty: one constant shape per response).
     """
 
     variable_of_interest: str
@@ -164,6 +183,9 @@ class NormativeModelSpec:
     spline_kwargs: dict[str, Any] = field(default_factory=lambda: dict(DEFAULT_SPLINE_KWARGS))
     priors: dict[str, dict[str, float]] = field(
         default_factory=lambda: {k: dict(v) for k, v in DEFAULT_PRIORS.items()})
+    likelihood: str = "Normal"
+    influencing_skew: list[str] = field(default_factory=list)
+    influencing_tail: list[str] = field(default_factory=list)
 
     def __repr__(self) -> str:
         return (f"NormativeModelSpec(variable_of_interest={self.variable_of_interest!r}, "
@@ -186,6 +208,9 @@ class NormativeModelSpec:
         spline_kwargs: dict[str, Any] | None = None,
         influencing_correlation: list[str] | None = None,
         priors: dict[str, dict[str, float]] | None = None,
+        likelihood: str = "Normal",
+        influencing_skew: list[str] | None = None,
+        influencing_tail: list[str] | None = None,
     ) -> NormativeModelSpec:
         """Build a spec and capture its fit-time state from a covariate table.
 
@@ -213,6 +238,11 @@ class NormativeModelSpec:
             Covariates acting on cross-mode correlations (default: ``influencing_variance``).
         priors : dict, optional
             Overrides of :data:`DEFAULT_PRIORS` (nested by target).
+        likelihood : {"Normal", "SHASHb"}, optional
+            Likelihood of the direct models (``"SHASHb"``: skewed / heavy-tailed responses).
+        influencing_skew, influencing_tail : list of str, optional
+            ``"SHASHb"`` only: covariates acting on the skew and tail parameters (default: none,
+            one constant shape per response).
 
         Returns
         -------
@@ -244,22 +274,34 @@ class NormativeModelSpec:
         var_names = default_influencing_variance(numerical, batch) if influencing_variance is None \
             else list(influencing_variance)
         corr_names = var_names if influencing_correlation is None else list(influencing_correlation)
+        if likelihood not in LIKELIHOODS:
+            raise bad_value("likelihood", likelihood, "is not a known likelihood", f"pass one of {list(LIKELIHOODS)}")
+        skew_names, tail_names = list(influencing_skew or []), list(influencing_tail or [])
+        if likelihood == "Normal" and (skew_names or tail_names):
+            raise bad_value("influencing_skew", skew_names + tail_names, "act on shape parameters the Normal has not",
+                            "pass likelihood='SHASHb', or leave influencing_skew/influencing_tail empty")
         for arg, names in (("influencing_mean", mean_names), ("influencing_variance", var_names),
-                           ("influencing_correlation", corr_names)):
+                           ("influencing_correlation", corr_names), ("influencing_skew", skew_names),
+                           ("influencing_tail", tail_names)):
             for n in names:
                 if n not in every:
                     raise bad_value(arg, n, "is not a declared covariate",
                                     "declare it in numerical_covariates or categorical_covariates")
         kwargs = dict(DEFAULT_SPLINE_KWARGS)
         kwargs.update(spline_kwargs or {})
+        if kwargs.get("smoothing") not in SMOOTHING:
+            raise bad_value("spline_kwargs['smoothing']", kwargs.get("smoothing"), "is not a known smoothing rule",
+                            "pass 'eb' (smoothness estimated by empirical Bayes) or leave it out (fixed df)")
+        spline_effect = "pspline" if kwargs.get("smoothing") == "eb" else "spline"
         pri = {k: dict(v) for k, v in DEFAULT_PRIORS.items()}
         for k, v in (priors or {}).items():
             pri.setdefault(k, {}).update(v)
         covs = [CovariateSpec(n, "categorical", "categorical", hierarchical=(model_type == "HBR" and n in batch))
                 for n in categorical]
-        covs += [CovariateSpec(n, "numerical", "spline" if n in nonlinear else "linear") for n in numerical]
+        covs += [CovariateSpec(n, "numerical", spline_effect if n in nonlinear else "linear") for n in numerical]
         spec = cls(variable_of_interest, covs, mean_names, var_names, model_type,
-                   influencing_correlation=corr_names, spline_kwargs=kwargs, priors=pri)
+                   influencing_correlation=corr_names, spline_kwargs=kwargs, priors=pri, likelihood=likelihood,
+                   influencing_skew=skew_names, influencing_tail=tail_names)
         spec.batch_covariates = batch
         spec.capture(dataframe)
         return spec
@@ -293,10 +335,15 @@ class NormativeModelSpec:
         return [c.name for c in self.covariates if c.cov_type == "categorical"]
 
     def targets(self) -> dict[str, list[str]]:
-        """Covariate names acting on each target (``mean``, ``variance``, ``correlation``)."""
+        """Covariate names acting on each target (``mean``, ``variance``, ``correlation``, ``skew``, ``tail``)."""
         corr = self.influencing_variance if self.influencing_correlation is None else self.influencing_correlation
         return {"mean": list(self.influencing_mean), "variance": list(self.influencing_variance),
-                "correlation": list(corr)}
+                "correlation": list(corr), "skew": list(self.influencing_skew), "tail": list(self.influencing_tail)}
+
+    @property
+    def fitted_targets(self) -> list[str]:
+        """Linear predictors of each direct model: mean and log-sd, then skew and tail for SHASHb."""
+        return ["mean", "variance"] + (["skew", "tail"] if self.likelihood == "SHASHb" else [])
 
     def check_dataframe(self, dataframe: Any, argument: str, required: list[str] | None = None) -> pd.DataFrame:
         """Check that ``dataframe`` holds finite values for the required covariate columns."""
@@ -346,6 +393,9 @@ class NormativeModelSpec:
             "batch_covariates": list(self.batch_covariates),
             "spline_kwargs": dict(self.spline_kwargs),
             "priors": {k: dict(v) for k, v in self.priors.items()},
+            "likelihood": self.likelihood,
+            "influencing_skew": list(self.influencing_skew),
+            "influencing_tail": list(self.influencing_tail),
         }
 
     @classmethod
@@ -356,7 +406,12 @@ class NormativeModelSpec:
             spec = cls(data["variable_of_interest"], covs, list(data["influencing_mean"]),
                        list(data["influencing_variance"]), data["model_type"],
                        influencing_correlation=list(data["influencing_correlation"]),
-                       spline_kwargs=dict(data["spline_kwargs"]), priors=dict(data["priors"]))
+                       spline_kwargs=dict(data["spline_kwargs"]), priors=dict(data["priors"]),
+                       likelihood=data.get("likelihood", "Normal"),
+                       influencing_skew=list(data.get("influencing_skew", [])),
+                       influencing_tail=list(data.get("influencing_tail", [])))
+            for target, prior in DEFAULT_PRIORS.items():  # specs saved before a target existed
+                spec.priors.setdefault(target, dict(prior))
             spec.batch_covariates = list(data.get("batch_covariates", []))
         except (KeyError, TypeError) as exc:
             raise InvalidInputError(f"spec: malformed specification ({exc}). Fix: re-save the model.") from None

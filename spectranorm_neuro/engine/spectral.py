@@ -282,6 +282,10 @@ class SpectralNormativeModel(MapScoring):
         if not isinstance(eigenmode_basis, EigenmodeBasis):
             raise bad_value("eigenmode_basis", type(eigenmode_basis).__name__, "is not an EigenmodeBasis",
                             "pass snm.utils.gsp.EigenmodeBasis(eigenvalues, eigenvectors)")
+        if kwargs.get("likelihood", "Normal") != "Normal":  # query moments combine modes as Gaussians
+            raise bad_value("likelihood", kwargs["likelihood"], "is not available for spectral models, whose mode "
+                            "models stay Gaussian so that any query's distribution is known",
+                            "model regional measures with engine.regional.RegionalNormativeModel(likelihood=...)")
         base = DirectNormativeModel.from_dataframe(
             model_type, covariates_dataframe, "dummy_VOI", numerical_covariates, categorical_covariates,
             batch_covariates, nonlinear_covariates, influencing_mean, influencing_variance, spline_kwargs,

@@ -49,6 +49,7 @@ from .gifti import GiftiMap, read_gifti, write_gifti
 from .maps import filename_hemi, read_map, read_parcel_table, write_map, write_parcel_table
 from .nifti import read_nifti, volume_structure, write_nifti
 from .queries import QuerySet, atlas_queries, kernel_queries, vertex_queries, voxel_queries
+from .regional import SUBJECT_COLUMNS, align_subjects, read_regional_table
 from .summary import cohort_summary, write_summary
 
 __all__ = [
@@ -62,6 +63,7 @@ __all__ = [
     "CiftiMap", "read_dscalar", "write_dscalar",
     "read_nifti", "write_nifti",
     "filename_hemi", "read_map", "write_map", "write_parcel_table", "read_parcel_table",
+    "read_regional_table", "align_subjects", "SUBJECT_COLUMNS",
     # BIDS
     "DESC_VOCABULARY", "ENTITY_ORDER", "parse_bids_name", "normalize_entities", "build_bids_name",
     "write_dataset_description", "DerivativesWriter",
