@@ -106,7 +106,7 @@ def test_adapt_fit_recovers_new_site_offset(fitted):
     adapted = copy.deepcopy(model)
     new = cohort(50, 2, sites=("D",))
     before = adapted.params.beta.copy()
-    adapted.adapt_fit(new)
+    adapted = adapted.adapt_fit(new)
     new_cols = new_level_mask(Design(adapted.spec, "mean"), {"site": ["D"]})
     assert new_cols.sum() == 1
     assert np.array_equal(adapted.params.beta[:, ~new_cols], before)  # everything else frozen

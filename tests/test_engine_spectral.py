@@ -124,7 +124,11 @@ def test_adapt_fit_new_site(setup):
     with pytest.raises(UnseenCategoryError, match="G"):
         model.predict(s["Q"], held)
     before = model.evaluate(s["Q"], s["basis"].encode(obs_held), held, predict_without=["site"])
-    model.adapt_fit(s["basis"].encode(obs_new), new)
+    unchanged = model.predict(s["Q"], s["test"]).predictions["mu_estimate"]
+    adapted = model.adapt_fit(s["basis"].encode(obs_new), new)
+    assert np.array_equal(model.predict(s["Q"], s["test"]).predictions["mu_estimate"], unchanged)  # not mutated
+    assert "adapted_levels" not in model.model_params
+    model = adapted
     after = model.evaluate(s["Q"], s["basis"].encode(obs_held), held)
     assert np.mean(np.abs(before.evaluations["z_mean"])) > 1.0
     assert np.mean(np.abs(after.evaluations["z_mean"])) < 0.25

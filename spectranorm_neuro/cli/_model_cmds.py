@@ -142,7 +142,7 @@ def cmd_adapt(run: Run) -> int:
     _check_new_levels(model, covariates, str(args.cohort))
     coeffs = encode_cohort(cohort, bundle.basis, n_jobs=run.n_jobs, progress=run.progress)
     before = {c.name: set(c.adapted or []) for c in model.spec.covariates}
-    model.adapt_fit(coeffs, covariates)
+    model = model.adapt_fit(coeffs, covariates)
     added = {c.name: sorted(set(c.adapted or []) - before.get(c.name, set())) for c in model.spec.covariates
              if set(c.adapted or []) - before.get(c.name, set())}
     card = record_adaptation(bundle.card, added, cohort.n_subjects, str(args.cohort))

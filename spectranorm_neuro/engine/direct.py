@@ -137,6 +137,25 @@ def check_unseen(spec: NormativeModelSpec, covariates: pd.DataFrame, without, un
                 f"learned between-{cov.name} variance to the predictive sd", UnseenCategoryError)
 
 
+def _population_level(spec: NormativeModelSpec, design: Design, without) -> bool:
+    """Whether ``without`` drops a hierarchical (batch) effect of ``design``: a population-level prediction."""
+    return any(cov.hierarchical and cov.name in without and cov.name in design.covariates for cov in spec.covariates)
+
+
+def _coefficient_variance(X: np.ndarray, cov: np.ndarray, population: bool) -> np.ndarray:
+    """Laplace variance ``x' C x`` (n, M) of a linear predictor.
+
+    At population level the intercept's variance is left out: with few batches it is mostly the
+    uncertainty of where the average batch lies (confounded with the batch effects), not spread
+    of individuals around the population curve, and adding it widened centile bands beyond the
+    within-batch sd.
+    """
+    if population:
+        X = X.copy()
+        X[:, 0] = 0.0
+    return np.einsum("np,mpq,nq->nm", X, cov, X, optimize=True)
+
+
 def predict_direct(spec: NormativeModelSpec, params: DirectParams, covariates: pd.DataFrame, without=(),
                    unseen_batch: str = "error", parameter_uncertainty: bool = True,
                    warn: bool = True) -> tuple[np.ndarray, np.ndarray]:
@@ -172,8 +191,8 @@ def predict_direct(spec: NormativeModelSpec, params: DirectParams, covariates: p
     eta_m = Xm @ params.beta.T
     eta_v = Xv @ params.gamma.T
     if parameter_uncertainty:
-        var_m = np.einsum("np,mpq,nq->nm", Xm, params.cov_beta, Xm, optimize=True)
-        var_v = np.einsum("np,mpq,nq->nm", Xv, params.cov_gamma, Xv, optimize=True)
+        var_m = _coefficient_variance(Xm, params.cov_beta, _population_level(spec, dm, without))
+        var_v = _coefficient_variance(Xv, params.cov_gamma, _population_level(spec, dv, without))
     else:
         var_m = np.zeros_like(eta_m)
         var_v = np.zeros_like(eta_v)
@@ -368,9 +387,16 @@ class DirectNormativeModel:
         return wo.predictions["mu_estimate"] + z * wo.predictions["std_estimate"]
 
     def adapt_fit(self, new_data: pd.DataFrame, y=None, **solver_kwargs) -> DirectNormativeModel:
-        """Learn the effects of new batch levels (sites) from their data, everything else frozen."""
+        """Learn the effects of new batch levels (sites) from their data, everything else frozen.
+
+        Returns
+        -------
+        DirectNormativeModel
+            A new, adapted model; this one is left unchanged.
+        """
         params = self._check_fitted()
         y = self._response(new_data, y, "new_data")
-        self.spec, self.params, added = adapt_direct(self.spec, params, y[:, None], new_data, **solver_kwargs)
+        new = copy.copy(self)
+        new.spec, new.params, added = adapt_direct(self.spec, params, y[:, None], new_data, **solver_kwargs)
         logger.info("adapted to new levels %s", added)
-        return self
+        return new

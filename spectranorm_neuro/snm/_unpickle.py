@@ -26,7 +26,7 @@ import lzma
 import pickle
 import zlib
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 from scipy import sparse
@@ -134,7 +134,7 @@ class RestrictedUnpickler(pickle._Unpickler):
         Name of the file, for error messages.
     """
 
-    dispatch = dict(pickle._Unpickler.dispatch)
+    dispatch: ClassVar[dict] = dict(pickle._Unpickler.dispatch)
 
     def __init__(self, file, source: str = "<stream>"):
         super().__init__(file)
@@ -240,7 +240,7 @@ def read_upstream_joblib(path) -> Any:
             if raw.startswith(magic):
                 try:
                     raw = decompress(raw)
-                except Exception as exc:  # noqa: BLE001 - any decompression failure is a format error
+                except Exception as exc:
                     raise bad_value("path", str(path), f"is not a valid compressed joblib file ({exc})",
                                     "pass a file written by joblib.dump", FileFormatError) from None
                 break
@@ -251,7 +251,7 @@ def read_upstream_joblib(path) -> Any:
         return RestrictedUnpickler(io.BytesIO(raw), str(path)).load()
     except (UnsafeFormatError, FileFormatError):
         raise
-    except Exception as exc:  # noqa: BLE001 - a malformed stream of any kind
+    except Exception as exc:
         raise bad_value("path", str(path), f"could not be read as a reference file ({type(exc).__name__}: {exc})",
                         "pass a file written by SpectraNorm 0.1.4", FileFormatError) from None
 

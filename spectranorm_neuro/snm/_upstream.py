@@ -26,7 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy.interpolate import BSpline
 
-from .._util import atomic_path, json_default, write_npz
+from .._util import json_default, write_npz
 from ..basis import EigenmodeBasis as NativeBasis
 from ..engine.persistence import _commit, _prepare, read_manifest, verify_manifest, write_manifest
 from ..exceptions import FileFormatError, UnseenCategoryError, bad_value
@@ -114,8 +114,16 @@ def _split_arrays(obj: Any, arrays: dict[str, np.ndarray], where: str) -> Any:
     if isinstance(obj, np.ndarray) or (hasattr(obj, "tocsr") and hasattr(obj, "shape")):
         if hasattr(obj, "tocsr"):
             obj = obj.toarray()
+        obj = np.asarray(obj)
+        if obj.dtype.hasobject:  # e.g. categories: strings (or numbers) in an object array
+            values = obj.ravel().tolist()
+            obj = np.array(values if not all(isinstance(v, str) for v in values) else [str(v) for v in values]
+                           ).reshape(obj.shape)
+            if obj.dtype.hasobject:
+                raise bad_value(where, "object array", "holds values that are neither strings nor numbers",
+                                "report this file to the developers", FileFormatError)
         key = f"a{len(arrays)}"
-        arrays[key] = np.asarray(obj)
+        arrays[key] = obj
         return {"__array__": key}
     if isinstance(obj, np.generic):
         return obj.item()
@@ -253,7 +261,8 @@ def linear_predictor(spec: dict, means: dict, covariates: pd.DataFrame, influenc
         values = covariates[name].to_numpy()
         if cov["cov_type"] == "numerical" and cov.get("effect") == "linear":
             m, s = cov["moments"]
-            eta += (values.astype(float) - m) / s * float(np.asarray(means[f"{prefix}linear_beta_{name}"]).reshape(-1)[0])
+            beta = float(np.asarray(means[f"{prefix}linear_beta_{name}"]).reshape(-1)[0])
+            eta += (values.astype(float) - m) / s * beta
         elif cov["cov_type"] == "numerical":
             eta += _bspline_columns(values, cov["spline_spec"]) @ np.asarray(means[f"{prefix}spline_betas_{name}"])
         else:

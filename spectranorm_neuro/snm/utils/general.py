@@ -27,7 +27,7 @@ def ensure_dir(file_name) -> Path:
 
 
 def report_time(*, relative_to: float | None = None, absolute: bool = False) -> str | float:
-    """Now (``"YYYY-mm-dd HH:MM:SS"``, or seconds since the epoch if ``absolute``), or the time since ``relative_to``."""
+    """Now (``"YYYY-mm-dd HH:MM:SS"``, or epoch seconds if ``absolute``), or the time since ``relative_to``."""
     now = time.time()
     if relative_to is not None:
         elapsed = now - relative_to

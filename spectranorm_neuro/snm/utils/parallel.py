@@ -55,7 +55,7 @@ class ParallelTqdm(Parallel):
         return dispatched
 
     def print_progress(self) -> None:
-        """joblib's progress hook: move the bar to the number of completed tasks."""
+        """Joblib's progress hook: move the bar to the number of completed tasks."""
         if self.progress_bar is None:
             return
         if self.total_tasks is None and self._original_iterator is None:
