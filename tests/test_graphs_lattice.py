@@ -16,7 +16,7 @@ from spectranorm_neuro.graphs import (
     volume_fem_graph,
 )
 from spectranorm_neuro.graphs.lattice import lattice_offsets
-from spectranorm_neuro.snm.utils.gsp import compute_combinatorial_laplacian_eigenmodes
+from spectranorm_neuro.basis import compute_combinatorial_laplacian_eigenmodes
 
 
 def path_eigenvalues(n: int) -> np.ndarray:

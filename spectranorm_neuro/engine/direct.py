@@ -137,22 +137,33 @@ def check_unseen(spec: NormativeModelSpec, covariates: pd.DataFrame, without, un
                 f"learned between-{cov.name} variance to the predictive sd", UnseenCategoryError)
 
 
-def _population_level(spec: NormativeModelSpec, design: Design, without) -> bool:
-    """Whether ``without`` drops a hierarchical (batch) effect of ``design``: a population-level prediction."""
-    return any(cov.hierarchical and cov.name in without and cov.name in design.covariates for cov in spec.covariates)
+def _variance_rows(design: Design, X: np.ndarray, without, unseen: np.ndarray) -> np.ndarray:
+    """Design rows (n, p) whose Laplace variance ``x' C x`` enters the predictive sd.
 
-
-def _coefficient_variance(X: np.ndarray, cov: np.ndarray, population: bool) -> np.ndarray:
-    """Laplace variance ``x' C x`` (n, M) of a linear predictor.
-
-    At population level the intercept's variance is left out: with few batches it is mostly the
-    uncertainty of where the average batch lies (confounded with the batch effects), not spread
-    of individuals around the population curve, and adding it widened centile bands beyond the
-    within-batch sd.
+    At population level (a hierarchical batch effect dropped through ``without``, or a level unseen
+    at fit time) the mean's row is ``intercept + other effects``, and the intercept alone is poorly
+    determined with few batches (it trades off against the batch offsets): its variance measures
+    where the average batch lies, not the spread of individuals. The variance is therefore taken
+    for the average of the fitted batches (each hierarchical block set to the mean of its level
+    columns), which the data determine; adding the intercept's own variance widened population
+    centile bands beyond the within-batch sd.
     """
-    if population:
-        X = X.copy()
-        X[:, 0] = 0.0
+    out = X
+    for k, block in enumerate(design.hierarchical_blocks):
+        if block.name in without:
+            rows = slice(None)
+        elif unseen.size and unseen[:, k].any():
+            rows = unseen[:, k]
+        else:
+            continue
+        if out is X:
+            out = X.copy()
+        out[rows, block.slice] = 1.0 / (block.stop - block.start)
+    return out
+
+
+def _coefficient_variance(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Laplace variance ``x' C x`` (n, M) of a linear predictor."""
     return np.einsum("np,mpq,nq->nm", X, cov, X, optimize=True)
 
 
@@ -191,8 +202,8 @@ def predict_direct(spec: NormativeModelSpec, params: DirectParams, covariates: p
     eta_m = Xm @ params.beta.T
     eta_v = Xv @ params.gamma.T
     if parameter_uncertainty:
-        var_m = _coefficient_variance(Xm, params.cov_beta, _population_level(spec, dm, without))
-        var_v = _coefficient_variance(Xv, params.cov_gamma, _population_level(spec, dv, without))
+        var_m = _coefficient_variance(_variance_rows(dm, Xm, without, um), params.cov_beta)
+        var_v = _coefficient_variance(_variance_rows(dv, Xv, without, uv), params.cov_gamma)
     else:
         var_m = np.zeros_like(eta_m)
         var_v = np.zeros_like(eta_v)
