@@ -72,7 +72,10 @@ def convert_adjacency_to_transition_matrix(adjacency_matrix) -> sparse.csr_matri
     return sparse.csr_matrix(sparse.diags(1.0 / _degrees(a)) @ a)
 
 
-def _symmetrized(adjacency_matrix) -> sparse.csr_matrix:
+def _symmetrized(adjacency_matrix):
+    """``(A + A.T) / 2`` as the reference does; anything not square is left to the engine's checks to name."""
+    if np.ndim(adjacency_matrix) != 2 or np.shape(adjacency_matrix)[0] != np.shape(adjacency_matrix)[1]:
+        return adjacency_matrix
     a = make_csr_matrix(adjacency_matrix).astype(np.float64)
     return sparse.csr_matrix((a + a.T) * 0.5)
 
@@ -106,8 +109,8 @@ def compute_random_walk_laplacian_eigenmodes(adjacency_matrix, num_eigenvalues: 
     degrees : numpy.ndarray, shape (n_nodes,)
     """
     a = _symmetrized(adjacency_matrix)
-    evals, evecs, _ = laplacian_eigenmodes(a, int(num_eigenvalues) + 1, "random_walk")
-    return evals, np.ascontiguousarray(evecs.T), _degrees(a)
+    evals, evecs, mass = laplacian_eigenmodes(a, int(num_eigenvalues) + 1, "random_walk")
+    return evals, np.ascontiguousarray(evecs.T), mass.diagonal().copy()
 
 
 def compute_symmetric_normalized_laplacian_eigenmodes_amg_lobpcg(adjacency_matrix, num_eigenvalues: int = 100,
@@ -125,13 +128,12 @@ def compute_symmetric_normalized_laplacian_eigenmodes_amg_lobpcg(adjacency_matri
     eigenvectors : numpy.ndarray, shape (num_eigenvalues + 1, n_nodes)
     degrees : numpy.ndarray, shape (n_nodes,)
     """
-    a = _symmetrized(adjacency_matrix)
-    n = a.shape[0]
+    lap = normalized_laplacian(_symmetrized(adjacency_matrix))  # validates the graph
+    n = lap.shape[0]
     k = check_k(int(num_eigenvalues) + 1, n, "num_eigenvalues")
     if isinstance(amg_cycles, bool) or not isinstance(amg_cycles, (int, np.integer)) or amg_cycles < 1:
         raise bad_value("amg_cycles", amg_cycles, "is not a positive integer", "pass e.g. amg_cycles=1")
-    degrees = _degrees(a)
-    lap = normalized_laplacian(a)
+    degrees = _degrees(make_csr_matrix(_symmetrized(adjacency_matrix)))
     ilu = splinalg.spilu((lap + 1e-3 * sparse.identity(n)).tocsc(), drop_tol=1e-5, fill_factor=20)
     shifted = (lap + 1e-3 * sparse.identity(n)).tocsr()
 
