@@ -114,3 +114,19 @@ def test_reference_classes_are_rebuilt_as_plain_records_and_garbage_is_a_format_
     with pytest.raises(FileFormatError):
         read_upstream_joblib(truncated)
     assert isinstance(pickle.loads(pickle.dumps(io.BytesIO)), type)  # the test's own pickling works
+
+
+def test_cli_convert_upstream_converts_and_refuses_unsafe_files(tmp_path, capsys):
+    from spectranorm_neuro.cli import main
+
+    assert main(["convert-upstream", str(DATA / "direct"), "--out", str(tmp_path / "m" / "saved_model")]) == 0
+    model = snm.DirectNormativeModel.load_model(tmp_path / "m")
+    df = pd.read_csv(DATA / "direct_data.csv")
+    assert rel_err(model.predict(df).predictions["mu_estimate"], REF["direct_mu"]) < 1e-6
+    evil = tmp_path / "evil.joblib"
+    evil.write_bytes(pickle.dumps({"eigenvalues": _Exploit(tmp_path / "was_run")}, protocol=2))
+    assert main(["convert-upstream", str(evil), "--out", str(tmp_path / "evil.npz")]) == 1
+    err = capsys.readouterr().err
+    assert "posix.system" in err or "os.system" in err
+    assert "nothing was executed" in err
+    assert not (tmp_path / "was_run").exists() and not (tmp_path / "evil.npz").exists()
