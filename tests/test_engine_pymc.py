@@ -10,10 +10,10 @@ import pytest
 from scipy import stats
 
 from spectranorm_neuro.basis import EigenmodeBasis
-from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.engine.direct import DirectParams, fit_direct, predict_direct
 from spectranorm_neuro.engine.effects import Design
 from spectranorm_neuro.engine.specs import NormativeModelSpec
+from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.exceptions import ConvergenceWarning, InvalidInputError, ShapeMismatchError
 
 pm = pytest.importorskip("pymc")
@@ -275,8 +275,8 @@ def test_spectral_model_fit_advi_then_predict():
 
 
 def _lattice_modes(n_side: int, k: int):
-    from spectranorm_neuro.graphs import lattice_graph
     from spectranorm_neuro.basis import compute_symmetric_normalized_laplacian_eigenmodes
+    from spectranorm_neuro.graphs import lattice_graph
 
     vals, vecs = compute_symmetric_normalized_laplacian_eigenmodes(lattice_graph((n_side, n_side)).adjacency, k)
     return vals, vecs.T

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2
 
-from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.engine.covariance import select_pairs
+from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.exceptions import (
     ChecksumError,
     FormatVersionError,

@@ -24,10 +24,10 @@ import pytest
 from joblib import parallel_config
 
 from spectranorm_neuro import io
-from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.cli import _scoring
 from spectranorm_neuro.engine import spectral
+from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.exceptions import InvalidInputError, ShapeMismatchError
 
 from ._cli_data import FIT_ARGS, make_study, run_cli

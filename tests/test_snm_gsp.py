@@ -43,6 +43,7 @@ def test_random_walk_returns_three_values_and_degree_orthonormal_modes(adj):
 
 def test_amg_lobpcg_solver_matches_the_direct_solver(adj):
     vals, vecs, degrees = gsp.compute_symmetric_normalized_laplacian_eigenmodes_amg_lobpcg(adj, 5, amg_cycles=2)
+    np.testing.assert_allclose(degrees, np.asarray(adj.sum(axis=1)).ravel())
     ref, _ = gsp.compute_symmetric_normalized_laplacian_eigenmodes(adj, 5)
     np.testing.assert_allclose(vals, ref, atol=1e-7)
     lap = normalized_laplacian(adj)

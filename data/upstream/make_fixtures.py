@@ -22,7 +22,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from scipy import sparse
-
 from spectranorm import snm
 
 OUT = Path(__file__).resolve().parent
@@ -50,6 +49,7 @@ basis.save(str(OUT / "eigenmode_basis.joblib"))
 
 # ---- spectral model: maps = smooth age trend + site offset + noise
 def cohort(n_subj):
+    """Covariates and (n_subj, 64) maps of a cohort."""
     age = rng.uniform(10, 80, n_subj)
     site = rng.choice(["s1", "s2", "s3"], n_subj)
     off = pd.Series(site).map({"s1": 0.0, "s2": 0.3, "s3": -0.2}).to_numpy()

@@ -279,7 +279,8 @@ def build_parser() -> argparse.ArgumentParser:
 def _handlers() -> dict:
     from . import _apply_cmds, _convert_cmd, _model_cmds, demo
 
-    return {"convert-upstream": _convert_cmd.cmd_convert_upstream, "demo": demo.cmd_demo, "basis": _model_cmds.cmd_basis, "fit": _model_cmds.cmd_fit,
+    return {"convert-upstream": _convert_cmd.cmd_convert_upstream,
+            "demo": demo.cmd_demo, "basis": _model_cmds.cmd_basis, "fit": _model_cmds.cmd_fit,
             "adapt": _model_cmds.cmd_adapt, "info": _model_cmds.cmd_info, "sys-info": _model_cmds.cmd_sys_info,
             "apply": _apply_cmds.cmd_apply, "harmonize": _apply_cmds.cmd_harmonize, "report": _apply_cmds.cmd_report}
 
