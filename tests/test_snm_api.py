@@ -353,3 +353,16 @@ def test_nitools_mesh_measures_and_templates(monkeypatch, tmp_path):
     monkeypatch.setenv(nt.TEMPLATES_ENV, str(tmp_path))
     with pytest.raises(FileNotFoundError, match=r"SPECTRANORM_TEMPLATES.*ships none"):
         nt.get_fslr_surface_indices_from_cifti()
+
+
+def test_predictions_tables_and_the_reference_save_layout(spectral, tmp_path):
+    s = spectral
+    pred = s["model"].evaluate(s["Q"][:, :3], s["C"], test_covariates=s["test"], query_train_moments=np.ones((2, 3)))
+    wide = pred.to_dataframe()
+    assert {"mu_estimate_1", "z-score_3", "centiles_2"} <= set(wide.columns) and len(wide) == 60
+    assert list(pred.to_dataframe("evaluations").index) == [0, 1, 2]  # the engine's call still works
+    assert pred.to_array(["mu_estimate", "std_estimate"]).shape == (2, 60, 3)
+    s["model"].save_model(tmp_path / "run" / "spectral_normative_model")  # as the reference lays it out
+    loaded = snm.SpectralNormativeModel.load_model(tmp_path / "run")
+    np.testing.assert_array_equal(loaded.predict(s["Q"], s["test"]).predictions["mu_estimate"],
+                                  s["model"].predict(s["Q"], s["test"]).predictions["mu_estimate"])

@@ -71,10 +71,15 @@ class NormativePredictions(_NativePredictions):
     def to_dataframe(self, index=None, which: str = "predictions") -> pd.DataFrame:
         """Predictions as a table: one column per key (``key_1`` ... ``key_q`` for several queries).
 
-        ``which="evaluations"`` (or the engine's long format, ``index="long"``) as in the engine.
+        ``which="evaluations"`` tabulates the evaluations (one row per query), as the engine's
+        ``to_dataframe("evaluations")``, which is also accepted.
         """
-        if which != "predictions" or index == "long":
-            return super().to_dataframe("evaluations" if which == "evaluations" else "predictions")
+        if isinstance(index, str) and index in ("predictions", "evaluations"):  # the engine's call
+            which, index = index, None
+        if which == "evaluations":
+            return super().to_dataframe("evaluations")
+        if which != "predictions":
+            return super().to_dataframe(which)  # the engine names the problem
         cols = {}
         for key, arr in self.predictions.items():
             arr = np.asarray(arr)

@@ -22,6 +22,7 @@ A thin adapter over :class:`spectranorm_neuro.engine.spectral.SpectralNormativeM
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -332,6 +333,9 @@ class SpectralNormativeModel(StepwiseFitMixin, _NativeSpectral):
         """
         if is_upstream_path(directory):
             return cls.from_upstream(read_upstream(directory))
+        nested = Path(directory) / SUBDIRECTORY  # the reference's layout, if a model was saved that way
+        if (nested / "manifest.json").is_file():
+            directory = nested
         if is_converted(directory):
             return cls.from_upstream(load_converted(directory))
         native = load_spectral_model(directory)
