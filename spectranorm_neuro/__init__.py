@@ -2,7 +2,7 @@
 
 Layers, each importing only from those before it::
 
-    graphs  ->  basis  ->  engine  ->  io  ->  report, cli
+    graphs  ->  basis  ->  engine  ->  io  ->  workflow  ->  report, cli
 
 ``spectranorm_neuro.snm`` is the API of the reference package SpectraNorm 0.1.4: code written for
 it runs with ``from spectranorm_neuro import snm`` (or ``import spectranorm_neuro as spectranorm``

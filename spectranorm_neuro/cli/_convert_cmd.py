@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..snm import convert_upstream
+from ..workflow.migrate import convert_upstream
 from ._common import Run
 
 __all__ = ["cmd_convert_upstream"]
