@@ -130,3 +130,17 @@ def test_cli_convert_upstream_converts_and_refuses_unsafe_files(tmp_path, capsys
     assert "posix.system" in err or "os.system" in err
     assert "nothing was executed" in err
     assert not (tmp_path / "was_run").exists() and not (tmp_path / "evil.npz").exists()
+
+
+def test_array_classes_cannot_be_used_to_touch_files(tmp_path):
+    target = tmp_path / "created.bin"
+
+    class _Memmap:
+        def __reduce__(self):
+            return (np.memmap, (str(target), np.uint8, "w+", 0, (16,)))
+
+    path = tmp_path / "memmap.joblib"
+    path.write_bytes(pickle.dumps({"eigenvalues": _Memmap()}, protocol=2))
+    with pytest.raises(UnsafeFormatError):
+        read_upstream_joblib(path)
+    assert not target.exists()

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import copy
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .._manifest import read_manifest, verify_manifest
 from .._util import as_finite_array, json_default, write_npz
 from ..engine.covariance import CovarianceParams, adapt_covariance, fit_covariance, predict_correlation
 from ..engine.direct import extend_levels
-from ..engine.persistence import _commit, _prepare, read_manifest, verify_manifest, write_manifest
 from ..engine.specs import NormativeModelSpec
 from ..exceptions import NotFittedError, bad_value
 from ._direct import DEFAULTS, DirectNormativeModel, _check_adaptation
 from ._predictions import NormativePredictions
 from ._specs import CovarianceModelSpec
+from ._store import save_folder
 
 __all__ = ["CovarianceNormativeModel"]
 
@@ -147,20 +147,19 @@ class CovarianceNormativeModel:
         """Save into ``directory/saved_model`` (JSON + npz + checksummed manifest)."""
         if self.params is None:
             raise NotFittedError("CovarianceNormativeModel: the model is not fitted. Fix: call fit(...) first.")
-        target, tmp = _prepare(Path(directory) / "saved_model", overwrite)
-        try:
-            meta = {"variable_of_interest_1": self.spec.variable_of_interest_1,
-                    "variable_of_interest_2": self.spec.variable_of_interest_2,
-                    "influencing_covariance": list(self.spec.influencing_covariance),
-                    "base_spec": self._native_spec().to_dict(), "defaults": self.defaults}
-            (tmp / "model.json").write_text(json.dumps(meta, indent=1, default=json_default))
-            with open(tmp / "params.npz", "wb") as fh:
-                write_npz(fh, self.params.to_arrays())
-            write_manifest(tmp, ["model.json", "params.npz"], COVARIANCE_FORMAT, 1)
-            _commit(tmp, target)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
+        meta = {"variable_of_interest_1": self.spec.variable_of_interest_1,
+                "variable_of_interest_2": self.spec.variable_of_interest_2,
+                "influencing_covariance": list(self.spec.influencing_covariance),
+                "base_spec": self._native_spec().to_dict(), "defaults": self.defaults}
+        params = self.params
+
+        def write_params(path):
+            with open(path, "wb") as fh:
+                write_npz(fh, params.to_arrays())
+
+        save_folder(Path(directory) / "saved_model", overwrite, {
+            "model.json": lambda path: path.write_text(json.dumps(meta, indent=1, default=json_default)),
+            "params.npz": write_params}, COVARIANCE_FORMAT)
 
     @classmethod
     def load_model(cls, directory, *, load_posterior: bool = False) -> CovarianceNormativeModel:

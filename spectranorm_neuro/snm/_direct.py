@@ -12,20 +12,20 @@ parameters predict exactly as the reference does).
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from .._manifest import read_manifest, verify_manifest
 from .._util import json_default, write_npz
 from ..engine.direct import DirectNormativeModel as _NativeDirect
 from ..engine.direct import DirectParams
-from ..engine.persistence import _commit, _prepare, read_manifest, verify_manifest, write_manifest
 from ..engine.specs import NormativeModelSpec
 from ..exceptions import NotFittedError, bad_value
 from ._predictions import NormativePredictions
+from ._store import save_folder
 from ._upstream import UpstreamParameters, is_converted, is_upstream_path, load_converted, read_upstream, save_converted
 
 __all__ = ["DEFAULTS", "DirectNormativeModel"]
@@ -235,18 +235,17 @@ def _check_adaptation(spec: NormativeModelSpec, covariate: str, new_names, data:
 def _save_direct(model: DirectNormativeModel, directory: Path, overwrite: bool) -> None:
     if model.params is None:
         raise NotFittedError("DirectNormativeModel: the model is not fitted. Fix: call fit(...) before save_model.")
-    directory, tmp = _prepare(directory, overwrite)
-    try:
-        (tmp / "spec.json").write_text(json.dumps(model.spec.to_dict(), indent=1, default=json_default))
-        (tmp / "model.json").write_text(json.dumps({"defaults": model.defaults, "sample_size": model._n_train},
-                                                   indent=1, default=json_default))
-        with open(tmp / "params.npz", "wb") as fh:
-            write_npz(fh, model.params.to_arrays())
-        write_manifest(tmp, ["spec.json", "model.json", "params.npz"], DIRECT_FORMAT, 1)
-        _commit(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    params = model.params
+    meta = {"defaults": model.defaults, "sample_size": model._n_train}
+
+    def write_params(path):
+        with open(path, "wb") as fh:
+            write_npz(fh, params.to_arrays())
+
+    save_folder(directory, overwrite, {
+        "spec.json": lambda path: path.write_text(json.dumps(model.spec.to_dict(), indent=1, default=json_default)),
+        "model.json": lambda path: path.write_text(json.dumps(meta, indent=1, default=json_default)),
+        "params.npz": write_params}, DIRECT_FORMAT)
 
 
 def _load_direct(cls, directory: Path) -> DirectNormativeModel:

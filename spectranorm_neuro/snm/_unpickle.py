@@ -95,9 +95,16 @@ class _ArrayWrapper:
         self.state = dict(state)
 
 
+class _PlainArray:
+    """Stand-in for ``numpy.memmap`` in a pickle: only ever a marker (arrays are read as plain arrays)."""
+
+    def __init__(self, *args, **kwargs):
+        raise UnsafeFormatError("numpy.memmap may not be constructed from a reference file (it opens files).")
+
+
 def _reconstruct(subtype, shape, dtype):
     """Safe ``numpy.core.multiarray._reconstruct``: only plain ndarrays."""
-    if subtype is not np.ndarray and subtype is not np.memmap:
+    if subtype is not np.ndarray and subtype is not _PlainArray:
         raise UnsafeFormatError(f"array subtype {subtype!r} is not allowed in a reference file.")
     return np.ndarray.__new__(np.ndarray, shape, dtype)
 
@@ -146,8 +153,10 @@ class RestrictedUnpickler(pickle._Unpickler):
         if module == "builtins" and name in _BUILTINS:
             return _BUILTINS[name]
         if module in _NUMPY_MODULES:
+            # a memmap subclass recorded by joblib stands for a plain array: np.memmap itself could
+            # open or create files if called, so it is never handed out
             allowed = {"ndarray": np.ndarray, "dtype": np.dtype, "_reconstruct": _reconstruct,
-                       "scalar": _scalar, "memmap": np.memmap}
+                       "scalar": _scalar, "memmap": _PlainArray}
             if name in allowed:
                 return allowed[name]
         if module == "numpy" and name.startswith("dtypes."):  # e.g. numpy.dtypes.Float64DType (numpy 2)

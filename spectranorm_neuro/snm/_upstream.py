@@ -18,7 +18,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +25,11 @@ import numpy as np
 import pandas as pd
 from scipy.interpolate import BSpline
 
+from .._manifest import read_manifest, verify_manifest
 from .._util import json_default, write_npz
 from ..basis import EigenmodeBasis as NativeBasis
-from ..engine.persistence import _commit, _prepare, read_manifest, verify_manifest, write_manifest
 from ..exceptions import FileFormatError, UnseenCategoryError, bad_value
+from ._store import save_folder
 from ._unpickle import read_upstream_joblib, to_plain
 
 __all__ = ["CONVERTED_FORMAT", "UpstreamParameters", "convert_upstream", "is_upstream_path", "load_converted",
@@ -152,20 +152,17 @@ def _join_arrays(obj: Any, arrays) -> Any:
 
 def save_converted(data: dict, directory, overwrite: bool = False) -> Path:
     """Write plain model data (from :func:`read_upstream`) as ``upstream_model.json`` + ``arrays.npz``."""
-    directory, tmp = _prepare(directory, overwrite)
-    try:
-        arrays: dict[str, np.ndarray] = {}
-        tree = _split_arrays(data, arrays, "model")
-        (tmp / "upstream_model.json").write_text(json.dumps(tree, indent=1, default=json_default))
-        with open(tmp / "arrays.npz", "wb") as fh:
+    arrays: dict[str, np.ndarray] = {}
+    tree = _split_arrays(data, arrays, "model")
+
+    def write_npz_file(path):
+        with open(path, "wb") as fh:
             write_npz(fh, arrays)
-        write_manifest(tmp, ["upstream_model.json", "arrays.npz"], CONVERTED_FORMAT, CONVERTED_VERSION,
-                       {"converted_from": "spectranorm 0.1.4", "kind": data["kind"]})
-        _commit(tmp, directory)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return directory
+
+    return save_folder(directory, overwrite, {
+        "upstream_model.json": lambda path: path.write_text(json.dumps(tree, indent=1, default=json_default)),
+        "arrays.npz": write_npz_file}, CONVERTED_FORMAT, CONVERTED_VERSION,
+        {"converted_from": "spectranorm 0.1.4", "kind": data["kind"]})
 
 
 def load_converted(directory) -> dict:
