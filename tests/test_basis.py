@@ -16,6 +16,7 @@ from spectranorm_neuro import __version__
 from spectranorm_neuro.basis import (
     EigenmodeBasis,
     compute_random_walk_laplacian_eigenmodes,
+    compute_symmetric_normalized_laplacian_eigenmodes,
     fix_signs,
     hemisphere_bases,
     read_metadata,
@@ -117,21 +118,22 @@ def test_to_full_with_two_structures():
 def test_seed_usage_of_the_gsp_facade():
     adj = lattice_graph((50, 50)).adjacency
     eigenvalues, eigenvectors = gsp.compute_symmetric_normalized_laplacian_eigenmodes(adj, num_eigenvalues=120)
-    assert eigenvalues.shape == (120,) and eigenvectors.shape == (120, 2500)
+    # as the reference: num_eigenvalues + 1 modes (the tutorials slice them), one mode per row
+    assert eigenvalues.shape == (121,) and eigenvectors.shape == (121, 2500)
     basis = gsp.EigenmodeBasis(eigenvalues[:100], eigenvectors.T[:, :100])
     assert basis.n_modes == 100 and basis.n_features == 2500
     assert np.all(np.diff(eigenvalues) >= -1e-12) and abs(eigenvalues[0]) < 1e-10
     # eigenpairs of the normalized Laplacian, orthonormal
     lap = normalized_laplacian(adj)
     assert np.abs(lap @ eigenvectors.T - eigenvectors.T * eigenvalues).max() < 1e-10
-    assert np.abs(eigenvectors @ eigenvectors.T - np.eye(120)).max() < 1e-10
+    assert np.abs(eigenvectors @ eigenvectors.T - np.eye(121)).max() < 1e-10
 
 
 def test_random_walk_modes_are_degree_orthonormal_with_normalized_eigenvalues():
     g = lattice_graph((9, 8), 8)
     deg = np.asarray(g.adjacency.sum(axis=1)).ravel()
     vals, vecs = compute_random_walk_laplacian_eigenmodes(g.adjacency, 10)
-    nvals, _ = gsp.compute_symmetric_normalized_laplacian_eigenmodes(g.adjacency, 10)
+    nvals, _ = compute_symmetric_normalized_laplacian_eigenmodes(g.adjacency, 10)
     assert np.allclose(vals, nvals, atol=1e-10)
     assert np.allclose((vecs * deg) @ vecs.T, np.eye(10), atol=1e-10)
     basis = EigenmodeBasis.from_graph(g, 10, laplacian="random_walk")
@@ -215,7 +217,7 @@ def test_block_structures_are_solved_separately_and_merged():
 ])
 def test_bad_adjacency_errors_name_value_and_fix(adj, message):
     with pytest.raises(GraphError if "NaN" not in message else InvalidInputError, match=message):
-        gsp.compute_symmetric_normalized_laplacian_eigenmodes(adj, 1)
+        compute_symmetric_normalized_laplacian_eigenmodes(adj, 1)
 
 
 def test_too_many_modes_and_bad_options():

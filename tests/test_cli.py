@@ -223,8 +223,9 @@ def test_unseen_site_population_then_adapt(study, bundle_dir, tmp_path):
     # Python API: adapt the original model on the same controls, then score
     ref_model = load_bundle(bundle_dir).model
     controls = read_bids_cohort(study.root / "newsite", "thickness", basis=ref_model.eigenmode_basis)
-    ref_model.adapt_fit(encode_cohort(controls, ref_model.eigenmode_basis, progress=False),
-                        controls.covariates.astype({c: str for c in ("sex", "site", "group")}), maps=controls.maps())
+    ref_model = ref_model.adapt_fit(encode_cohort(controls, ref_model.eigenmode_basis, progress=False),
+                                    controls.covariates.astype({c: str for c in ("sex", "site", "group")}),
+                                    maps=controls.maps())
     test = read_bids_cohort(study.root / "newsite_test", "thickness", basis=ref_model.eigenmode_basis)
     z = ref_model.evaluate_maps(test.maps(), test.covariates.astype({c: str for c in ("sex", "site", "group")})
                                 ).predictions["z-score"]

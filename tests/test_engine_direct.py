@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectranorm_neuro import snm
+from spectranorm_neuro.engine.direct import DirectNormativeModel
 from spectranorm_neuro.engine.effects import Design, effect_columns, new_level_mask
 from spectranorm_neuro.engine.inference import CorrelationFamily, fit_laplace
 from spectranorm_neuro.engine.specs import NormativeModelSpec
@@ -39,7 +39,7 @@ def cohort(n, seed, sites=("A", "B", "C"), shift=SITE_SHIFT):
 
 
 def build(df, model_type="HBR", **kw):
-    return snm.DirectNormativeModel.from_dataframe(
+    return DirectNormativeModel.from_dataframe(
         model_type, df, "y", numerical_covariates=["age"], categorical_covariates=["site"],
         batch_covariates=["site"], nonlinear_covariates=["age"], influencing_mean=["age", "site"],
         influencing_variance=["age"], **kw)
@@ -106,7 +106,7 @@ def test_adapt_fit_recovers_new_site_offset(fitted):
     adapted = copy.deepcopy(model)
     new = cohort(50, 2, sites=("D",))
     before = adapted.params.beta.copy()
-    adapted.adapt_fit(new)
+    adapted = adapted.adapt_fit(new)
     new_cols = new_level_mask(Design(adapted.spec, "mean"), {"site": ["D"]})
     assert new_cols.sum() == 1
     assert np.array_equal(adapted.params.beta[:, ~new_cols], before)  # everything else frozen
@@ -134,7 +134,7 @@ def test_map_solver_matches_closed_form_ridge():
     y = 1.0 + 2.0 * df["x"].to_numpy() + rng.normal(size=300)
     spec = NormativeModelSpec.from_dataframe("BLR", df, "y", ["x"], ["g"], influencing_mean=["x", "g"],
                                              influencing_variance=[])
-    params = snm.DirectNormativeModel(spec).fit(df, y=y).params
+    params = DirectNormativeModel(spec).fit(df, y=y).params
     dm = Design(spec, "mean")
     X, _ = dm.matrix(df)
     ys = (y - params.y_mean[0]) / params.y_std[0]
@@ -205,7 +205,7 @@ def test_bad_specification(kwargs, match):
                 categorical_covariates=["site"], batch_covariates=["site"])
     args.update(kwargs)
     with pytest.raises(InvalidInputError, match=match):
-        snm.DirectNormativeModel.from_dataframe(**args)
+        DirectNormativeModel.from_dataframe(**args)
 
 
 def test_bad_data(fitted):

@@ -9,10 +9,11 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from spectranorm_neuro import snm
+from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.engine.direct import DirectParams, fit_direct, predict_direct
 from spectranorm_neuro.engine.effects import Design
 from spectranorm_neuro.engine.specs import NormativeModelSpec
+from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.exceptions import ConvergenceWarning, InvalidInputError, ShapeMismatchError
 
 pm = pytest.importorskip("pymc")
@@ -233,7 +234,7 @@ def test_same_seed_identical_outputs_other_seed_differs(small, advi):
 @pytest.mark.slow
 def test_spectral_model_fit_advi_then_predict():
     """SpectralNormativeModel.fit(inference="advi") then predict: agrees with MAP and with the truth."""
-    basis = snm.utils.gsp.EigenmodeBasis(*_lattice_modes(8, 6))
+    basis = EigenmodeBasis(*_lattice_modes(8, 6))
     rng = np.random.default_rng(2)
     n = 600
     df = pd.DataFrame({"age": rng.uniform(20, 80, n), "site": rng.choice(SITES, n)})
@@ -248,7 +249,7 @@ def test_spectral_model_fit_advi_then_predict():
     C = basis.encode(basis.decode(coeff))
 
     def model():
-        return snm.SpectralNormativeModel.build_from_dataframe(
+        return SpectralNormativeModel.build_from_dataframe(
             eigenmode_basis=basis, model_type="HBR", covariates_dataframe=df, numerical_covariates=["age"],
             nonlinear_covariates=["age"], categorical_covariates=["site"], batch_covariates=["site"],
             influencing_mean=["age", "site"], influencing_variance=["age", "site"])
@@ -274,8 +275,8 @@ def test_spectral_model_fit_advi_then_predict():
 
 
 def _lattice_modes(n_side: int, k: int):
+    from spectranorm_neuro.basis import compute_symmetric_normalized_laplacian_eigenmodes
     from spectranorm_neuro.graphs import lattice_graph
-    from spectranorm_neuro.snm.utils.gsp import compute_symmetric_normalized_laplacian_eigenmodes
 
     vals, vecs = compute_symmetric_normalized_laplacian_eigenmodes(lattice_graph((n_side, n_side)).adjacency, k)
     return vals, vecs.T

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 from scipy.stats import chi2
 
-from spectranorm_neuro import snm
 from spectranorm_neuro.engine.covariance import select_pairs
+from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.exceptions import (
     ChecksumError,
     FormatVersionError,
@@ -33,7 +33,7 @@ def setup():
     basis = lattice_basis(N_SIDE, 30)
     train, _, _, obs, _ = lattice_cohort(2000, 0, N_SIDE)
     test, mte, ste, obs_te, eps_te = lattice_cohort(500, 1, N_SIDE)
-    model = snm.SpectralNormativeModel.build_from_dataframe(
+    model = SpectralNormativeModel.build_from_dataframe(
         eigenmode_basis=basis, model_type="HBR", covariates_dataframe=train, numerical_covariates=["age"],
         nonlinear_covariates=["age"], categorical_covariates=["site"], batch_covariates=["site"],
         influencing_mean=["age", "site"], influencing_variance=["age", "site"])
@@ -124,7 +124,11 @@ def test_adapt_fit_new_site(setup):
     with pytest.raises(UnseenCategoryError, match="G"):
         model.predict(s["Q"], held)
     before = model.evaluate(s["Q"], s["basis"].encode(obs_held), held, predict_without=["site"])
-    model.adapt_fit(s["basis"].encode(obs_new), new)
+    unchanged = model.predict(s["Q"], s["test"]).predictions["mu_estimate"]
+    adapted = model.adapt_fit(s["basis"].encode(obs_new), new)
+    assert np.array_equal(model.predict(s["Q"], s["test"]).predictions["mu_estimate"], unchanged)  # not mutated
+    assert "adapted_levels" not in model.model_params
+    model = adapted
     after = model.evaluate(s["Q"], s["basis"].encode(obs_held), held)
     assert np.mean(np.abs(before.evaluations["z_mean"])) > 1.0
     assert np.mean(np.abs(after.evaluations["z_mean"])) < 0.25
@@ -170,7 +174,7 @@ def test_save_load_round_trip_and_safety(setup, tmp_path):
     s = setup
     d = tmp_path / "model"
     s["model"].save_model(d)
-    loaded = snm.SpectralNormativeModel.load_model(d)
+    loaded = SpectralNormativeModel.load_model(d)
     a = s["model"].predict(s["Q"], s["test"]).predictions
     b = loaded.predict(s["Q"], s["test"]).predictions
     assert all(np.array_equal(a[k], b[k]) for k in a)
@@ -181,7 +185,7 @@ def test_save_load_round_trip_and_safety(setup, tmp_path):
     spec["covariates"][1]["mean"] += 1.0
     (d / "spec.json").write_text(json.dumps(spec))
     with pytest.raises(ChecksumError, match=r"spec.json.*SHA-256"):
-        snm.SpectralNormativeModel.load_model(d)
+        SpectralNormativeModel.load_model(d)
     # a newer format is refused with both version numbers
     d2 = tmp_path / "model2"
     s["model"].save_model(d2)
@@ -189,12 +193,12 @@ def test_save_load_round_trip_and_safety(setup, tmp_path):
     man["format_version"] = 99
     (d2 / "manifest.json").write_text(json.dumps(man))
     with pytest.raises(FormatVersionError, match=r"format_version=99.*version 2"):
-        snm.SpectralNormativeModel.load_model(d2)
+        SpectralNormativeModel.load_model(d2)
     # pickles are never loaded
     p = tmp_path / "model.pkl"
     p.write_bytes(pickle.dumps({"a": 1}))
     with pytest.raises(UnsafeFormatError, match="never unpickles"):
-        snm.SpectralNormativeModel.load_model(p)
+        SpectralNormativeModel.load_model(p)
 
 
 def test_bad_inputs(setup):

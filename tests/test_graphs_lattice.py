@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from spectranorm_neuro.basis import EigenmodeBasis, combinatorial_laplacian
+from spectranorm_neuro.basis import EigenmodeBasis, combinatorial_laplacian, compute_combinatorial_laplacian_eigenmodes
 from spectranorm_neuro.exceptions import GraphError, InvalidInputError, MeshError, ShapeMismatchError
 from spectranorm_neuro.graphs import (
     from_nifti_mask,
@@ -16,7 +16,6 @@ from spectranorm_neuro.graphs import (
     volume_fem_graph,
 )
 from spectranorm_neuro.graphs.lattice import lattice_offsets
-from spectranorm_neuro.snm.utils.gsp import compute_combinatorial_laplacian_eigenmodes
 
 
 def path_eigenvalues(n: int) -> np.ndarray:

@@ -24,9 +24,10 @@ import pandas as pd
 import pytest
 from joblib import parallel_config
 
-from spectranorm_neuro import io, snm
+from spectranorm_neuro import io
 from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.engine import spectral
+from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.exceptions import InvalidInputError, ShapeMismatchError
 from spectranorm_neuro.workflow import scoring as _scoring
 
@@ -42,7 +43,7 @@ KEYS = ("mu_estimate", "std_estimate", "z-score", "centiles", "log-likelihood")
 def _lattice_model(n_train: int = 800, n_modes: int = 30):
     basis = lattice_basis(N_SIDE, n_modes)
     train, _, _, obs, _ = lattice_cohort(n_train, 0, N_SIDE)
-    model = snm.SpectralNormativeModel.build_from_dataframe(
+    model = SpectralNormativeModel.build_from_dataframe(
         eigenmode_basis=basis, model_type="HBR", covariates_dataframe=train, numerical_covariates=["age"],
         nonlinear_covariates=["age"], categorical_covariates=["site"], batch_covariates=["site"],
         influencing_mean=["age", "site"], influencing_variance=["age", "site"])
@@ -91,7 +92,7 @@ def surface():
 
     train, C = cohort(300, 2)
     test, Cte = cohort(23, 3)
-    model = snm.SpectralNormativeModel.build_from_dataframe(
+    model = SpectralNormativeModel.build_from_dataframe(
         basis, "HBR", train, numerical_covariates=["age"], nonlinear_covariates=["age"],
         categorical_covariates=["sex", "site"], batch_covariates=["site"], influencing_mean=["age", "sex", "site"],
         influencing_variance=["age", "site"])

@@ -128,7 +128,25 @@ def test_shared_model_tutorial(tmp_path):
     assert lesion1 < lesion0 - 0.3  # the bias partly masked the lesions
 
 
+def test_univariate_model_tutorial(tmp_path):
+    out = run_tutorial(next(p for p in TUTORIALS if p.name.startswith("05_")), tmp_path)
+    assert (tmp_path / "05_centile_chart.png").exists()
+    z_rmse = _number(r"RMSE of z-scores against the true z: (\S+)", out)
+    band = _number(r"inside the 95% band: (\S+)", out)
+    sd_rmse = _number(r"RMSE of the chart sd against the true within-site sd: (\S+)", out)
+    new_z = _number(r"new site G after adapt_fit: mean z (\S+),", out)
+    assert z_rmse < 0.2 and 0.92 < band < 0.98 and sd_rmse < 0.04 and abs(new_z) < 0.3
+
+
+def test_digit_eigenmode_bases_tutorial(tmp_path):
+    out = run_tutorial(next(p for p in TUTORIALS if p.name.startswith("06_")), tmp_path)
+    assert {p.name for p in tmp_path.glob("*.png")} == {"06_modes.png", "06_reconstructions.png"}
+    assert (tmp_path / "eigenmode_basis.joblib").read_bytes()[:2] == b"PK"  # the safe npz format
+    errors = [_number(rf"{k:2d} modes: relative reconstruction error (\S+)%", out) for k in (4, 16, 32, 63)]
+    assert errors == sorted(errors, reverse=True) and errors[-1] < 5
+
+
 def test_every_tutorial_is_tested():
-    tested = {"01_", "02_", "03_", "04_"}  # add each new tutorial's prefix together with its test above
+    tested = {"01_", "02_", "03_", "04_", "05_", "06_"}  # add each new tutorial's prefix together with its test above
     names = {p.name[:3] for p in TUTORIALS}
     assert "02_" in names and names <= tested, names

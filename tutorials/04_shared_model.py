@@ -147,7 +147,7 @@ z_without = without.predictions["z-score"]
 # card records the adaptation.
 
 # %%
-bundle.model.adapt_fit(adapt_coeffs, adapt.covariates)
+bundle.model = bundle.model.adapt_fit(adapt_coeffs, adapt.covariates)
 save_bundle(bundle.model, "shared_model_siteD.zip",
             record_adaptation(bundle.card, bundle.model.model_params["adapted_levels"], N_ADAPT,
                                 "site D controls"), overwrite=True)

@@ -211,6 +211,14 @@ def _add_info(sub, parent) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler="sys-info")
 
+    p = sub.add_parser("convert-upstream", parents=[parent],
+                       help="convert a basis or model saved by SpectraNorm 0.1.4 (joblib) to the safe format",
+                       epilog="example: spectranorm-neuro convert-upstream old_model_dir --out new_model_dir")
+    p.add_argument("path", type=Path, help="reference file (eigenmode_basis.joblib) or the directory given to its "
+                                           "save_model(); read by a restricted unpickler that executes nothing")
+    p.add_argument("--out", type=Path, required=True, help="basis file (.npz) or model directory to write")
+    p.set_defaults(handler="convert-upstream")
+
 
 def _add_scheduler_option(parent: argparse.ArgumentParser) -> None:
     group = parent.add_argument_group("distributed computing")
@@ -282,9 +290,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _handlers() -> dict:
-    from . import _apply_cmds, _model_cmds, demo
+    from . import _apply_cmds, _convert_cmd, _model_cmds, demo
 
-    return {"demo": demo.cmd_demo, "basis": _model_cmds.cmd_basis, "fit": _model_cmds.cmd_fit,
+    return {"convert-upstream": _convert_cmd.cmd_convert_upstream,
+            "demo": demo.cmd_demo, "basis": _model_cmds.cmd_basis, "fit": _model_cmds.cmd_fit,
             "adapt": _model_cmds.cmd_adapt, "info": _model_cmds.cmd_info, "sys-info": _model_cmds.cmd_sys_info,
             "apply": _apply_cmds.cmd_apply, "harmonize": _apply_cmds.cmd_harmonize, "report": _apply_cmds.cmd_report}
 
@@ -352,7 +361,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command is None:
         parser.print_usage(sys.stderr)
         print(f"{parser.prog}: error: a command is required (demo, basis, fit, apply, adapt, harmonize, report, "
-              "info, sys-info)", file=sys.stderr)
+              "info, sys-info, convert-upstream)", file=sys.stderr)
         return 2
     _resolve_n_jobs(args)
     run = Run(args, quiet=bool(args.quiet), verbose=int(args.verbose or 0))

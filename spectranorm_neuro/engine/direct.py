@@ -251,6 +251,36 @@ def check_unseen(spec: NormativeModelSpec, covariates: pd.DataFrame, without, un
                 f"learned between-{cov.name} variance to the predictive sd", UnseenCategoryError)
 
 
+def _variance_rows(design: Design, X: np.ndarray, without, unseen: np.ndarray) -> np.ndarray:
+    """Design rows (n, p) whose Laplace variance ``x' C x`` enters the predictive sd.
+
+    At population level (a hierarchical batch effect dropped through ``without``, or a level unseen
+    at fit time) the mean's row is ``intercept + other effects``, and the intercept alone is poorly
+    determined with few batches (it trades off against the batch offsets): its variance measures
+    where the average batch lies, not the spread of individuals. The variance is therefore taken
+    for the average of the fitted batches (each hierarchical block set to the mean of its level
+    columns), which the data determine; adding the intercept's own variance widened population
+    centile bands beyond the within-batch sd.
+    """
+    out = X
+    for k, block in enumerate(design.hierarchical_blocks):
+        if block.name in without:
+            rows = slice(None)
+        elif unseen.size and unseen[:, k].any():
+            rows = unseen[:, k]
+        else:
+            continue
+        if out is X:
+            out = X.copy()
+        out[rows, block.slice] = 1.0 / (block.stop - block.start)
+    return out
+
+
+def _coefficient_variance(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
+    """Laplace variance ``x' C x`` (n, M) of a linear predictor."""
+    return np.einsum("np,mpq,nq->nm", X, cov, X, optimize=True)
+
+
 def predict_distribution(spec: NormativeModelSpec, params: DirectParams, covariates: pd.DataFrame, without=(),
                          unseen_batch: str = "error", parameter_uncertainty: bool = True,
                          warn: bool = True) -> dict[str, np.ndarray]:
@@ -289,7 +319,7 @@ def predict_distribution(spec: NormativeModelSpec, params: DirectParams, covaria
         X, unseen = design.matrix(covariates, without, warn=warn and i == 0)
         theta, cov, tau2 = params.target(design.target)
         etas[design.target] = X @ theta.T
-        var = (np.einsum("np,mpq,nq->nm", X, cov, X, optimize=True) if parameter_uncertainty
+        var = (_coefficient_variance(_variance_rows(design, X, without, unseen), cov) if parameter_uncertainty
                else np.zeros_like(etas[design.target]))
         if unseen_batch == "marginalize" and unseen.size:
             var = var + unseen.astype(float) @ tau2.T
@@ -694,15 +724,22 @@ class DirectNormativeModel:
         See :func:`adapt_direct` (empirical-Bayes prior from the training sites' true spread,
         small-sample correction of the spread, a warning below :data:`MIN_ADAPT_CONTROLS` controls);
         the report (controls and effective controls per new level) is kept in
-        ``model_params["adaptation"]``.
+        ``model_params["adaptation"]`` of the new model.
+
+        Returns
+        -------
+        DirectNormativeModel
+            A new, adapted model; this one is left unchanged.
         """
         params = self._check_fitted()
         y = self._response(new_data, y, "new_data")
-        self.spec, self.params, added, report = adapt_direct(self.spec, params, y[:, None], new_data,
-                                                             return_report=True, **solver_kwargs)
-        self.model_params.setdefault("adaptation", {}).update(report)
+        new = copy.copy(self)
+        new.model_params = copy.deepcopy(self.model_params)
+        new.spec, new.params, added, report = adapt_direct(self.spec, params, y[:, None], new_data,
+                                                           return_report=True, **solver_kwargs)
+        new.model_params.setdefault("adaptation", {}).update(report)
         logger.info("adapted to new levels %s", added)
-        return self
+        return new
 
     def likelihood_comparison(self) -> pd.DataFrame:
         """Likelihood-ratio test of the fitted likelihood against the Normal (see :func:`likelihood_comparison`)."""

@@ -16,6 +16,7 @@ them through joblib (``joblib.parallel_config(backend="dask")`` spreads them ove
 
 from __future__ import annotations
 
+import copy
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -331,7 +332,8 @@ class SpectralNormativeModel(MapScoring):
                                       progress) -> SpectralPredictions:
         """Mode-level predictions for ``predict``/``iter_predict``: computed, or checked and truncated."""
         if sp is None:
-            return self.compute_spectral_predictions(test_covariates, predict_without, k, unseen_batch, progress)
+            return SpectralNormativeModel.compute_spectral_predictions(self, test_covariates, predict_without, k,
+                                                                       unseen_batch, progress)
         if sp.n_subjects != len(test_covariates):
             raise bad_value("spectral_predictions", f"{sp.n_subjects} subjects",
                             f"do not match the {len(test_covariates)} rows of test_covariates",
@@ -672,7 +674,9 @@ class SpectralNormativeModel(MapScoring):
         self._fitted()
         Q, k = self._queries(encoded_query, n_modes)
         C = self._coeffs(spectral_coeff_data, "spectral_coeff_data", len(covariates_dataframe), k)
-        sp = self.compute_spectral_predictions(covariates_dataframe, predict_without, k, unseen_batch)
+        # the engine's own method, whatever a subclass returns from compute_spectral_predictions
+        sp = SpectralNormativeModel.compute_spectral_predictions(self, covariates_dataframe, predict_without, k,
+                                                                 unseen_batch)
         resid = (C - sp.mu) @ Q  # (n, q)
         n, q = resid.shape
         # S = D R D: regularize the correlation matrix R (unit diagonal, well scaled), not S,
@@ -709,7 +713,7 @@ class SpectralNormativeModel(MapScoring):
         Returns
         -------
         SpectralNormativeModel
-            ``self``, adapted.
+            A new, adapted model (sharing the basis); this one is left unchanged.
         """
         direct, cov = self._fitted()
         k = int(self.model_params["n_modes"])
@@ -722,25 +726,27 @@ class SpectralNormativeModel(MapScoring):
         mu, sd = predict_direct(new_spec, new_direct, covariates_dataframe, warn=False)
         z = (C - mu) / sd
         new_cov = adapt_covariance(old_spec, new_spec, cov, z, covariates_dataframe, added, **solver_kwargs)
+        new = copy.copy(self)
+        new.base_model = type(self.base_model)(new_spec)
+        new.direct_params, new.covariance_params = new_direct, new_cov
         if self.residual_params is not None:
             from .residual import adapt_residual
 
-            self.residual_params = adapt_residual(old_spec, self.residual_params, self.eigenmode_basis,
-                                                  maps if getattr(maps, "ndim", 0) == 2 else np.asarray(maps),
-                                                  covariates_dataframe, **solver_kwargs)[1]
-        self.base_model.spec = new_spec
-        self.direct_params, self.covariance_params = new_direct, new_cov
-        self.model_params.setdefault("adapted_levels", {})
-        for name, levels in added.items():
-            self.model_params["adapted_levels"].setdefault(name, []).extend(levels)
+            new.residual_params = adapt_residual(old_spec, self.residual_params, self.eigenmode_basis,
+                                                 maps if getattr(maps, "ndim", 0) == 2 else np.asarray(maps),
+                                                 covariates_dataframe, **solver_kwargs)[1]
+        levels = {name: list(v) for name, v in self.model_params.get("adapted_levels", {}).items()}
+        for name, added_levels in added.items():
+            levels.setdefault(name, []).extend(added_levels)
+        new.model_params = dict(self.model_params, adapted_levels=levels)
         logger.info("Adapted to new levels %s from %d subjects", added, len(covariates_dataframe))
-        return self
+        return new
 
     def reduce_model(self, n_modes: int) -> SpectralNormativeModel:
         """A copy that uses only the first ``n_modes`` modes (and the pairs among them)."""
         direct, cov = self._fitted()
         k = check_n_modes(n_modes, int(self.model_params["n_modes"]))
-        new = SpectralNormativeModel(self.eigenmode_basis.reduce(k), DirectNormativeModel(self.spec))
+        new = type(self)(EigenmodeBasis.reduce(self.eigenmode_basis, k), type(self.base_model)(self.spec))
         new.direct_params = direct.subset(slice(0, k))
         new.covariance_params = cov.subset(_pairs_below(cov.pairs, k))
         new.factor_params = None if self.factor_params is None else self.factor_params.subset(slice(0, k))

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util import check_n_modes, check_positive_int, run_tasks
+from .._util import blas_threads, check_n_modes, check_positive_int, run_tasks
 from ..exceptions import (
     FileFormatError,
     IncompatibleModelError,

@@ -11,7 +11,6 @@ absent) or :func:`~spectranorm_neuro.workflow.bundle.save_bundle` (atomic).
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import tempfile
@@ -254,14 +253,14 @@ def adapt_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike | N
     check_compatible(bundle, cohort.structures, space, "cohort")
     covariates = covariates_frame(cohort)
     _check_new_levels(model, covariates, shown)
-    model = copy.deepcopy(model)
     before = {c.name: set(c.adapted or []) for c in model.spec.covariates}
     with tempfile.TemporaryDirectory(prefix="spectranorm-maps-") as tmp:
         if model.residual_params is not None:  # the residual part is adapted too: it needs the maps
             store = store_cohort(cohort, Path(tmp) / "maps.npy", bundle.basis, n_jobs=n_jobs, progress=progress)
-            model.adapt_fit(store.coefficients, covariates, maps=store)
+            model = model.adapt_fit(store.coefficients, covariates, maps=store)
         else:
-            model.adapt_fit(encode_cohort(cohort, bundle.basis, n_jobs=n_jobs, progress=progress), covariates)
+            model = model.adapt_fit(encode_cohort(cohort, bundle.basis, n_jobs=n_jobs, progress=progress),
+                                    covariates)
     added = {c.name: sorted(set(c.adapted or []) - before.get(c.name, set())) for c in model.spec.covariates
              if set(c.adapted or []) - before.get(c.name, set())}
     adapted = ModelBundle(model, record_adaptation(bundle.card, added, cohort.n_subjects, cohort.source or None))

@@ -1,5 +1,5 @@
-"""``snm.utils``: graph signal processing, metrics and statistics helpers."""
+"""``snm.utils``: the reference's utility modules (gsp, stats, metrics, nitools, general, parallel)."""
 
-from . import gsp, metrics, stats
+from . import general, gsp, metrics, nitools, parallel, stats
 
-__all__ = ["gsp", "metrics", "stats"]
+__all__ = ["general", "gsp", "metrics", "nitools", "parallel", "stats"]
