@@ -10,5 +10,6 @@ Modules: ``calibration`` (numbers), ``centiles`` (model-based centile curves), `
 """
 
 from ._generate import generate_report
+from .atlas import atlas_for_report
 
-__all__ = ["generate_report"]
+__all__ = ["generate_report", "atlas_for_report"]
