@@ -54,8 +54,11 @@ def qq_probabilities(n_values: int, n_points: int = N_QQ) -> np.ndarray:
     -------
     numpy.ndarray, shape (n_points,)
     """
-    edge = special.ndtri(0.5 / max(int(n_values), 1))
-    return special.ndtr(np.linspace(edge, -edge, n_points))
+    first = 0.5 / max(int(n_values), 1)
+    edge = special.ndtri(first)
+    probs = special.ndtr(np.linspace(edge, -edge, n_points))
+    probs[0], probs[-1] = first, 1.0 - first
+    return probs
 
 
 @dataclass(frozen=True)
@@ -159,6 +162,7 @@ def calibration_summary(zscores: np.ndarray, sites: Sequence | np.ndarray | None
     coverage = np.searchsorted(sorted_z, thresholds, side="left") / n_values
     qq_probs = qq_probabilities(n_values)
     positions = np.clip(qq_probs * n_values - 0.5, 0, n_values - 1)  # Hazen plotting positions
+    positions[0], positions[-1] = 0, n_values - 1  # exactly the smallest and largest z
     qq_sample = np.interp(positions, np.arange(n_values), sorted_z)
 
     site_table = None
