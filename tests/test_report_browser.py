@@ -1,4 +1,4 @@
-"""Open a rendered report in headless Chromium and check the screenshot is not blank.
+"""Open every page of a rendered report in headless Chromium and check the screenshots are not blank.
 
 Skipped only when no Chromium binary is installed (``.ci/run`` installs Debian's ``chromium``).
 """
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.graphs import Structure
 from spectranorm_neuro.report import generate_report
 
@@ -32,6 +33,7 @@ def screenshot(page, png, user_data_dir):
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary installed")
 def test_report_renders_in_headless_chromium(tmp_path):
     rng = np.random.default_rng(0)
@@ -49,6 +51,24 @@ def test_report_renders_in_headless_chromium(tmp_path):
     # the page is laid out: the calibration figure (coloured histogram) is on screen
     blueish = (img[..., 2] - img[..., 0] > 0.15)
     assert blueish.sum() > 500
+
+    # every page of a report with subject pages (index + one page per subject), with centile charts
+    from .test_report_numbers import LinearModel
+
+    q, _ = np.linalg.qr(rng.normal(size=(400, 5)))
+    basis = EigenmodeBasis(np.arange(5.0), q, structures=structures)
+    subjects["sex"] = ["F", "M", "F", "M"]
+    subjects["group"] = ["control", "patient", "control", "patient"]
+    index = generate_report(tmp_path / "pages", z, subjects, basis, model=LinearModel(basis),
+                            coefficients=rng.normal(size=(4, 5)), controls=subjects["group"].eq("control"),
+                            group_column="group", inline_subjects=0, progress=False)
+    pages = [index, *sorted((index.parent / "subjects").glob("*.html"))]
+    assert len(pages) == 5
+    for k, page in enumerate(pages):
+        img = screenshot(page, tmp_path / f"page-{k}.png", tmp_path / f"chromium-profile-p{k}")
+        assert img.std() > 0.05, page.name  # not blank
+        assert np.mean(img.min(axis=2) < 0.5) > 0.005, page.name  # text and figures on screen
+        assert (img[..., 2] - img[..., 0] > 0.15).sum() > 500, page.name  # a coloured figure is laid out
 
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><html><body></body></html>")

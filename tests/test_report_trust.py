@@ -133,7 +133,7 @@ def scale_colour(scale, v):
 
 
 def test_calibration_counts_only_controls_and_pages_say_the_group(sexed_cohort, tmp_path):
-    subjects, basis, model, coefficients, z = sexed_cohort
+    subjects, basis, _model, _coefficients, z = sexed_cohort
     controls = subjects["group"].eq("HC").to_numpy()
     z = z.copy()
     z[~controls] -= 1.5  # patients far off: pooling them would move the mean
@@ -161,7 +161,7 @@ def test_calibration_counts_only_controls_and_pages_say_the_group(sexed_cohort, 
 
 
 def test_subject_table_is_sorted_by_severity_and_pages_link_in_that_order(sexed_cohort, tmp_path):
-    subjects, basis, model, coefficients, z = sexed_cohort
+    subjects, basis, _model, _coefficients, z = sexed_cohort
     z = z.copy()
     z[7, :30] = -4.0  # the most severe: a large negative cluster
     z[3, :10] = 4.0
@@ -229,7 +229,7 @@ def test_model_card_is_readable():
     assert format_value("sha256:" + "ab" * 32) == "sha256:abababababab…"
 
 
-def test_qq_plot_reaches_the_observed_extremes(sexed_cohort, tmp_path):
+def test_qq_plot_reaches_the_observed_extremes():
     from spectranorm_neuro.report.calibration import calibration_summary
 
     z = np.random.default_rng(0).normal(size=(40, 500))

@@ -19,7 +19,7 @@ from ..exceptions import InvalidInputError, OutputExistsError, bad_value
 from . import _inputs as checks
 from ._render import check_n_jobs, render_subjects
 from .brainviews import BrainRenderer, ColourScale, Panel
-from .calibration import EXTREME_Z, calibration_summary, group_maps, parcel_stats, subject_stats
+from .calibration import calibration_summary, group_maps, parcel_stats, subject_stats
 from .centiles import CentileCharts, centile_charts
 from .clusters import cluster_geometries, find_clusters
 from .figures import CentileChartFigure, calibration_figure
@@ -345,7 +345,8 @@ def generate_report(
                 s = subject_context(i, ids[i], slug, table, group_labels if group_levels else None,
                                     control_mask if controls is not None else None, blocks, stats, parcels,
                                     charts, figs, chart, links, z_scale.vmax, unit)
-                s["clusters"] = cluster_rows(found[i][1], atlas, blocks)
+                s["clusters"] = cluster_rows(found[i][1], atlas)
+                s["has_atlas"] = atlas is not None
                 s["thresholding"] = thresholding
                 s["severity"] = [float(v) for v in severity[i]]
                 k = page_order.index(i)

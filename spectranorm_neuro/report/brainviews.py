@@ -191,7 +191,7 @@ def fsaverage5_geometry(hemi: str) -> SurfaceGeometry:
 
 
 def surface_face_colours(values: np.ndarray, faces: np.ndarray, background: np.ndarray | None,
-                         scale: "ColourScale", shown: np.ndarray | None = None) -> np.ndarray:
+                         scale: ColourScale, shown: np.ndarray | None = None) -> np.ndarray:
     """RGBA colour of every triangle of a surface map.
 
     A triangle with at least one modelled vertex (finite value) is coloured with the mean of its

@@ -91,7 +91,9 @@ class CentileChartFigure:
         self.levels = list(levels)
         self.dpi = dpi
 
-    def _figure(self, queries: Sequence[int], mean: np.ndarray, curves: np.ndarray, title: str, note: str) -> tuple[Figure, list]:
+    def _figure(self, queries: Sequence[int], mean: np.ndarray, curves: np.ndarray, title: str,
+                note: str) -> tuple[Figure, list]:
+        """Bands of ``curves`` (n_centiles, n_grid, n_queries) and ``mean`` (n_grid, n_queries)."""
         c = self.charts
         n_q = len(queries)
         total = 3.3 * n_q + 1.6

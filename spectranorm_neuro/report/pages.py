@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
-
-import re
 
 import numpy as np
 import pandas as pd
@@ -105,8 +104,7 @@ def cohort_context(table: pd.DataFrame, blocks: Sequence[Block], controls: np.nd
             "rows": rows, "structures": structures, "covariates": covariates}
 
 
-def cluster_rows(clusters: Sequence[Any], atlas: tuple[np.ndarray, list[str]] | None,
-                 blocks: Sequence[Block]) -> list[dict]:
+def cluster_rows(clusters: Sequence[Any], atlas: tuple[np.ndarray, list[str]] | None) -> list[dict]:
     """Rows of a subject's cluster table: structure, direction, size, peak z and the peak's region.
 
     Parameters
@@ -114,8 +112,7 @@ def cluster_rows(clusters: Sequence[Any], atlas: tuple[np.ndarray, list[str]] | 
     clusters : sequence of Cluster
         From :func:`~spectranorm_neuro.report.clusters.find_clusters`.
     atlas : (codes (n_features,), names) or None
-        Region of every feature; without it the region is the structure (hemisphere).
-    blocks : sequence of Block
+        Region of every feature (the peak's region names the cluster).
 
     Returns
     -------
