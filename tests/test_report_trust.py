@@ -20,7 +20,7 @@ from scipy import special, stats
 
 from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.graphs import Structure
-from spectranorm_neuro.report import atlas_for_report, generate_report
+from spectranorm_neuro.report import generate_report
 from spectranorm_neuro.report._inputs import resolve_blocks
 from spectranorm_neuro.report.brainviews import NOT_MODELLED, BrainRenderer, ColourScale, surface_face_colours
 from spectranorm_neuro.report.centiles import centile_charts
@@ -200,21 +200,20 @@ def test_clusters_on_a_mesh_use_its_area_and_threshold():
 def test_atlas_regions_name_the_clusters(tmp_path):
     structures = (Structure("CortexLeft", "lattice", 40, np.arange(40), shape=(4, 10)),
                   Structure("CortexRight", "lattice", 40, np.arange(5, 40), shape=(4, 10)))
-    left = (np.repeat([0, 3, 7, 7], 10), {3: "precentral", 7: "insula"})  # 0 = unknown
-    right = (np.repeat([7, 3, 3, 0], 10), {3: "precentral", 7: "insula"})  # full 40 nodes, 35 kept
-    labels, names = atlas_for_report([left, right], structures)
-    assert labels.shape == (75,)
-    assert names == {0: "lh.precentral", 1: "lh.insula", 2: "rh.precentral", 3: "rh.insula"}
-    np.testing.assert_array_equal(labels[:40], np.repeat([-1, 0, 1, 1], 10))
-    np.testing.assert_array_equal(labels[40:], np.repeat([3, 2, 2, -1], 10)[5:])
-    with pytest.raises(ValueError, match=r"atlas=.*Fix: pass one \(labels, names\) per structure"):
-        atlas_for_report([left], structures)
+    # an atlas as io.read_labels gives it: one label per feature, names by label value (0 = unknown)
+    labels = np.concatenate([np.repeat([0, 3, 7, 7], 10), np.repeat([17, 13, 13, 0], 10)[5:]])
+    labels[labels == 0] = -1
+    names = {3: "lh.precentral", 7: "lh.insula", 13: "rh.precentral", 17: "rh.insula"}
     z = np.zeros((1, 75))
     z[0, 20:40] = -3.0  # lh insula
+    z[0, 40:45] = 3.0  # rh insula
     index = generate_report(tmp_path / "rep", z, None, None, structures=structures,
                             atlas_labels=(labels, names), progress=False)
-    rows = body_rows(parse(index), "subject-sub-001-clusters")
-    assert [r[0][0] for r in rows] == ["lh.insula"]
+    p = parse(index)
+    rows = body_rows(p, "subject-sub-001-clusters")
+    assert [(r[0][0], r[1][0], r[2][0]) for r in rows] == [("lh.insula", "CortexLeft", "below"),
+                                                          ("rh.insula", "CortexRight", "above")]
+    assert [r[0][0] for r in body_rows(p, "subject-sub-001-parcels")][:2] == ["lh.insula", "rh.insula"]
 
 
 def test_model_card_is_readable():

@@ -153,7 +153,7 @@ def generate_report(
         Column of ``subjects`` defining groups for the group view.
     atlas_labels : array_like, shape (n_features,), or (labels, names), optional
         Region of each feature (int or str; negative/empty = unlabelled) with optional names, e.g.
-        :func:`atlas_for_report` of ``graphs.read_labels``: region names of clusters, top-region
+        ``(labels, names)`` from ``io.read_labels``: region names of clusters, top-region
         tables and regional centile charts.
     max_subjects : int
         Number of subjects (in input order) shown in detail; every subject is in the summary table.
