@@ -17,6 +17,7 @@ from ..io import Cohort, encode_cohort
 from ..workflow import ModelBundle, prepare_scoring, score, staged_directory
 from ..workflow.output import check_destination
 from ._generate import DEFAULT_MIN_CLUSTER_AREA, DEFAULT_THRESHOLD, generate_report
+from ._inputs import check_threshold
 
 __all__ = ["BundleReport", "bundle_report"]
 
@@ -55,6 +56,7 @@ class BundleReport:
     def check(self, bundle: ModelBundle, covariates: pd.DataFrame) -> None:
         """Refuse a ``group_column`` or ``controls`` column the cohort lacks (before any computation)."""
         check_positive_int(self.max_subjects, "--max-subjects", 20)
+        check_threshold(self.threshold, self.min_cluster_area)
         columns = list(covariates.columns)
         if self.group_column is not None and self.group_column not in columns:
             raise bad_value("--group-column", self.group_column, f"is not a covariate column of the cohort ({columns})",
