@@ -73,3 +73,29 @@ def test_report_renders_in_headless_chromium(tmp_path):
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><html><body></body></html>")
     assert screenshot(blank, tmp_path / "blank.png", tmp_path / "chromium-profile-2").std() < 0.01
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary installed")
+def test_subject_table_sorter_sorts_by_the_clicked_column(tmp_path):
+    """The report's inline sorter, run by Chromium: numbers by data-value (descending first), text by text."""
+    structures = (Structure("Lattice", "lattice", 16, np.arange(16), shape=(4, 4)),)
+    z = np.random.default_rng(0).normal(size=(2, 16))
+    index = generate_report(tmp_path / "rep", z, None, None, structures=structures, progress=False)
+    html = index.read_text()
+    script = html[html.index("<script>") + len("<script>"):html.index("</script>")]
+    page = tmp_path / "sort.html"
+    page.write_text(
+        '<!DOCTYPE html><html><head><title>x</title></head><body><table class="sortable" id="t"><thead><tr><th>id</th>'
+        '<th>v</th></tr></thead><tbody><tr><th>b</th><td data-value="2">2</td></tr><tr><th>a</th>'
+        '<td data-value="10">10</td></tr><tr><th>c</th><td data-value="1">1</td></tr></tbody></table>'
+        f"<script>{script}</script><script>"
+        'var t = document.getElementById("t"), out = [];'
+        "function ids() { return [].map.call(t.tBodies[0].rows, function (r) { return r.cells[0].textContent; })"
+        '.join(""); }'
+        "[1, 1, 0].forEach(function (c) { t.tHead.rows[0].cells[c].click(); out.push(ids()); });"
+        'document.title = out.join("|");</script></body></html>')
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False).stdout
+    assert "<title>abc|cba|cba</title>" in dom
