@@ -11,9 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..basis import EigenmodeBasis
-from ..exceptions import InvalidInputError, OutputExistsError, bad_value
-from ..io import normalize_entities
 from ..workflow import (
     ModelBundle,
     adapt_bundle,
@@ -21,76 +18,27 @@ from ..workflow import (
     check_bundle_target,
     check_fit_options,
     fit_bundle,
+    load_basis,
     space_label,
 )
-from ..workflow.output import os_errors
+from ..workflow.bases import check_basis_target, make_basis, save_basis_file
 from ._common import Run, UsageError, load_cohort
 
-__all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info", "make_basis", "load_basis"]
-
-
-def _graph_from_args(args):
-    from ..graphs import from_nifti_mask, fsaverage5_graph, lattice_graph, load_surface, merge_graphs, mesh_graph
-
-    if args.mesh:
-        sources = list(args.mesh)
-        if sources == ["fsaverage5"]:
-            mask = None if args.cortex_mask in (None, "none") else args.cortex_mask
-            return fsaverage5_graph(args.hemi, cortex_mask=mask, surface=args.surface)
-        hemis = ["left", "right"] if args.hemi == "both" else [args.hemi]
-        if len(sources) != len(hemis):
-            raise UsageError(f"--hemi {args.hemi} needs {len(hemis)} surface file(s) after --mesh "
-                             f"(left first), got {len(sources)}")
-        if args.cortex_mask == "auto":
-            raise UsageError("--cortex-mask auto is only for --mesh fsaverage5; pass label file(s) for other meshes")
-        masks = [None] * len(hemis)
-        if args.cortex_mask not in (None, "none"):
-            masks = args.cortex_mask.split(",")
-            if len(masks) != len(hemis):
-                raise UsageError(f"--cortex-mask needs {len(hemis)} comma-separated label file(s), left first")
-        graphs = []
-        for src, hemi, mask in zip(sources, hemis, masks):
-            v, f = load_surface(src)
-            graphs.append(mesh_graph(v, f, cortex_mask=mask, name="CortexLeft" if hemi == "left" else "CortexRight",
-                                     provenance={"source": str(src), "hemi": hemi}))
-        return graphs[0] if len(graphs) == 1 else merge_graphs(graphs)
-    if args.mask:
-        return from_nifti_mask(args.mask, connectivity=args.connectivity or 6)
-    return lattice_graph(tuple(args.lattice), connectivity=args.connectivity)
-
-
-def make_basis(args) -> EigenmodeBasis:
-    """Build the basis described by the ``basis`` command's options."""
-    graph = _graph_from_args(args)
-    basis = EigenmodeBasis.from_graph(graph, args.n_modes, args.laplacian)
-    ents = {k: getattr(args, k) for k in ("space", "den", "res") if getattr(args, k, None)}
-    if ents:
-        basis.provenance.update({k: v for k, v in normalize_entities(ents).items()})
-    return basis
+__all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info"]
 
 
 def cmd_basis(run: Run) -> int:
     """``spectranorm-neuro basis``: compute an eigenmode basis and save it."""
     args = run.args
-    out = Path(args.out)
-    if out.exists() and not run.overwrite:
-        raise bad_value("--out", str(out), "already exists", "choose another output path or pass --overwrite",
-                        OutputExistsError)
-    basis = make_basis(args)
-    with os_errors(out, "--out"):
-        basis.save(out, overwrite=run.overwrite)
+    check_basis_target(args.out, run.overwrite)
+    basis = make_basis(args.n_modes, args.mesh, args.mask, args.lattice, hemi=args.hemi,
+                       cortex_mask=args.cortex_mask, surface=args.surface, connectivity=args.connectivity,
+                       laplacian=args.laplacian, space=args.space, den=args.den, res=args.res)
+    save_basis_file(basis, args.out, overwrite=run.overwrite)
     space = space_label(basis_space(basis))
     run.say(f"Wrote {args.out}: {basis.n_modes} modes ({basis.provenance.get('laplacian')}) over "
             f"{basis.n_features} features ({', '.join(s.name for s in basis.structures)}), space {space}")
     return 0
-
-
-def load_basis(path: Path) -> EigenmodeBasis:
-    """Read the ``--basis`` file (errors name ``--basis``)."""
-    if not Path(path).exists():
-        raise bad_value("--basis", str(path), "does not exist",
-                        "compute one with `spectranorm-neuro basis ... --out basis.npz`", InvalidInputError)
-    return EigenmodeBasis.load(path)
 
 
 def cmd_fit(run: Run) -> int:
@@ -98,7 +46,7 @@ def cmd_fit(run: Run) -> int:
     args = run.args
     check_fit_options(args.numerical, args.categorical, args.batch, args.nonlinear, args.holdout)
     check_bundle_target(args.out, run.overwrite)
-    basis = load_basis(args.basis)
+    basis = load_basis(args.basis, "--basis")
     cohort, space = load_cohort(run, basis)
     bundle = fit_bundle(cohort, basis, args.out, numerical=args.numerical, categorical=args.categorical,
                         batch=args.batch, nonlinear=args.nonlinear, mean=args.mean, variance=args.variance,
