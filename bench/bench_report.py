@@ -7,6 +7,11 @@ of :class:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel`. Prints th
 :func:`~spectranorm_neuro.report.generate_report` and the report's size.
 
 Run: ``python bench/bench_report.py [--subjects N] [--jobs N] [--out DIR]``.
+
+``--demo DIR`` (the output folder of ``spectranorm-neuro demo``) instead checks the issue-18
+targets on the demo cohort: the held-out controls' mean z against the drawn centile curves, per sex
+(cohort chart: points standardized to the reference; subject charts: curves at each subject's own
+covariates), and that no modelled vertex is drawn in the "not modelled" colour.
 """
 
 from __future__ import annotations
@@ -98,12 +103,73 @@ def _load() -> tuple[float, ...]:
         return ()
 
 
+def demo_targets(folder: Path) -> None:
+    """Print the issue-18 targets measured on a demo output folder."""
+    import warnings
+
+    from spectranorm_neuro.exceptions import ExtrapolationWarning
+    from spectranorm_neuro.io import encode_cohort
+    from spectranorm_neuro.report.brainviews import NOT_MODELLED, ColourScale, fsaverage5_geometry, surface_face_colours
+    from spectranorm_neuro.report.centiles import centile_charts
+    from spectranorm_neuro.workflow import ModelBundle, load_cohort, prepare_scoring, score
+
+    bundle = ModelBundle.load(folder / "model_bundle")
+    cohort, space = load_cohort(folder / "data" / "clinic", bundle.basis, bundle=bundle)
+    covariates, _, _ = prepare_scoring(bundle, cohort, space)
+    coeffs = encode_cohort(cohort, bundle.basis, n_modes=int(bundle.model.model_params["n_modes"]), progress=False)
+    z = score(bundle.model, coeffs, covariates, ["zscore"])["zscore"]
+    structures = bundle.basis.structures
+    blocks = [SimpleNamespace(name=s.name, kind=s.kind, start=int(a), stop=int(a + s.n_features), structure=s)
+              for s, a in zip(structures, np.cumsum([0] + [s.n_features for s in structures])[:-1])]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)
+        charts = centile_charts(bundle.model, covariates, bundle.basis.n_features, coeffs, blocks=blocks)
+    controls = covariates["group"].astype(str).eq("control").to_numpy()
+    grid_mu = np.interp(charts.subject_x, charts.grid, charts.mean[:, 0])
+    grid_sd = np.interp(charts.subject_x, charts.grid, charts.std[:, 0])
+    for sex in sorted(covariates["sex"].astype(str).unique()):
+        sel = controls & covariates["sex"].astype(str).eq(sex).to_numpy()
+        cohort_z = (charts.reference_y[sel, 0] - grid_mu[sel]) / grid_sd[sel]
+        own = []
+        for i in np.flatnonzero(sel):
+            p = charts.subject_profile[i]
+            mu = np.interp(charts.subject_x[i], charts.grid, charts.profile_mean[p, :, 0])
+            sd = np.interp(charts.subject_x[i], charts.grid, charts.profile_std[p, :, 0])
+            own.append((charts.subject_y[i, 0] - mu) / sd)
+        old = (charts.subject_y[sel, 0] - grid_mu[sel]) / grid_sd[sel]
+        print(f"{sex} controls (n={sel.sum()}), {charts.query_names[0]}: mean z against the drawn curves "
+              f"{cohort_z.mean():+.3f} (cohort chart), {np.mean(own):+.3f} (own charts); "
+              f"raw values against the reference curves (the old chart) {old.mean():+.3f}; "
+              f"se of a mean of {sel.sum()} N(0,1) values {1 / np.sqrt(sel.sum()):.2f}")
+    frac = (np.abs(z[controls]) > 2).mean(axis=0)
+    scale = ColourScale("YlOrRd", 0.0, 0.5, "fraction |z| > 2")
+    wrong = n_modelled = 0
+    for block in blocks:
+        geometry = fsaverage5_geometry("left" if "left" in block.name.lower() else "right")
+        full = np.full(block.structure.n_total, np.nan)
+        full[block.structure.index] = frac[block.start:block.stop]
+        modelled = np.isfinite(full)
+        n_modelled += int(modelled.sum())
+        coloured = np.zeros(full.size, dtype=bool)
+        for view in ("lateral", "medial"):
+            faces = geometry.visible_faces(view)
+            grey = np.all(surface_face_colours(full, faces, geometry.background, scale) == NOT_MODELLED, axis=1)
+            coloured[faces[~grey].ravel()] = True
+        wrong += int((modelled & ~coloured).sum())
+    print(f"controls' fraction |z| > 2 map: {int(np.sum(frac == 0))} modelled vertices at exactly 0; "
+          f"modelled vertices drawn only in the 'not modelled' colour: {wrong} of {n_modelled}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subjects", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (n_jobs)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: a temporary one)")
+    parser.add_argument("--demo", type=Path, default=None, help="check the issue-18 targets on a demo folder")
     args = parser.parse_args()
+    if args.demo is not None:
+        demo_targets(args.demo)
+        return
     basis, subjects, z, atlas, coefficients = synthetic_cohort(args.subjects)
     model = LinearModel(basis)
     with tempfile.TemporaryDirectory() as tmp:

@@ -77,6 +77,14 @@ def test_report_command(tmp_path):
     assert all(i in html for i in ids)  # every subject in the summary table
     assert "patient" in html and "control" in html
     assert len(list((out / "figures").rglob("*.png"))) > 3
+    assert "|z| &gt; 2.0 in clusters of at least 100 mm²" in html and "control subjects (group control)" in html
+    # --threshold 0 draws unthresholded maps; a negative threshold is refused before scoring
+    code, _, stderr = run_cli(["report", bundle, tmp_path / "clinic", "--out", tmp_path / "unthr", "--threshold", "0",
+                               "--max-subjects", "1", "-q"])
+    assert code == 0, stderr
+    assert "Unthresholded z-scores" in (tmp_path / "unthr" / "index.html").read_text()
+    code, _, stderr = run_cli(["report", bundle, tmp_path / "clinic", "--out", tmp_path / "bad", "--threshold", "-1"])
+    assert code == 1 and "threshold" in stderr and "Fix:" in stderr and not (tmp_path / "bad").exists()
     # apply --report writes the same report next to the maps
     z = tmp_path / "z"
     code, stdout, stderr = run_cli(["apply", bundle, tmp_path / "clinic", "--out", z, "--report",

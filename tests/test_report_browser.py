@@ -1,4 +1,4 @@
-"""Open a rendered report in headless Chromium and check the screenshot is not blank.
+"""Open every page of a rendered report in headless Chromium and check the screenshots are not blank.
 
 Skipped only when no Chromium binary is installed (``.ci/run`` installs Debian's ``chromium``).
 """
@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.graphs import Structure
 from spectranorm_neuro.report import generate_report
 
@@ -32,6 +33,7 @@ def screenshot(page, png, user_data_dir):
 
 
 @pytest.mark.browser
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary installed")
 def test_report_renders_in_headless_chromium(tmp_path):
     rng = np.random.default_rng(0)
@@ -50,6 +52,50 @@ def test_report_renders_in_headless_chromium(tmp_path):
     blueish = (img[..., 2] - img[..., 0] > 0.15)
     assert blueish.sum() > 500
 
+    # every page of a report with subject pages (index + one page per subject), with centile charts
+    from .test_report_numbers import LinearModel
+
+    q, _ = np.linalg.qr(rng.normal(size=(400, 5)))
+    basis = EigenmodeBasis(np.arange(5.0), q, structures=structures)
+    subjects["sex"] = ["F", "M", "F", "M"]
+    subjects["group"] = ["control", "patient", "control", "patient"]
+    index = generate_report(tmp_path / "pages", z, subjects, basis, model=LinearModel(basis),
+                            coefficients=rng.normal(size=(4, 5)), controls=subjects["group"].eq("control"),
+                            group_column="group", inline_subjects=0, progress=False)
+    pages = [index, *sorted((index.parent / "subjects").glob("*.html"))]
+    assert len(pages) == 5
+    for k, page in enumerate(pages):
+        img = screenshot(page, tmp_path / f"page-{k}.png", tmp_path / f"chromium-profile-p{k}")
+        assert img.std() > 0.05, page.name  # not blank
+        assert np.mean(img.min(axis=2) < 0.5) > 0.005, page.name  # text and figures on screen
+        assert (img[..., 2] - img[..., 0] > 0.15).sum() > 500, page.name  # a coloured figure is laid out
+
     blank = tmp_path / "blank.html"
     blank.write_text("<!DOCTYPE html><html><body></body></html>")
     assert screenshot(blank, tmp_path / "blank.png", tmp_path / "chromium-profile-2").std() < 0.01
+
+
+@pytest.mark.browser
+@pytest.mark.skipif(CHROMIUM is None, reason="no Chromium binary installed")
+def test_subject_table_sorter_sorts_by_the_clicked_column(tmp_path):
+    """The report's inline sorter, run by Chromium: numbers by data-value (descending first), text by text."""
+    structures = (Structure("Lattice", "lattice", 16, np.arange(16), shape=(4, 4)),)
+    z = np.random.default_rng(0).normal(size=(2, 16))
+    index = generate_report(tmp_path / "rep", z, None, None, structures=structures, progress=False)
+    html = index.read_text()
+    script = html[html.index("<script>") + len("<script>"):html.index("</script>")]
+    page = tmp_path / "sort.html"
+    page.write_text(
+        '<!DOCTYPE html><html><head><title>x</title></head><body><table class="sortable" id="t"><thead><tr><th>id</th>'
+        '<th>v</th></tr></thead><tbody><tr><th>b</th><td data-value="2">2</td></tr><tr><th>a</th>'
+        '<td data-value="10">10</td></tr><tr><th>c</th><td data-value="1">1</td></tr></tbody></table>'
+        f"<script>{script}</script><script>"
+        'var t = document.getElementById("t"), out = [];'
+        "function ids() { return [].map.call(t.tBodies[0].rows, function (r) { return r.cells[0].textContent; })"
+        '.join(""); }'
+        "[1, 1, 0].forEach(function (c) { t.tHead.rows[0].cells[c].click(); out.push(ids()); });"
+        'document.title = out.join("|");</script></body></html>')
+    command = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+               f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", page.as_uri()]
+    dom = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False).stdout
+    assert "<title>abc|cba|cba</title>" in dom

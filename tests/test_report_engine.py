@@ -57,6 +57,6 @@ def test_report_from_a_fitted_spectral_model(tmp_path):
     for i, sid in enumerate(test.index):
         rows = {r[0][0]: r for r in body_rows(p, f"subject-{sid}-centiles")}
         assert value(rows["Whole-map mean"][2]) == pytest.approx(harmonized[i, 0], rel=1e-9)
-        assert value(rows["Whole-map mean"][3]) == pytest.approx(centile[i, 0], rel=1e-9)
+        assert value(rows["Whole-map mean"][4]) == pytest.approx(centile[i, 0], rel=1e-9)
     summary = {r[0][0]: r for r in body_rows(p, "calibration-summary")}
     assert value(summary["SD of z"][1]) == pytest.approx(z.std(ddof=1))

@@ -16,7 +16,6 @@ from scipy import stats
 from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.report.calibration import (
     HIST_EDGES,
-    QQ_PROBS,
     calibration_summary,
     group_maps,
     parcel_stats,
@@ -94,11 +93,16 @@ def test_calibration_matches_independent_computation(rng):
         assert dens == pytest.approx(inside.sum() / (flat.size * (b - a)))
         assert expected == pytest.approx((stats.norm.cdf(b) - stats.norm.cdf(a)) / (b - a))
     ordered = np.sort(flat)
-    positions = QQ_PROBS * (flat.size - 1)
+    # the QQ plot reaches the observed extremes: first/last points are min/max z at the plotting
+    # positions 0.5/n and 1 - 0.5/n, evenly spaced in normal quantile between them
+    assert cal.qq_sample[0] == ordered[0] and cal.qq_sample[-1] == ordered[-1]
+    assert cal.qq_theoretical[0] == pytest.approx(stats.norm.ppf(0.5 / flat.size))
+    np.testing.assert_allclose(np.diff(cal.qq_theoretical), np.diff(cal.qq_theoretical)[0])
+    positions = cal.qq_probs * flat.size - 0.5
     lo = np.floor(positions).astype(int)
     manual = ordered[lo] + (positions - lo) * (ordered[np.minimum(lo + 1, flat.size - 1)] - ordered[lo])
     np.testing.assert_allclose(cal.qq_sample, manual)
-    np.testing.assert_allclose(cal.qq_theoretical, stats.norm.ppf(QQ_PROBS))
+    np.testing.assert_allclose(cal.qq_theoretical, stats.norm.ppf(cal.qq_probs))
 
     table = cal.sites.set_index("site")
     assert list(table.index) == ["A", "B", "C"]
@@ -189,13 +193,23 @@ def cohort():
     return subjects, basis, model, coefficients
 
 
-def test_summary_queries_are_mean_and_unit_modes(cohort):
+def test_summary_queries_are_regional_means(cohort):
     _, basis, model, _ = cohort
-    names, enc = summary_queries(model, basis.n_features)
-    assert names == ["Whole-map mean", "Mode 1", "Mode 2"]
+    names, kinds, enc = summary_queries(model, basis.n_features)
+    assert names == ["Whole-map mean"] and kinds == ["whole"]
     uniform = np.full(basis.n_features, 1 / basis.n_features)
     np.testing.assert_allclose(enc[:, 0], basis.eigenvectors.T @ uniform)
-    np.testing.assert_array_equal(enc[:, 1:], np.eye(basis.n_modes)[:, :2])
+    blocks = [SimpleNamespace(name="CortexLeft", kind="surface", start=0, stop=25),
+              SimpleNamespace(name="CortexRight", kind="surface", start=25, stop=60)]
+    codes = np.repeat([0, -1, 2], 20)
+    names, kinds, enc = summary_queries(model, basis.n_features, blocks, (codes, ["a", "b", "c"]))
+    assert names == ["Whole-cortex mean", "Left hemisphere mean", "Right hemisphere mean", "a", "c"]
+    assert kinds == ["whole", "structure", "structure", "region", "region"]
+    weights = np.zeros((5, 60))
+    weights[0] = 1 / 60
+    weights[1, :25], weights[2, 25:] = 1 / 25, 1 / 35
+    weights[3, :20], weights[4, 40:] = 1 / 20, 1 / 20
+    np.testing.assert_allclose(enc, basis.eigenvectors.T @ weights.T)
 
 
 def test_centile_charts_match_the_model(cohort):
@@ -206,8 +220,7 @@ def test_centile_charts_match_the_model(cohort):
     np.testing.assert_allclose(ch.grid, np.linspace(ages.min(), ages.max(), 25))
     assert ch.reference == {"sex": "M"}  # most frequent level; the batch covariate is not a reference
 
-    enc = np.column_stack([basis.eigenvectors.T @ np.full(basis.n_features, 1 / basis.n_features),
-                           np.eye(basis.n_modes)[:, :2]])
+    enc = (basis.eigenvectors.T @ np.full(basis.n_features, 1 / basis.n_features))[:, None]
     # independent: the normative curve at reference covariates (male, no site effect)
     mu = (model.beta[0] + np.outer(ch.grid / 50, model.beta[1]) + model.beta[2]) @ enc
     sd = np.sqrt((model.sd[:, None] ** 2 * enc**2).sum(axis=0))
@@ -215,6 +228,13 @@ def test_centile_charts_match_the_model(cohort):
     np.testing.assert_allclose(ch.std, np.broadcast_to(sd, mu.shape))
     for c, p in enumerate(LEVELS):
         np.testing.assert_allclose(ch.curves[c], mu + sd * stats.norm.ppf(p))
+    # one profile per sex, curves at that sex (what each subject's chart draws)
+    assert sorted(p["sex"] for p in ch.profiles) == ["F", "M"]
+    for p, profile in enumerate(ch.profiles):
+        male = float(profile["sex"] == "M")
+        np.testing.assert_allclose(ch.profile_mean[p], (model.beta[0] + np.outer(ch.grid / 50, model.beta[1])
+                                                        + male * model.beta[2]) @ enc)
+        assert all(ch.profiles[ch.subject_profile[i]]["sex"] == subjects["sex"].iloc[i] for i in range(len(subjects)))
 
     site_b = subjects["site"].eq("B").to_numpy(float)
     male = subjects["sex"].eq("M").to_numpy(float)
@@ -222,7 +242,11 @@ def test_centile_charts_match_the_model(cohort):
     np.testing.assert_allclose(ch.subject_y, harmonized)
     np.testing.assert_allclose(ch.subject_x, ages)
     own_mu = (model.beta[0] + np.outer(ages / 50, model.beta[1]) + np.outer(male, model.beta[2])) @ enc
-    np.testing.assert_allclose(ch.subject_centile, stats.norm.cdf((harmonized - own_mu) / sd))
+    z = (harmonized - own_mu) / sd
+    np.testing.assert_allclose(ch.subject_centile, stats.norm.cdf(z))
+    # cohort chart points: standardized to the reference (male) at the subject's own age
+    ref_mu = (model.beta[0] + np.outer(ages / 50, model.beta[1]) + model.beta[2]) @ enc
+    np.testing.assert_allclose(ch.reference_y, ref_mu + sd * z)
     assert ("harmonize", ["site"]) in model.calls
     assert all(call[1] == ["site"] for call in model.calls if call[0] == "predict")
 
@@ -230,7 +254,7 @@ def test_centile_charts_match_the_model(cohort):
 def test_centile_charts_without_coefficients_or_numerical_covariates(cohort):
     subjects, basis, model, _ = cohort
     ch = centile_charts(model, subjects, basis.n_features, None, LEVELS)
-    assert ch.subject_y is None and ch.subject_centile is None and ch.curves.shape == (5, 60, 3)
+    assert ch.subject_y is None and ch.subject_centile is None and ch.curves.shape == (5, 60, 1)
     model.numerical_covariates = []
     assert centile_charts(model, subjects, basis.n_features, None, LEVELS) is None
 

@@ -38,7 +38,7 @@ def coloured_pixels(png, colour):
     img = mpimg.imread(io.BytesIO(png))[..., :3]
     r, g, b = img[..., 0], img[..., 1], img[..., 2]
     if colour == "red":
-        mask = (r > 0.45) & (r - g > 0.25) & (r - b > 0.25)
+        mask = (r > 0.4) & (r - g > 0.25) & (r - b > 0.2)
     else:
         mask = (b > 0.35) & (b - r > 0.2) & (b - g > 0.05)
     return np.argwhere(mask)  # (row, col)

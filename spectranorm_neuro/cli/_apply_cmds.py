@@ -21,7 +21,8 @@ def _load(run: Run):
 def cmd_apply(run: Run) -> int:
     """``spectranorm-neuro apply``: bundle + cohort -> BIDS derivatives of z/centile (... ) maps + summary."""
     args = run.args
-    report = BundleReport(parse_pair(args.controls, "--controls"), args.group_column, args.max_subjects)
+    report = BundleReport(parse_pair(args.controls, "--controls"), args.group_column, args.max_subjects,
+                          threshold=args.threshold or None, min_cluster_area=args.min_cluster_area)
     bundle, cohort, space = _load(run)
     result = apply_bundle(bundle, cohort, args.out, maps=args.maps, population=args.population,
                           measure=args.measure, space=space, attachments=[report] if args.report else [],
@@ -56,6 +57,7 @@ def cmd_report(run: Run) -> int:
     bundle, cohort, space = _load(run)
     bundle_report(bundle, cohort, args.out, population=args.population, controls=controls,
                   group_column=args.group_column, max_subjects=args.max_subjects, space=space,
-                  overwrite=run.overwrite, n_jobs=run.n_jobs, progress=run.progress, warn=run.warn)
+                  overwrite=run.overwrite, n_jobs=run.n_jobs, progress=run.progress, warn=run.warn,
+                  threshold=args.threshold or None, min_cluster_area=args.min_cluster_area)
     run.say(f"Wrote the report {args.out}/index.html ({cohort.n_subjects} subjects)")
     return 0

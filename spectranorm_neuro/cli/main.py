@@ -171,10 +171,10 @@ def _add_scoring(sub, parent) -> None:
     p.set_defaults(handler="harmonize")
 
     p = sub.add_parser("report", parents=[parent], help="HTML deviation report of a cohort",
-                       description="Score a cohort with a bundle and write the HTML report (model card, calibration, "
-                                   "group and subject maps, centile charts).",
+                       description="Score a cohort with a bundle and write the HTML report (summary, calibration on "
+                                   "the --controls, group maps, centile charts, subjects by severity, model card).",
                        epilog="example: spectranorm-neuro report model_bundle patients/ --out report "
-                              "--group-column group")
+                              "--group-column group --controls group=control")
     p.add_argument("bundle", type=Path, help="model bundle (folder or .zip)")
     cohort_options(p, "cohort to report on")
     p.add_argument("--out", type=Path, required=True, help="report folder to write")
@@ -189,6 +189,10 @@ def _report_options(p) -> None:
     g.add_argument("--controls", default=None, metavar="COLUMN=VALUE",
                    help="controls used for the calibration section, e.g. group=control (default all subjects)")
     g.add_argument("--max-subjects", type=_positive_int, default=20, help="subjects shown in detail (default 20)")
+    g.add_argument("--threshold", type=float, default=2.0, metavar="Z",
+                   help="subject maps show |z| > Z in clusters (default 2; 0 draws unthresholded maps)")
+    g.add_argument("--min-cluster-area", type=float, default=100.0, metavar="MM2",
+                   help="smallest cluster kept on the cortical surface, in mm² (default 100)")
 
 
 def _add_info(sub, parent) -> None:

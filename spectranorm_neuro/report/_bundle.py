@@ -16,7 +16,8 @@ from ..exceptions import ExtrapolationWarning, InvalidInputError, bad_value
 from ..io import Cohort, encode_cohort
 from ..workflow import ModelBundle, prepare_scoring, score, staged_directory
 from ..workflow.output import check_destination
-from ._generate import generate_report
+from ._generate import DEFAULT_MIN_CLUSTER_AREA, DEFAULT_THRESHOLD, generate_report
+from ._inputs import check_threshold
 
 __all__ = ["BundleReport", "bundle_report"]
 
@@ -35,16 +36,27 @@ class BundleReport:
         Subjects shown in detail.
     folder : str, optional
         Sub-folder of the apply output the report goes to.
+    threshold : float or None, optional
+        Subject maps show ``|z| > threshold`` in clusters of at least ``min_cluster_area`` mm²;
+        None (CLI ``--threshold 0``) draws them unthresholded.
+    min_cluster_area : float, optional
+        Smallest cluster kept on surfaces (mm² on the mesh).
+    atlas_labels : (labels (n_features,), names {label: name}), optional
+        Atlas regions (an atlas read by ``io``): region names, top regions and regional charts.
     """
 
     controls: tuple[str, str] | None = None
     group_column: str | None = None
     max_subjects: int = 20
     folder: str = "report"
+    threshold: float | None = DEFAULT_THRESHOLD
+    min_cluster_area: float = DEFAULT_MIN_CLUSTER_AREA
+    atlas_labels: tuple | None = None
 
     def check(self, bundle: ModelBundle, covariates: pd.DataFrame) -> None:
         """Refuse a ``group_column`` or ``controls`` column the cohort lacks (before any computation)."""
         check_positive_int(self.max_subjects, "--max-subjects", 20)
+        check_threshold(self.threshold, self.min_cluster_area)
         columns = list(covariates.columns)
         if self.group_column is not None and self.group_column not in columns:
             raise bad_value("--group-column", self.group_column, f"is not a covariate column of the cohort ({columns})",
@@ -77,13 +89,16 @@ class BundleReport:
                                    coefficients=coefficients, model_card=bundle.card, controls=self._mask(covariates),
                                    group_column=self.group_column, max_subjects=self.max_subjects, progress=progress,
                                    site_column=site if site in covariates.columns else None,
-                                   n_jobs=n_jobs)
+                                   n_jobs=n_jobs, threshold=self.threshold,
+                                   min_cluster_area=self.min_cluster_area, atlas_labels=self.atlas_labels)
 
 
 def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *, population: bool = False,
                   controls: tuple[str, str] | Mapping[str, str] | None = None, group_column: str | None = None,
                   max_subjects: int = 20, space: dict | None = None, overwrite: bool = False,
-                  n_jobs: int | None = None, progress: bool = False, warn=None) -> Path:
+                  n_jobs: int | None = None, progress: bool = False, warn=None,
+                  threshold: float | None = DEFAULT_THRESHOLD, min_cluster_area: float = DEFAULT_MIN_CLUSTER_AREA,
+                  atlas_labels: tuple | None = None) -> Path:
     """Score a cohort with a bundle and write its HTML report (what ``spectranorm-neuro report`` does).
 
     Parameters
@@ -107,6 +122,8 @@ def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *
     progress : bool, optional
     warn : callable, optional
         Receives warnings about the cohort.
+    threshold, min_cluster_area, atlas_labels : optional
+        See :class:`BundleReport`.
 
     Returns
     -------
@@ -116,7 +133,8 @@ def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     if isinstance(controls, Mapping):
         controls = next(iter(controls.items())) if controls else None
-    options = BundleReport(tuple(controls) if controls else None, group_column, max_subjects)
+    options = BundleReport(tuple(controls) if controls else None, group_column, max_subjects,
+                           threshold=threshold, min_cluster_area=min_cluster_area, atlas_labels=atlas_labels)
     out = check_destination(out, overwrite)
     covariates, _, _ = prepare_scoring(bundle, cohort, space, population, warn or (lambda message: None))
     options.check(bundle, covariates)

@@ -21,13 +21,16 @@ from ._render import render_subjects
 from .brainviews import BrainRenderer, ColourScale, Panel
 from .calibration import calibration_summary, group_maps, parcel_stats, subject_stats
 from .centiles import CentileCharts, centile_charts
+from .clusters import cluster_geometries, find_clusters
 from .figures import CentileChartFigure, calibration_figure
 from .html import EmbeddedFigure, data_uri, render_page
-from .pages import cohort_context, model_card_rows, subject_context
+from .pages import cluster_rows, cohort_context, model_card_rows, subject_context
 
 __all__ = ["generate_report"]
 
 TITLE = "Normative deviation report"
+DEFAULT_THRESHOLD = 2.0
+DEFAULT_MIN_CLUSTER_AREA = 100.0
 _UNITS = {"surface": ("vertices", "vertex"), "volume": ("voxels", "voxel"),
           "lattice": ("cells", "cell"), "parcels": ("parcels", "parcel")}
 
@@ -106,12 +109,19 @@ def generate_report(
     inline_subjects: int = 10,
     n_top_parcels: int = 5,
     n_jobs: int | None = 1,
+    threshold: float | None = DEFAULT_THRESHOLD,
+    min_cluster_area: float = DEFAULT_MIN_CLUSTER_AREA,
 ) -> Path:
     """Write a self-contained HTML deviation report.
 
-    The report folder holds ``index.html`` (images embedded as base64 PNG, no scripts or external
-    resources) and ``figures/`` with the same PNGs. When more than ``inline_subjects`` subjects
-    are shown in detail, each gets a page ``subjects/<id>.html`` linked from the index.
+    The report folder holds ``index.html`` (images embedded as base64 PNG, no external resources;
+    one small inline script sorts the subject table) and ``figures/`` with the same PNGs. When more
+    than ``inline_subjects`` subjects are shown in detail, each gets a page ``subjects/<id>.html``
+    linked from the index, with links to the previous and next subject (in order of severity).
+
+    Results come first: summary, calibration (on the ``controls`` only), group maps and the cohort
+    centile chart, the subject table sorted by severity (area of suprathreshold clusters), the
+    subjects; the scored cohort and the model card (collapsed) close the page.
 
     Parameters
     ----------
@@ -137,11 +147,14 @@ def generate_report(
         Centile levels (fractions) for the coverage table and the charts; default
         (0.025, 0.25, 0.5, 0.75, 0.975).
     controls : array_like of bool, shape (n_subjects,), optional
-        Held-out or control subjects used for the calibration section (default: all subjects).
+        Control (or held-out) subjects: the calibration section uses only them. Without them the
+        calibration pools every scored subject and the report says so (patients bias it).
     group_column : str, optional
         Column of ``subjects`` defining groups for the group view.
     atlas_labels : array_like, shape (n_features,), or (labels, names), optional
-        Parcel of each feature (int or str; negative/empty = unlabelled), for the top-parcel tables.
+        Region of each feature (int or str; negative/empty = unlabelled) with optional names, e.g.
+        ``(labels, names)`` from ``io.read_labels``: region names of clusters, top-region
+        tables and regional centile charts.
     max_subjects : int
         Number of subjects (in input order) shown in detail; every subject is in the summary table.
     meshes : dict, optional
@@ -165,6 +178,12 @@ def generate_report(
     n_jobs : int or None, optional
         Workers for the per-subject figures (joblib semantics: -1 all CPUs, None joblib's default;
         ``joblib.parallel_config`` chooses the backend, dask included). Output does not depend on it.
+    threshold : float or None
+        Subject maps show only ``|z| > threshold`` in clusters of at least ``min_cluster_area``
+        (default 2.0); ``None`` draws them unthresholded. Severity (table order) always uses the
+        clusters at ``threshold`` (2.0 when None).
+    min_cluster_area : float
+        Smallest cluster kept on surfaces, in mm² measured on the mesh (fsaverage5: midthickness).
 
     Returns
     -------
@@ -188,6 +207,7 @@ def generate_report(
     n_top = checks.check_max_subjects(n_top_parcels, "n_top_parcels")
     mesh_specs = checks.check_surface_meshes(blocks, meshes)
     jobs = check_n_jobs(n_jobs)
+    z_threshold, min_area = checks.check_threshold(threshold, min_cluster_area)
     if model_card is not None and not isinstance(model_card, Mapping):
         raise bad_value("model_card", type(model_card).__name__, "is not a dict",
                         "pass the model card as a dict (e.g. loaded from the model's JSON)")
@@ -218,6 +238,13 @@ def generate_report(
     writer = _Writer(root, bool(overwrite))
 
     # ---------------------------------------------------------------- numbers
+    renderer = BrainRenderer(blocks, mesh_specs)
+    geometries = cluster_geometries(blocks, {b.name: (g.vertices if g.area_vertices is None else g.area_vertices,
+                                                      g.faces) for b, g in renderer.surfaces})
+    found = [find_clusters(z[i], geometries, z_threshold, min_area) for i in range(n_subjects)]
+    severity = np.array([[sum(c.size for c in cl if c.sign < 0), sum(c.size for c in cl if c.sign > 0)]
+                         for _, cl in found]).reshape(n_subjects, 2)
+    order = sorted(range(n_subjects), key=lambda i: (-severity[i].sum(), -float(np.abs(z[i]).max()), i))
     cal = calibration_summary(z[control_mask],
                               None if site_col is None else table[site_col].to_numpy()[control_mask],
                               levels)
@@ -234,7 +261,7 @@ def generate_report(
         size_all = np.concatenate([size_all, size_g])
     charts: CentileCharts | None = None
     if model is not None:
-        charts = centile_charts(model, table, n_features, coeffs, levels)
+        charts = centile_charts(model, table, n_features, coeffs, levels, blocks=blocks, atlas=atlas)
 
     z_vmax = _nice_ceiling(np.percentile(np.abs(z[:n_shown]), 99.5) if n_shown else 3.0, 3.0)
     group_vmax = _nice_ceiling(np.percentile(np.abs(mean_all), 99.5), 0.5)
@@ -242,9 +269,13 @@ def generate_report(
     z_scale = ColourScale("RdBu_r", -z_vmax, z_vmax, "z")
     mean_scale = ColourScale("RdBu_r", -group_vmax, group_vmax, "mean z")
     frac_scale = ColourScale("YlOrRd", 0.0, min(frac_vmax, 1.0), "fraction |z| > 2")
+    shown_maps = None if threshold is None else np.vstack([found[i][0] for i in shown]) if shown else None
+    unit, unit_singular = _unit_names(blocks)
+    area_unit = geometries[0].unit if len({g.unit for g in geometries}) == 1 else "size"
+    thresholding = {"threshold": z_threshold, "min_area": min_area, "applied": threshold is not None,
+                    "area_unit": area_unit, "surfaces": bool(renderer.surfaces)}
 
     # ---------------------------------------------------------------- figures
-    renderer = BrainRenderer(blocks, mesh_specs)
     chart_fig = CentileChartFigure(charts, group_labels if group_levels else None, group_levels) \
         if charts is not None else None
     n_tasks = 1 + len(view_groups) + n_shown + (1 if chart_fig else 0)
@@ -272,17 +303,18 @@ def generate_report(
                     "covariate": charts.covariate,
                     "reference": ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}"
                                            for k, v in charts.reference.items()) or "their defaults",
+                    "fit": _fit_by_level(charts, table, control_mask if controls is not None else None),
                 }
                 bar.update()
 
-            unit, unit_singular = _unit_names(blocks)
             cohort = cohort_context(table, blocks, control_mask, group_column, group_labels, group_levels,
                                     n_features, unit, unit_singular)
             context = {
                 "title": TITLE, "version": __version__, "cohort": cohort, "n_rendered": n_shown,
-                "model_card": model_card_rows(model_card),
-                "calibration": cal, "calibration_figure": cal_fig,
-                "calibration_label": "control subjects" if controls is not None else "all scored subjects",
+                "model_card": model_card_rows(model_card), "thresholding": thresholding,
+                "calibration": cal, "calibration_figure": cal_fig, "controls_given": controls is not None,
+                "calibration_label": _calibration_label(controls is not None, group_labels, control_mask,
+                                                        group_levels),
                 "coverage": [{"label": f"{100 * p:g}th", "threshold": t, "observed": o, "expected": p,
                               "difference": o - p}
                              for p, t, o in zip(cal.centiles, cal.thresholds, cal.coverage)],
@@ -292,10 +324,14 @@ def generate_report(
                 "notes": _notes(n_subjects, n_shown, max_subjects, model, coeffs, charts),
             }
 
-            inline = []
+            inline = {}
             groups_or_none = group_labels if group_levels else None
+            page_order = [i for i in order if i < n_shown]
+            suffix = "" if threshold is None else \
+                f" (|z| > {z_threshold:g}{_area_text(min_area, thresholding)})"
             for item in render_subjects(renderer, charts, groups_or_none, group_levels,
-                                        z[:n_shown], ids[:n_shown], z_scale, interactive, jobs):
+                                        z[:n_shown], ids[:n_shown], z_scale, interactive, jobs,
+                                        shown=shown_maps, title_suffix=suffix):
                 i = item.index
                 slug = slugs[i]
                 figs = _figures(writer, item.panels, f"subjects/{slug}-zmap", f"{ids[i]}: z-scores")
@@ -308,27 +344,42 @@ def generate_report(
                     writer.text(rel, html)
                     links.append((name, ("../" if pages else "") + rel))
                 s = subject_context(i, ids[i], slug, table, group_labels if group_levels else None,
-                                    control_mask, blocks, stats, parcels, charts, figs, chart, links,
-                                    z_scale.vmax, unit)
+                                    control_mask if controls is not None else None, blocks, stats, parcels,
+                                    charts, figs, chart, links, z_scale.vmax, unit)
+                s["clusters"] = cluster_rows(found[i][1], atlas)
+                s["has_atlas"] = atlas is not None
+                s["thresholding"] = thresholding
+                s["severity"] = [float(v) for v in severity[i]]
+                k = page_order.index(i)
+                s["position"], s["n_pages"] = k + 1, len(page_order)
+                neighbours = [page_order[k - 1] if k > 0 else None,
+                              page_order[k + 1] if k + 1 < len(page_order) else None]
+                s["prev"], s["next"] = [None if j is None else {"id": ids[j], "href": f"{slugs[j]}.html" if pages
+                                                                else f"#subject-{slugs[j]}"} for j in neighbours]
                 if pages:
                     writer.text(f"subjects/{slug}.html",
                                 render_page("subject.html", title=TITLE, version=__version__, s=s,
-                                            index_href="../index.html", position=i + 1, n_pages=n_shown))
+                                            index_href="../index.html"))
                 else:
-                    inline.append(s)
+                    inline[i] = s
                 bar.update()
         finally:
             bar.close()
 
-    context["inline_subjects"] = inline
+    context["inline_subjects"] = [inline[i] for i in order if i in inline]
+    context["summary"] = _summary(severity, control_mask if controls is not None else None, group_labels,
+                                  group_levels, cal)
     context["subject_rows"] = [
-        {"id": ids[i], "group": group_labels[i] if group_levels else "", "control": bool(control_mask[i]),
+        {"id": ids[i], "group": group_labels[i] if group_levels else "",
+         "control": None if controls is None else bool(control_mask[i]),
+         "area_negative": float(severity[i, 0]), "area_positive": float(severity[i, 1]),
+         "n_clusters": len(found[i][1]),
          "n_extreme": int(stats.n_extreme[i].sum()),
          "frac_extreme": float(stats.n_extreme[i].sum() / n_features),
          "n_severe": int(stats.n_severe[i].sum()), "max_abs": float(stats.max_abs[i].max()),
          "mean": float(z[i].mean()),
          "href": (f"subjects/{slugs[i]}.html" if pages else f"#subject-{slugs[i]}") if i < n_shown else None}
-        for i in range(n_subjects)
+        for i in order
     ]
     return writer.text("index.html", render_page("index.html", **context))
 
@@ -348,6 +399,63 @@ def _default_model_card(model: Any) -> dict:
         out.update({str(k): v for k, v in params.items()
                     if isinstance(v, (str, int, float, bool, np.integer, np.floating)) or v is None})
     return out
+
+
+def _area_text(min_area: float, thresholding: dict) -> str:
+    if not thresholding["surfaces"] or min_area <= 0:
+        return ""
+    return f", clusters ≥ {min_area:g} mm²"
+
+
+def _calibration_label(given: bool, group_labels: np.ndarray, control_mask: np.ndarray,
+                       group_levels: list[str]) -> str:
+    """Who the calibration is computed on, e.g. ``"40 control subjects (group = control)"``."""
+    n = int(control_mask.sum())
+    if not given:
+        return f"all {n} scored subjects (no controls designated: any patients are included)"
+    which = sorted({str(g) for g in group_labels[control_mask]}) if group_levels else []
+    return f"{n} control subject{'' if n == 1 else 's'}" + (f" (group {', '.join(which)})" if which else "")
+
+
+def _fit_by_level(charts: CentileCharts, table: pd.DataFrame, controls: np.ndarray | None) -> list[dict]:
+    """Mean z of the (control) subjects against the drawn reference curves, per categorical level.
+
+    Points on the cohort chart are standardized to the reference, so this is each level's mean z
+    of the whole-map mean; near 0 for every level when the model fits them.
+    """
+    if charts.subject_z is None:
+        return []
+    sel = np.ones(len(table), dtype=bool) if controls is None else controls
+    rows = []
+    for name in charts.profiles[0]:
+        column = table[name]
+        if pd.api.types.is_numeric_dtype(column) and not isinstance(column.dtype, pd.CategoricalDtype):
+            continue
+        for level in sorted({str(v) for v in column[sel]}):
+            member = sel & (column.astype(str).to_numpy() == level)
+            zq = charts.subject_z[member, 0]
+            rows.append({"covariate": name, "level": level, "n": int(member.sum()),
+                         "mean_z": float(np.mean(zq)) if zq.size else float("nan")})
+    return rows
+
+
+def _summary(severity: np.ndarray, controls: np.ndarray | None, group_labels: np.ndarray,
+             group_levels: list[str], cal) -> list[tuple[str, str]]:
+    """Key numbers for the top of the page."""
+    with_clusters = severity.sum(axis=1) > 0
+    rows = [("Calibration", f"mean z {cal.mean:.2f} (0 expected), sd {cal.sd:.2f} (1 expected), "
+                            f"|z| > 2 in {100 * cal.frac_extreme:.2f} % (4.55 % expected)")]
+    if group_levels:
+        for g in group_levels:
+            member = group_labels == g
+            rows.append((f"Group {g}", f"{int(member.sum())} subjects, {int(with_clusters[member].sum())} with "
+                                       f"suprathreshold clusters"))
+    else:
+        rows.append(("Subjects with suprathreshold clusters", f"{int(with_clusters.sum())} of {len(severity)}"))
+    if controls is not None:
+        rows.append(("Controls with suprathreshold clusters",
+                     f"{int(with_clusters[controls].sum())} of {int(controls.sum())} (false-positive rate)"))
+    return rows
 
 
 def _png(fig) -> bytes:

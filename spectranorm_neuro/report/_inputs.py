@@ -32,6 +32,7 @@ __all__ = [
     "check_centiles",
     "check_coefficients",
     "check_max_subjects",
+    "check_threshold",
     "check_surface_meshes",
     "subject_slugs",
     "hemisphere_of",
@@ -353,6 +354,21 @@ def check_max_subjects(max_subjects: Any, name: str = "max_subjects") -> int:
     if isinstance(max_subjects, bool) or not isinstance(max_subjects, (int, np.integer)) or max_subjects < 0:
         raise bad_value(name, max_subjects, "is not a non-negative integer", f"pass e.g. {name}=50")
     return int(max_subjects)
+
+
+def check_threshold(threshold: Any, min_cluster_area: Any) -> tuple[float, float]:
+    """Return the map threshold (2.0 when ``threshold`` is None) and the minimum cluster area (mm²)."""
+    value = 2.0 if threshold is None else threshold
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or value < 0:
+        raise bad_value("threshold", threshold, "is not a non-negative number or None",
+                        "pass e.g. threshold=2.0 (CLI: --threshold 2), or None for unthresholded maps")
+    area = min_cluster_area
+    if isinstance(area, bool) or not isinstance(area, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(area) or area < 0:
+        raise bad_value("min_cluster_area", min_cluster_area, "is not a non-negative number of mm²",
+                        "pass e.g. min_cluster_area=100 (CLI: --min-cluster-area 100), or 0 for no minimum")
+    return float(value), float(area)
 
 
 def hemisphere_of(name: str) -> str | None:

@@ -45,16 +45,16 @@ class SubjectFigures:
 
 
 def _render_chunk(renderer: BrainRenderer, charts: CentileCharts | None, groups, levels,
-                  tasks: Sequence[tuple[int, str, np.ndarray]], scale: ColourScale,
-                  interactive: bool) -> list[SubjectFigures]:
+                  tasks: Sequence[tuple[int, str, np.ndarray, np.ndarray | None]], scale: ColourScale,
+                  interactive: bool, title_suffix: str) -> list[SubjectFigures]:
     chart_fig = None
     if charts is not None and charts.subject_y is not None:
         chart_fig = CentileChartFigure(charts, groups, levels)
     out = []
     with blas_threads(1):  # drawing needs no BLAS; idle BLAS threads only spin on a shared machine
-        for i, sid, values in tasks:
-            title = f"{sid}: z-scores"
-            panels = renderer.render(values, scale, title)
+        for i, sid, values, shown in tasks:
+            title = f"{sid}: z-scores{title_suffix}"
+            panels = renderer.render(values, scale, title, shown)
             chart = chart_fig.render_subject(i, sid) if chart_fig is not None else None
             pages = interactive_pages(renderer, values, scale, title) if interactive else []
             out.append(SubjectFigures(i, panels, chart, pages))
@@ -63,7 +63,8 @@ def _render_chunk(renderer: BrainRenderer, charts: CentileCharts | None, groups,
 
 def render_subjects(renderer: BrainRenderer, charts: CentileCharts | None, groups: np.ndarray | None,
                     levels: Sequence[str], zscores: np.ndarray, ids: Sequence[str], scale: ColourScale,
-                    interactive: bool = False, n_jobs: int | None = 1) -> Iterator[SubjectFigures]:
+                    interactive: bool = False, n_jobs: int | None = 1, shown: np.ndarray | None = None,
+                    title_suffix: str = "") -> Iterator[SubjectFigures]:
     """Render the detailed subjects' figures, yielding them in subject order.
 
     Parameters
@@ -83,13 +84,17 @@ def render_subjects(renderer: BrainRenderer, charts: CentileCharts | None, group
     n_jobs : int or None
         Workers (joblib semantics, through the package's one runner ``_util.run_tasks``, so
         ``joblib.parallel_config`` chooses the backend; 1 renders in this process).
+    shown : numpy.ndarray of bool, shape (n_shown, n_features), optional
+        Thresholded maps: the features coloured for each subject (default: all).
+    title_suffix : str
+        Appended to each map's title (e.g. the threshold).
 
     Yields
     ------
     SubjectFigures
     """
-    tasks = [(i, str(ids[i]), zscores[i]) for i in range(len(ids))]
+    tasks = [(i, str(ids[i]), zscores[i], None if shown is None else shown[i]) for i in range(len(ids))]
     chunks = [tasks[a:a + CHUNK] for a in range(0, len(tasks), CHUNK)]
-    arguments = ((renderer, charts, groups, levels, chunk, scale, interactive) for chunk in chunks)
+    arguments = ((renderer, charts, groups, levels, chunk, scale, interactive, title_suffix) for chunk in chunks)
     for result in run_tasks(_render_chunk, arguments, 1 if len(chunks) <= 1 else n_jobs):
         yield from result

@@ -22,6 +22,7 @@ from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 
+from ..graphs import load_surface
 from ._inputs import Block, hemisphere_of
 
 __all__ = [
@@ -32,6 +33,8 @@ __all__ = [
     "VIEW_ANGLES",
     "png_bytes",
     "fsaverage5_geometry",
+    "NOT_MODELLED",
+    "surface_face_colours",
 ]
 
 # (elevation, azimuth) of matplotlib's 3-D camera, as nilearn uses them.
@@ -43,8 +46,15 @@ VIEW_ANGLES = {
 }
 SURFACE_ZOOM = 1.55
 DPI = 80
-# Values whose magnitude is below this are not coloured (masked nodes are set to 0 first).
+# Colour of surface nodes that were not modelled (medial wall): flat mid grey. The anatomy under a
+# thresholded map is shaded lighter (grey levels 0.65-0.95), so the two never look alike, and every
+# modelled node, zero included, gets a colour of the colour map.
+NOT_MODELLED = (0.55, 0.55, 0.55, 1.0)
+# Volumes (nilearn): values whose magnitude is below this are not coloured; masked voxels are 0,
+# modelled voxels at exactly 0 are nudged to twice this value so they keep their colour.
 _HIDE_BELOW = 1e-12
+# Opacity of the data colour over the anatomy (sulcal depth) on surfaces.
+_DATA_ALPHA = 0.85
 # MNI152 brain bounding box (mm); volumes covering most of it get the MNI152 template as background.
 _MNI_BOX = np.array([[-78.0, -112.0, -70.0], [78.0, 76.0, 86.0]])
 
@@ -107,6 +117,8 @@ class SurfaceGeometry:
     faces : numpy.ndarray of int, shape (n_faces, 3)
     background : numpy.ndarray, shape (n_vertices,), optional
         Background map (sulcal depth) as grey levels in [0, 1] (0 white, 1 black).
+    area_vertices : numpy.ndarray, shape (n_vertices, 3), optional
+        Coordinates on which areas are measured (fsaverage5: midthickness); default ``vertices``.
     """
 
     name: str
@@ -114,6 +126,7 @@ class SurfaceGeometry:
     vertices: np.ndarray
     faces: np.ndarray
     background: np.ndarray | None = None
+    area_vertices: np.ndarray | None = None
     _visible: dict = field(default_factory=dict, repr=False)
 
     @functools.cached_property
@@ -147,10 +160,10 @@ class SurfaceGeometry:
 
 
 def _background_levels(values: np.ndarray) -> np.ndarray:
-    """Rescale a background map (sulcal depth) to grey levels in [0.15, 0.6] (light to mid grey)."""
+    """Rescale a background map (sulcal depth) to darkness in [0.05, 0.35] (grey levels 0.95 to 0.65)."""
     lo, hi = float(np.min(values)), float(np.max(values))
     unit = np.zeros_like(values) if hi <= lo else (values - lo) / (hi - lo)
-    return 0.15 + 0.45 * unit
+    return 0.05 + 0.3 * unit
 
 
 @functools.lru_cache(maxsize=2)
@@ -167,12 +180,57 @@ def fsaverage5_geometry(hemi: str) -> SurfaceGeometry:
     """
     from nilearn import datasets
 
-    mesh = datasets.load_fsaverage("fsaverage5")["inflated"].parts[hemi]
+    meshes = datasets.load_fsaverage("fsaverage5")
+    mesh = meshes["inflated"].parts[hemi]
     sulcal = datasets.load_fsaverage_data(mesh="fsaverage5", data_type="sulcal").data.parts[hemi]
     return SurfaceGeometry(name=f"fsaverage5-{hemi}", hemi=hemi,
                            vertices=np.asarray(mesh.coordinates, dtype=np.float64),
                            faces=np.asarray(mesh.faces, dtype=np.int64),
-                           background=_background_levels(np.asarray(sulcal, dtype=np.float64)))
+                           background=_background_levels(np.asarray(sulcal, dtype=np.float64)),
+                           area_vertices=load_surface("fsaverage5", hemi, "midthickness")[0])
+
+
+def surface_face_colours(values: np.ndarray, faces: np.ndarray, background: np.ndarray | None,
+                         scale: ColourScale, shown: np.ndarray | None = None) -> np.ndarray:
+    """RGBA colour of every triangle of a surface map.
+
+    A triangle with at least one modelled vertex (finite value) is coloured with the mean of its
+    modelled vertices' values (zero included); a triangle with none is drawn in ``NOT_MODELLED``.
+    With ``shown`` (thresholded maps), triangles with fewer than two shown vertices show the
+    anatomy (sulcal depth) instead, and coloured ones average their shown vertices.
+
+    Parameters
+    ----------
+    values : numpy.ndarray, shape (n_vertices,)
+        The map, NaN at vertices that were not modelled.
+    faces : numpy.ndarray of int, shape (n_faces, 3)
+    background : numpy.ndarray, shape (n_vertices,), optional
+        Darkness of the anatomy (0 white, 1 black).
+    scale : ColourScale
+    shown : numpy.ndarray of bool, shape (n_vertices,), optional
+        Vertices to colour (suprathreshold clusters); default every modelled vertex.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_faces, 4)
+    """
+    import matplotlib
+
+    values = np.asarray(values, dtype=np.float64)
+    modelled = np.isfinite(values)
+    take = modelled if shown is None else (modelled & np.asarray(shown, dtype=bool))
+    counts = take[faces].sum(axis=1)
+    sums = np.where(take, values, 0.0)[faces].sum(axis=1)
+    darkness = 0.2 if background is None else np.asarray(background, dtype=np.float64)[faces].mean(axis=1)
+    grey = np.broadcast_to(1.0 - np.asarray(darkness, dtype=np.float64), (len(faces),))
+    colours = np.column_stack([grey, grey, grey, np.ones(len(faces))])
+    data = counts >= (1 if shown is None else 2)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = sums[data] / counts[data]
+    mapped = matplotlib.colormaps[scale.cmap](Normalize(scale.vmin, scale.vmax, clip=True)(mean))
+    colours[data, :3] = _DATA_ALPHA * mapped[:, :3] + (1 - _DATA_ALPHA) * colours[data, :3]
+    colours[modelled[faces].sum(axis=1) == 0] = NOT_MODELLED
+    return colours
 
 
 def png_bytes(fig: Figure, dpi: int = DPI) -> bytes:
@@ -222,7 +280,8 @@ class BrainRenderer:
         self._volume_bg: dict[str, object] = {}
 
     # ------------------------------------------------------------------ public
-    def render(self, values: np.ndarray, scale: ColourScale, title: str) -> list[Panel]:
+    def render(self, values: np.ndarray, scale: ColourScale, title: str,
+               shown: np.ndarray | None = None) -> list[Panel]:
         """Draw one map.
 
         Parameters
@@ -233,6 +292,9 @@ class BrainRenderer:
             Colour mapping.
         title : str
             Figure title.
+        shown : numpy.ndarray of bool, shape (n_features,), optional
+            Thresholded map: only these features are coloured (surfaces show the anatomy
+            elsewhere, volumes the template, lattices and parcels the value 0). Default: all.
 
         Returns
         -------
@@ -242,11 +304,13 @@ class BrainRenderer:
         """
         panels = []
         if self.surfaces:
-            panels.append(Panel("surface", self._surface_montage(values, scale, title),
+            panels.append(Panel("surface", self._surface_montage(values, scale, title, shown),
                                 "Surface: lateral and medial views"))
+        if shown is not None:
+            values = np.where(shown, values, 0.0)
         for block in self.blocks:
             if block.kind == "volume":
-                png = self._volume_slices(block, values, scale, title)
+                png = self._volume_slices(block, values, scale, title, shown is not None)
                 panels.append(Panel(f"volume-{block.name}", png, f"{block.name}: orthogonal slices"))
             elif block.kind == "lattice" and len(block.structure.shape or ()) == 2:
                 png = self._lattice(block, values, scale, title)
@@ -256,22 +320,32 @@ class BrainRenderer:
                 panels.append(Panel(f"{block.kind}-{block.name}", png, f"{block.name}: {block.kind}"))
         return panels
 
-    def surface_figure(self, values: np.ndarray, scale: ColourScale, title: str) -> Figure:
-        """The surface montage as a Figure (2 views per surface, then a colour bar)."""
-        from nilearn import plotting
+    def surface_figure(self, values: np.ndarray, scale: ColourScale, title: str,
+                       shown: np.ndarray | None = None) -> Figure:
+        """The surface montage as a Figure (2 views per surface, then a colour bar).
 
+        Colours come from :func:`surface_face_colours`: every modelled vertex is coloured,
+        ``NOT_MODELLED`` grey marks only what was not modelled.
+        """
         views = [(block, geom, view) for block, geom in self.surfaces for view in ("lateral", "medial")]
         width = 2.5
         total = width * len(views) + 1.1
         fig = Figure(figsize=(total, 2.45))
         for i, (block, geom, view) in enumerate(views):
             ax = fig.add_axes((i * width / total, 0.0, width / total, 0.9), projection="3d")
-            full = np.nan_to_num(block.to_full(values), nan=0.0)
-            plotting.plot_surf(
-                (geom.vertices.copy(), geom.visible_faces(view)), full, bg_map=geom.background,
-                hemi=geom.hemi, view=VIEW_ANGLES[(geom.hemi, view)], cmap=scale.cmap,
-                colorbar=False, threshold=_HIDE_BELOW, bg_on_data=geom.background is not None,
-                vmin=scale.vmin, vmax=scale.vmax, axes=ax, figure=fig)
+            faces = geom.visible_faces(view)
+            full_shown = None if shown is None else block.to_full(shown.astype(np.float64)) == 1.0
+            colours = surface_face_colours(block.to_full(values), faces, geom.background, scale, full_shown)
+            coords = geom.vertices - geom.vertices.mean(axis=0)
+            collection = ax.plot_trisurf(coords[:, 0], coords[:, 1], coords[:, 2], triangles=faces,
+                                         linewidth=0.1, antialiased=False, color="white")
+            collection.set_facecolors(colours)
+            collection.set_edgecolors(colours)
+            limits = (coords.min(), coords.max())
+            ax.set_xlim(*limits)
+            ax.set_ylim(*limits)
+            ax.view_init(*VIEW_ANGLES[(geom.hemi, view)])
+            ax.set_axis_off()
             ax.set_box_aspect(None, zoom=SURFACE_ZOOM)
             ax.text2D(0.5, 0.02, f"{geom.hemi} {view}", transform=ax.transAxes, ha="center",
                       va="bottom", fontsize=8, color="0.35")
@@ -280,8 +354,9 @@ class BrainRenderer:
         return fig
 
     # ------------------------------------------------------------------ kinds
-    def _surface_montage(self, values: np.ndarray, scale: ColourScale, title: str) -> bytes:
-        return png_bytes(self.surface_figure(values, scale, title), self.dpi)
+    def _surface_montage(self, values: np.ndarray, scale: ColourScale, title: str,
+                         shown: np.ndarray | None) -> bytes:
+        return png_bytes(self.surface_figure(values, scale, title, shown), self.dpi)
 
     def volume_background(self, block: Block):
         """Background image of a volume block: MNI152 template if the grid covers it, else the mask."""
@@ -306,12 +381,16 @@ class BrainRenderer:
                 self._volume_bg[block.name] = nib.Nifti1Image(mask.reshape(s.shape), np.asarray(s.affine))
         return self._volume_bg[block.name]
 
-    def _volume_slices(self, block: Block, values: np.ndarray, scale: ColourScale, title: str) -> bytes:
+    def _volume_slices(self, block: Block, values: np.ndarray, scale: ColourScale, title: str,
+                       thresholded: bool = False) -> bytes:
         import nibabel as nib
         from nilearn import plotting
 
         s = block.structure
         full = np.nan_to_num(block.to_full(values), nan=0.0)
+        if not thresholded:  # modelled voxels at 0 keep their colour; only unmodelled ones are hidden
+            kept = full[s.index]
+            full[s.index] = np.where(np.abs(kept) < _HIDE_BELOW, 2 * _HIDE_BELOW, kept)
         peak = int(np.argmax(np.abs(full))) if np.any(full) else int(s.index[len(s.index) // 2])
         ijk = np.array(np.unravel_index(peak, s.shape), dtype=np.float64)
         affine = np.asarray(s.affine, dtype=np.float64)

@@ -20,7 +20,8 @@ __all__ = [
     "EXTREME_Z",
     "SEVERE_Z",
     "HIST_EDGES",
-    "QQ_PROBS",
+    "N_QQ",
+    "qq_probabilities",
     "Calibration",
     "calibration_summary",
     "SubjectStats",
@@ -33,7 +34,31 @@ __all__ = [
 EXTREME_Z = 2.0
 SEVERE_Z = 3.0
 HIST_EDGES = np.linspace(-5.0, 5.0, 41)
-QQ_PROBS = np.linspace(0.005, 0.995, 199)
+N_QQ = 199
+
+
+def qq_probabilities(n_values: int, n_points: int = N_QQ) -> np.ndarray:
+    """Probabilities of the QQ plot, from the smallest to the largest observation.
+
+    Evenly spaced in normal quantile between the plotting positions ``0.5 / n`` and
+    ``1 - 0.5 / n`` of the extreme observations, so the plot reaches the observed extremes.
+
+    Parameters
+    ----------
+    n_values : int
+        Number of pooled values.
+    n_points : int
+        Number of points.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_points,)
+    """
+    first = 0.5 / max(int(n_values), 1)
+    edge = special.ndtri(first)
+    probs = special.ndtr(np.linspace(edge, -edge, n_points))
+    probs[0], probs[-1] = first, 1.0 - first
+    return probs
 
 
 @dataclass(frozen=True)
@@ -55,7 +80,9 @@ class Calibration:
     frac_outside : float
         Fraction of z-scores outside the histogram range.
     qq_probs, qq_theoretical, qq_sample : numpy.ndarray, shape (n_q,)
-        Probabilities, N(0, 1) quantiles and the sample quantiles of the z-scores.
+        Probabilities (:func:`qq_probabilities`, reaching the extremes), their N(0, 1) quantiles
+        and the sample quantiles of the z-scores (Hazen plotting positions: the first and last
+        points are the smallest and largest z).
     centiles, thresholds, coverage : numpy.ndarray, shape (n_centiles,)
         Centile levels ``p``, N(0, 1) quantiles ``Phi^-1(p)`` and the observed fraction of
         z-scores strictly below each threshold (expected: ``p``).
@@ -133,7 +160,10 @@ def calibration_summary(zscores: np.ndarray, sites: Sequence | np.ndarray | None
     thresholds = special.ndtri(levels)
     sorted_z = np.sort(flat)
     coverage = np.searchsorted(sorted_z, thresholds, side="left") / n_values
-    qq_sample = np.quantile(sorted_z, QQ_PROBS)
+    qq_probs = qq_probabilities(n_values)
+    positions = np.clip(qq_probs * n_values - 0.5, 0, n_values - 1)  # Hazen plotting positions
+    positions[0], positions[-1] = 0, n_values - 1  # exactly the smallest and largest z
+    qq_sample = np.interp(positions, np.arange(n_values), sorted_z)
 
     site_table = None
     if sites is not None:
@@ -162,7 +192,7 @@ def calibration_summary(zscores: np.ndarray, sites: Sequence | np.ndarray | None
         frac_extreme=float(np.mean(np.abs(flat) > EXTREME_Z)),
         expected_extreme=float(2.0 * special.ndtr(-EXTREME_Z)),
         hist_edges=HIST_EDGES.copy(), hist_density=density, normal_density=normal_density,
-        frac_outside=outside, qq_probs=QQ_PROBS.copy(), qq_theoretical=special.ndtri(QQ_PROBS),
+        frac_outside=outside, qq_probs=qq_probs, qq_theoretical=special.ndtri(qq_probs),
         qq_sample=qq_sample, centiles=levels, thresholds=thresholds, coverage=coverage,
         sites=site_table,
     )

@@ -1,8 +1,8 @@
 """Non-brain figures: the calibration histogram and QQ plot, and the centile charts.
 
 All figures are :class:`matplotlib.figure.Figure` objects rendered by the Agg canvas (no pyplot
-state). Per-subject centile charts reuse one figure: the bands and the cohort are drawn once and
-only the highlighted subject changes between PNGs.
+state). Each subject's centile chart is drawn at that subject's own covariates; the cohort chart at
+the reference covariates with the subjects standardized to them.
 """
 
 from __future__ import annotations
@@ -60,8 +60,17 @@ def calibration_figure(cal: Calibration) -> Figure:
     return fig
 
 
+def _profile_text(values: dict) -> str:
+    return ", ".join(f"{k} = {v:.4g}" if isinstance(v, float) else f"{k} = {v}" for k, v in values.items())
+
+
 class CentileChartFigure:
-    """Centile bands of the summary queries with the cohort on top.
+    """Centile charts of regional means: the cohort chart and one chart per subject.
+
+    The cohort chart draws the curves at the reference covariates and every subject standardized
+    to them (same centile as at the subject's own covariates). A subject's chart draws the curves
+    at that subject's own covariates, the star at its value (so its position is the centile of the
+    table) and the cohort, in grey, standardized to the same covariates.
 
     Parameters
     ----------
@@ -81,74 +90,82 @@ class CentileChartFigure:
         self.groups = groups
         self.levels = list(levels)
         self.dpi = dpi
-        n_q = len(charts.query_names)
-        total = 3.3 * n_q + 1.6
-        self.fig = Figure(figsize=(total, 3.1))
-        width = 3.3 / total
-        self.axes = [self.fig.add_axes((0.7 / total + i * width, 0.16, width - 0.75 / total, 0.66))
-                     for i in range(n_q)]
-        self._draw_bands()
-        self._cohort: list = []
-        self._highlight: list = []
-        self._mode = ""
 
-
-    def _draw_bands(self) -> None:
+    def _figure(self, queries: Sequence[int], mean: np.ndarray, curves: np.ndarray, title: str,
+                note: str) -> tuple[Figure, list]:
+        """Bands of ``curves`` (n_centiles, n_grid, n_queries) and ``mean`` (n_grid, n_queries)."""
         c = self.charts
+        n_q = len(queries)
+        total = 3.3 * n_q + 1.6
+        fig = Figure(figsize=(total, 3.3))
+        width = 3.3 / total
+        axes = [fig.add_axes((0.7 / total + i * width, 0.15, width - 0.75 / total, 0.62)) for i in range(n_q)]
         levels = np.round(c.centiles, 6)
-        for q, ax in enumerate(self.axes):
+        for ax, q in zip(axes, queries):
             for i, lo in enumerate(levels):
                 hi_idx = np.flatnonzero(np.isclose(levels, 1 - lo))
                 if lo < 0.5 and hi_idx.size:
                     alpha = 0.15 + 0.2 * (i / max(len(levels) // 2 - 1, 1))
-                    ax.fill_between(c.grid, c.curves[i, :, q], c.curves[hi_idx[0], :, q],
-                                    color=_BAND_COLOUR, alpha=alpha, lw=0,
-                                    label=f"{100 * lo:g}–{100 * (1 - lo):g}th centile")
-            ax.plot(c.grid, c.mean[:, q], color="#1f3b60", lw=1.4, label="normative mean")
+                    ax.fill_between(c.grid, curves[i, :, q], curves[hi_idx[0], :, q], color=_BAND_COLOUR,
+                                    alpha=alpha, lw=0, label=f"{100 * lo:g}–{100 * (1 - lo):g}th centile")
+            for i, p in enumerate(levels):
+                if not np.isclose(p, 0.5):  # centile lines (the 50th is the mean, drawn below)
+                    ax.plot(c.grid, curves[i, :, q], color=_BAND_COLOUR, lw=0.5, alpha=0.7, gid=f"centile-{p:g}")
+            ax.plot(c.grid, mean[:, q], color="#1f3b60", lw=1.4, label="normative mean (50th)", gid="mean")
             ax.set_title(c.query_names[q], fontsize=10)
             ax.set_xlabel(c.covariate, fontsize=9)
             ax.tick_params(labelsize=8)
-        self.axes[0].set_ylabel("harmonized value", fontsize=9)
-
-    def _set_mode(self, mode: str) -> None:
-        """Draw the cohort for ``mode`` ("cohort": coloured by group; "subject": grey + highlight)."""
-        if self._mode == mode:
-            return
-        for artist in self._cohort + self._highlight:
-            artist.remove()
-        self._cohort, self._highlight = [], []
-        c = self.charts
-        if c.subject_y is not None:
-            if mode == "cohort":
-                groups = self.groups if self.groups is not None else np.full(len(c.subject_x), "", object)
-                for q, ax in enumerate(self.axes):
-                    for g, name in enumerate(self.levels or [""]):
-                        sel = groups == name
-                        self._cohort.append(ax.scatter(
-                            c.subject_x[sel], c.subject_y[sel, q], s=10, color=_GROUP_COLOURS[g % 8],
-                            alpha=0.8, lw=0, label=name or "subjects", zorder=3))
-            else:
-                for q, ax in enumerate(self.axes):
-                    self._cohort.append(ax.scatter(c.subject_x, c.subject_y[:, q], s=6, color="0.6",
-                                                   alpha=0.6, lw=0, zorder=3, label="cohort"))
-                    (line,) = ax.plot([], [], marker="*", ms=13, color="#d7191c", mec="black", mew=0.6,
-                                      ls="none", zorder=5, label="this subject")
-                    self._highlight.append(line)
-        self.axes[-1].legend(fontsize=7, frameon=False, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-                             borderaxespad=0.0)
-        self._mode = mode
+        axes[0].set_ylabel("value (site effects removed)", fontsize=9)
+        fig.suptitle(title, fontsize=10, y=0.985)
+        fig.text(0.5, 0.875, note, ha="center", va="center", fontsize=8, color="0.3")
+        return fig, axes
 
     def render_cohort(self) -> bytes:
-        """PNG of the bands with every subject, coloured by group."""
-        self._set_mode("cohort")
-        self.fig.suptitle("Normative centiles (other covariates at reference values)", fontsize=10, y=0.985)
-        return png_bytes(self.fig, self.dpi)
+        """PNG of the reference curves with every subject standardized to them, coloured by group."""
+        c = self.charts
+        queries = c.cohort_queries
+        ref = _profile_text(c.reference)
+        note = (f"Curves at {ref}; " if ref else "Curves: ") + \
+            "points are subjects standardized to these covariates (each keeps its own centile)"
+        fig, axes = self._figure(queries, c.mean, c.curves, "Cohort on the normative centiles", note)
+        if c.reference_y is not None:
+            groups = self.groups if self.groups is not None else np.full(len(c.subject_x), "", object)
+            for ax, q in zip(axes, queries):
+                for g, name in enumerate(self.levels or [""]):
+                    sel = groups == name
+                    ax.scatter(c.subject_x[sel], c.reference_y[sel, q], s=10, color=_GROUP_COLOURS[g % 8],
+                               alpha=0.8, lw=0, label=name or "subjects", zorder=3)
+        _legend(axes)
+        return png_bytes(fig, self.dpi)
+
+    def subject_figure(self, index: int, label: str) -> Figure:
+        """Figure of subject ``index``: curves at its own covariates, the cohort in grey, a star."""
+        c = self.charts
+        p = int(c.subject_profile[index])
+        curves = c.profile_curves(p)
+        queries = c.subject_queries(index)
+        own = _profile_text(c.profiles[p])
+        note = (f"Curves at this subject's covariates ({own}); " if own else "Curves: ") + \
+            "grey: cohort standardized to them; star: this subject"
+        fig, axes = self._figure(queries, c.profile_mean[p], curves, f"{label} on the normative centiles", note)
+        for ax, q in zip(axes, queries):
+            if c.subject_z is not None:
+                mu = np.interp(c.subject_x, c.grid, c.profile_mean[p, :, q])
+                sd = np.interp(c.subject_x, c.grid, c.profile_std[p, :, q])
+                ax.scatter(c.subject_x, mu + sd * c.subject_z[:, q], s=6, color="0.6", alpha=0.6, lw=0, zorder=3,
+                           label="cohort")
+                ax.plot([c.subject_x[index]], [c.subject_y[index, q]], marker="*", ms=13, color="#d7191c",
+                        mec="black", mew=0.6, ls="none", zorder=5, label="this subject", gid="subject")
+        _legend(axes)
+        return fig
 
     def render_subject(self, index: int, label: str) -> bytes:
-        """PNG of the bands with the cohort in grey and subject ``index`` highlighted."""
-        self._set_mode("subject")
-        c = self.charts
-        for q, line in enumerate(self._highlight):
-            line.set_data([c.subject_x[index]], [c.subject_y[index, q]])
-        self.fig.suptitle(f"{label} on the normative centiles", fontsize=10, y=0.985)
-        return png_bytes(self.fig, self.dpi)
+        """PNG of :meth:`subject_figure`."""
+        return png_bytes(self.subject_figure(index, label), self.dpi)
+
+
+def _legend(axes) -> None:
+    handles, labels = axes[-1].get_legend_handles_labels()
+    keep = dict(zip(labels, handles))
+    axes[-1].legend(keep.values(), keep.keys(), fontsize=7, frameon=False, loc="upper left",
+                    bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)

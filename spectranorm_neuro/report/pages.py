@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -13,20 +14,31 @@ from .calibration import ParcelStats, SubjectStats
 from .centiles import CentileCharts
 from .html import EmbeddedFigure
 
-__all__ = ["model_card_rows", "cohort_context", "subject_context", "format_value"]
+__all__ = ["model_card_rows", "cohort_context", "subject_context", "format_value", "cluster_rows"]
 
 _MAX_LEVELS = 12
+_HASH = re.compile(r"^(sha256:)?[0-9a-fA-F]{32,}$")
 
 
 def format_value(value: Any) -> str:
-    """Short text for a covariate or model-card value (floats to 4 significant digits)."""
+    """Short readable text for a covariate or model-card value.
+
+    Floats to 4 significant digits, lists joined by commas, dicts as ``key: value`` pairs (never a
+    Python repr), long hexadecimal digests shortened to their first 12 characters.
+    """
     if isinstance(value, (float, np.floating)):
         return "n/a" if np.isnan(value) else f"{float(value):.4g}"
+    if isinstance(value, Mapping):
+        return ", ".join(f"{k}: {format_value(v)}" for k, v in value.items()) or "none"
     if isinstance(value, (list, tuple)):
-        return ", ".join(format_value(v) for v in value)
+        sep = "; " if any(isinstance(v, (Mapping, list, tuple)) for v in value) else ", "
+        return sep.join(format_value(v) for v in value) or "none"
     if value is None:
         return "n/a"
-    return str(value)
+    text = str(value)
+    if _HASH.match(text):
+        return text[:12 + (7 if text.startswith("sha256:") else 0)] + "…"
+    return text
 
 
 def model_card_rows(card: Mapping | None, prefix: str = "") -> list[tuple[str, str]]:
@@ -80,7 +92,7 @@ def cohort_context(table: pd.DataFrame, blocks: Sequence[Block], controls: np.nd
     dict
     """
     rows = [("Subjects scored", f"{len(table):,}"),
-            ("Calibration (control) subjects", f"{int(controls.sum()):,}"),
+            ("Calibration subjects", f"{int(controls.sum()):,}"),
             (f"Features ({unit})", f"{n_features:,}")]
     if group_column is not None:
         counts = [(g, int(np.sum(group_labels == g))) for g in group_levels]
@@ -92,8 +104,33 @@ def cohort_context(table: pd.DataFrame, blocks: Sequence[Block], controls: np.nd
             "rows": rows, "structures": structures, "covariates": covariates}
 
 
+def cluster_rows(clusters: Sequence[Any], atlas: tuple[np.ndarray, list[str]] | None) -> list[dict]:
+    """Rows of a subject's cluster table: structure, direction, size, peak z and the peak's region.
+
+    Parameters
+    ----------
+    clusters : sequence of Cluster
+        From :func:`~spectranorm_neuro.report.clusters.find_clusters`.
+    atlas : (codes (n_features,), names) or None
+        Region of every feature (the peak's region names the cluster).
+
+    Returns
+    -------
+    list of dict
+    """
+    rows = []
+    for c in clusters:
+        region = None
+        if atlas is not None and atlas[0][c.peak] >= 0:
+            region = atlas[1][atlas[0][c.peak]]
+        rows.append({"structure": c.structure, "direction": "above" if c.sign > 0 else "below",
+                     "size": c.size, "unit": c.unit, "n_features": c.n_features, "peak_z": c.peak_z,
+                     "mean_z": c.mean_z, "region": region or "—"})
+    return rows
+
+
 def subject_context(i: int, sid: str, slug: str, table: pd.DataFrame, groups: np.ndarray | None,
-                    controls: np.ndarray, blocks: Sequence[Block], stats: SubjectStats,
+                    controls: np.ndarray | None, blocks: Sequence[Block], stats: SubjectStats,
                     parcels: ParcelStats | None, charts: CentileCharts | None,
                     figures: list[EmbeddedFigure], chart: EmbeddedFigure | None,
                     interactive: list[tuple[str, str]], vmax: float, unit: str) -> dict:
@@ -109,7 +146,8 @@ def subject_context(i: int, sid: str, slug: str, table: pd.DataFrame, groups: np
         Subject table (covariates).
     groups : numpy.ndarray or None, shape (n_subjects,)
         Group labels when a group column was given.
-    controls : numpy.ndarray of bool, shape (n_subjects,)
+    controls : numpy.ndarray of bool, shape (n_subjects,), or None
+        Calibration subjects, when they were designated.
     blocks : sequence of Block
     stats : SubjectStats
     parcels : ParcelStats or None
@@ -154,13 +192,14 @@ def subject_context(i: int, sid: str, slug: str, table: pd.DataFrame, groups: np
     centile = None
     if chart is not None and charts is not None and charts.subject_y is not None:
         centile = {"figure": chart, "covariate": charts.covariate,
-                   "rows": [{"query": name, "x": float(charts.subject_x[i]),
-                             "value": float(charts.subject_y[i, q]),
+                   "rows": [{"query": charts.query_names[q], "x": float(charts.subject_x[i]),
+                             "value": float(charts.subject_y[i, q]), "z": float(charts.subject_z[i, q]),
                              "centile": float(charts.subject_centile[i, q])}
-                            for q, name in enumerate(charts.query_names)]}
+                            for q in charts.subject_queries(i)]}
     return {
         "id": sid, "slug": slug, "anchor": f"subject-{slug}",
-        "group": None if groups is None else str(groups[i]), "control": bool(controls[i]),
+        "group": None if groups is None else str(groups[i]),
+        "control": None if controls is None else bool(controls[i]),
         "covariates": [(str(c), format_value(v)) for c, v in table.iloc[i].items()],
         "figures": figures, "counts": counts, "parcels": parcel_rows, "centiles": centile,
         "interactive": interactive, "vmax": vmax, "unit": unit,
