@@ -46,8 +46,8 @@ from .specs import NormativeModelSpec
 
 logger = logging.getLogger("spectranorm_neuro")
 
-__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save_spectral_model", "load_spectral_model", "read_manifest",
-           "write_manifest", "verify_manifest"]
+__all__ = ["FORMAT_NAME", "FORMAT_VERSION", "save_spectral_model", "load_spectral_model", "save_folder",
+           "read_manifest", "write_manifest", "verify_manifest"]
 
 FORMAT_NAME = "spectranorm_neuro.spectral_model"
 FORMAT_VERSION = 2
@@ -55,14 +55,14 @@ _FILES = ("spec.json", "model.json", "params.npz", "basis.npz")
 
 
 def _is_saved_model(directory: Path) -> bool:
-    """Whether ``directory`` holds a saved model and nothing else (what ``overwrite=True`` may replace)."""
+    """Whether ``directory`` holds a model this package saved and nothing else (what ``overwrite=True`` replaces)."""
     try:
         manifest = read_json(directory / "manifest.json")
     except (OSError, FileFormatError):
         return False
     listed = set(manifest.get("files") or {}) | {"manifest.json"}
     present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if not p.is_dir()}
-    return manifest.get("format") == FORMAT_NAME and present <= listed
+    return str(manifest.get("format", "")).startswith("spectranorm_neuro.") and present <= listed
 
 
 def _prepare(directory, overwrite: bool) -> tuple[Path, Path]:
@@ -104,8 +104,8 @@ def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
         The directory.
     """
     direct, cov = model._fitted()
-    directory, tmp = _prepare(directory, overwrite)
-    try:
+
+    def write(tmp: Path) -> list[str]:
         (tmp / "spec.json").write_text(json.dumps(model.spec.to_dict(), indent=2, default=json_default))
         (tmp / "model.json").write_text(json.dumps(model.model_params, indent=2, default=json_default))
         arrays = direct.to_arrays("direct_")
@@ -120,7 +120,34 @@ def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
                 write_npz(fh, model.residual_params.to_arrays())
             files.append("residual.npz")
         model.eigenmode_basis.save(tmp / "basis.npz")
-        write_manifest(tmp, files, FORMAT_NAME, FORMAT_VERSION)
+        return files
+
+    return save_folder(directory, overwrite, write, FORMAT_NAME, FORMAT_VERSION)
+
+
+def save_folder(directory, overwrite: bool, write, format_name: str, format_version: int) -> Path:
+    """Write a saved-model folder atomically: stage, manifest last, swap the whole folder into place.
+
+    Parameters
+    ----------
+    directory : path-like
+        New or empty directory (an existing one only with ``overwrite=True`` and only when it holds
+        a model this package saved and nothing else).
+    overwrite : bool
+    write : callable
+        ``write(staging_folder) -> list of file names`` writes the model's files.
+    format_name : str
+    format_version : int
+
+    Returns
+    -------
+    pathlib.Path
+        The directory.
+    """
+    directory, tmp = _prepare(directory, overwrite)
+    try:
+        files = write(tmp)
+        write_manifest(tmp, files, format_name, format_version)
         replace_folder(tmp, directory, sibling_path(directory, "previous"))
     finally:
         if tmp.exists():

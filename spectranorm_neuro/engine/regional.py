@@ -21,7 +21,6 @@ directory in a documented safe format (no pickle)::
 from __future__ import annotations
 
 import json
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +39,7 @@ from .direct import (
     predict_distribution,
     quantiles,
 )
-from .persistence import _commit, _prepare, read_manifest, verify_manifest, write_manifest
+from .persistence import read_manifest, save_folder, verify_manifest
 from .results import NormativePredictions
 from .specs import NormativeModelSpec
 
@@ -73,19 +72,15 @@ def save_direct_params(directory, spec: NormativeModelSpec, params: DirectParams
     -------
     pathlib.Path
     """
-    directory, tmp = _prepare(directory, overwrite)
-    try:
+    def write(tmp: Path) -> list[str]:
         (tmp / "spec.json").write_text(json.dumps(spec.to_dict(), indent=2, default=json_default))
         meta = {"kind": kind, "responses": [str(n) for n in names], "model_params": model_params}
         (tmp / "model.json").write_text(json.dumps(meta, indent=2, default=json_default))
         with open(tmp / "params.npz", "wb") as fh:
             write_npz(fh, params.to_arrays())
-        write_manifest(tmp, _FILES, DIRECT_FORMAT_NAME, DIRECT_FORMAT_VERSION)
-        _commit(tmp, directory)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return directory
+        return list(_FILES)
+
+    return save_folder(directory, overwrite, write, DIRECT_FORMAT_NAME, DIRECT_FORMAT_VERSION)
 
 
 def load_direct_params(directory, kind: str) -> tuple[NormativeModelSpec, DirectParams, list[str], dict]:
