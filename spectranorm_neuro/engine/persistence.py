@@ -125,7 +125,8 @@ def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
     return save_folder(directory, overwrite, write, FORMAT_NAME, FORMAT_VERSION)
 
 
-def save_folder(directory, overwrite: bool, write, format_name: str, format_version: int) -> Path:
+def save_folder(directory, overwrite: bool, write, format_name: str, format_version: int,
+                extra: dict | None = None) -> Path:
     """Write a saved-model folder atomically: stage, manifest last, swap the whole folder into place.
 
     Parameters
@@ -138,6 +139,8 @@ def save_folder(directory, overwrite: bool, write, format_name: str, format_vers
         ``write(staging_folder) -> list of file names`` writes the model's files.
     format_name : str
     format_version : int
+    extra : dict, optional
+        More keys of the manifest.
 
     Returns
     -------
@@ -147,7 +150,7 @@ def save_folder(directory, overwrite: bool, write, format_name: str, format_vers
     directory, tmp = _prepare(directory, overwrite)
     try:
         files = write(tmp)
-        write_manifest(tmp, files, format_name, format_version)
+        write_manifest(tmp, files, format_name, format_version, extra)
         replace_folder(tmp, directory, sibling_path(directory, "previous"))
     finally:
         if tmp.exists():

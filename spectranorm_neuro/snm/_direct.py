@@ -61,6 +61,22 @@ class DirectNormativeModel(_NativeDirect):
         self._upstream: UpstreamParameters | None = None
         self._n_train: int | None = None
 
+    @classmethod
+    def from_dataframe(cls, model_type: str, dataframe: pd.DataFrame, variable_of_interest: str = "dummy_VOI",
+                       numerical_covariates=None, categorical_covariates=None, batch_covariates=None,
+                       nonlinear_covariates=None, influencing_mean=None, influencing_variance=None,
+                       spline_kwargs=None, **kwargs) -> DirectNormativeModel:
+        """Build a model from a covariate table, as the reference does.
+
+        As in the reference, ``influencing_mean`` / ``influencing_variance`` left as ``None`` mean
+        no covariate acts on the mean / the variance (the native engine's defaults differ: every
+        covariate on the mean, numerical and batch covariates on the log-sd).
+        """
+        return super().from_dataframe(
+            model_type, dataframe, variable_of_interest, numerical_covariates, categorical_covariates,
+            batch_covariates, nonlinear_covariates, list(influencing_mean or []), list(influencing_variance or []),
+            spline_kwargs, **kwargs)
+
     # ------------------------------------------------------------------ state
     @property
     def model_params(self) -> dict:
@@ -80,7 +96,12 @@ class DirectNormativeModel(_NativeDirect):
                 "n_params": int(p.beta.shape[1] + p.gamma.shape[1]),
                 "posterior_means": {"mean_coefficients": p.beta[0], "log_sd_coefficients": p.gamma[0]},
                 "posterior_stds": {"mean_coefficients": sd_b, "log_sd_coefficients": sd_g},
-                "params": p}
+                "params": p, **{k: v for k, v in getattr(self, "_settings", {}).items()}}
+
+    @model_params.setter
+    def model_params(self, value: dict) -> None:
+        # the engine's own settings and reports (inference, adaptation ...): kept beside the reference's keys
+        self._settings = dict(value)
 
     def _response(self, data: pd.DataFrame, y, argument: str) -> np.ndarray:
         if self._upstream is not None and y is None:
