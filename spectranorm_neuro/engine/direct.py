@@ -277,8 +277,12 @@ def _variance_rows(design: Design, X: np.ndarray, without, unseen: np.ndarray) -
 
 
 def _coefficient_variance(X: np.ndarray, cov: np.ndarray) -> np.ndarray:
-    """Laplace variance ``x' C x`` (n, M) of a linear predictor."""
-    return np.einsum("np,mpq,nq->nm", X, cov, X, optimize=True)
+    """Laplace variance ``x' C x`` (n, M) of a linear predictor.
+
+    Floored at 0: a posterior covariance whose Hessian was barely positive definite (e.g. a response
+    the covariates fit almost exactly) can give tiny negative quadratic forms in floating point.
+    """
+    return np.maximum(np.einsum("np,mpq,nq->nm", X, cov, X, optimize=True), 0.0)
 
 
 def predict_distribution(spec: NormativeModelSpec, params: DirectParams, covariates: pd.DataFrame, without=(),

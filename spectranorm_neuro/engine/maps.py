@@ -198,7 +198,7 @@ def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unsee
         Q = np.asarray(basis.encode_queries(W, n_modes=k))
     Q = np.ascontiguousarray(Q)
     without = list(predict_without or [])
-    sp = model.compute_spectral_predictions(covariates, without, k, unseen_batch)
+    sp = model._mode_predictions(covariates, without, k, unseen_batch)
     row_blocks = _blocks(len(covariates), subject_block)
 
     def arguments():
@@ -378,7 +378,7 @@ class MapScoring:
         W = query_weights(queries, int(self.eigenmode_basis.n_features))
         Wd = W.toarray()
         Q = np.asarray(self.eigenmode_basis.encode_queries(W, n_modes=k))
-        sp = self.compute_spectral_predictions(covariates_dataframe, predict_without, k, unseen_batch)
+        sp = self._mode_predictions(covariates_dataframe, predict_without, k, unseen_batch)
         r_mu, r_var = predict_residual(self.spec, self.residual_params, covariates_dataframe, predict_without,
                                        unseen_batch)
         C = encode_maps(self.eigenmode_basis, maps, k)

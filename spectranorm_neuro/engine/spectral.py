@@ -226,6 +226,11 @@ class SpectralNormativeModel(MapScoring):
     """
 
     def __init__(self, eigenmode_basis: EigenmodeBasis, base_model: DirectNormativeModel):
+        spec = getattr(base_model, "spec", None)
+        if spec is not None and getattr(spec, "likelihood", "Normal") != "Normal":  # queries combine Gaussian modes
+            raise bad_value("likelihood", spec.likelihood, "is not available for spectral models, whose mode "
+                            "models stay Gaussian so that any query's distribution is known",
+                            "model regional measures with engine.regional.RegionalNormativeModel(likelihood=...)")
         self.eigenmode_basis = eigenmode_basis
         self.base_model = base_model
         self.direct_params: DirectParams | None = None
@@ -283,10 +288,6 @@ class SpectralNormativeModel(MapScoring):
         if not isinstance(eigenmode_basis, EigenmodeBasis):
             raise bad_value("eigenmode_basis", type(eigenmode_basis).__name__, "is not an EigenmodeBasis",
                             "pass snm.utils.gsp.EigenmodeBasis(eigenvalues, eigenvectors)")
-        if kwargs.get("likelihood", "Normal") != "Normal":  # query moments combine modes as Gaussians
-            raise bad_value("likelihood", kwargs["likelihood"], "is not available for spectral models, whose mode "
-                            "models stay Gaussian so that any query's distribution is known",
-                            "model regional measures with engine.regional.RegionalNormativeModel(likelihood=...)")
         base = DirectNormativeModel.from_dataframe(
             model_type, covariates_dataframe, "dummy_VOI", numerical_covariates, categorical_covariates,
             batch_covariates, nonlinear_covariates, influencing_mean, influencing_variance, spline_kwargs,
@@ -332,8 +333,7 @@ class SpectralNormativeModel(MapScoring):
                                       progress) -> SpectralPredictions:
         """Mode-level predictions for ``predict``/``iter_predict``: computed, or checked and truncated."""
         if sp is None:
-            return SpectralNormativeModel.compute_spectral_predictions(self, test_covariates, predict_without, k,
-                                                                       unseen_batch, progress)
+            return self._mode_predictions(test_covariates, predict_without, k, unseen_batch, progress)
         if sp.n_subjects != len(test_covariates):
             raise bad_value("spectral_predictions", f"{sp.n_subjects} subjects",
                             f"do not match the {len(test_covariates)} rows of test_covariates",
@@ -464,6 +464,11 @@ class SpectralNormativeModel(MapScoring):
         -------
         SpectralPredictions
         """
+        return self._mode_predictions(test_covariates, predict_without, n_modes, unseen_batch, progress)
+
+    def _mode_predictions(self, test_covariates: pd.DataFrame, predict_without=(), n_modes: int | None = None,
+                          unseen_batch: str = "error", progress: bool | None = None) -> SpectralPredictions:
+        """:meth:`compute_spectral_predictions` as the engine uses it internally (whatever a subclass returns)."""
         direct, cov = self._fitted()
         k = check_n_modes(n_modes, int(self.model_params["n_modes"]))
         without = list(predict_without or [])
@@ -674,9 +679,7 @@ class SpectralNormativeModel(MapScoring):
         self._fitted()
         Q, k = self._queries(encoded_query, n_modes)
         C = self._coeffs(spectral_coeff_data, "spectral_coeff_data", len(covariates_dataframe), k)
-        # the engine's own method, whatever a subclass returns from compute_spectral_predictions
-        sp = SpectralNormativeModel.compute_spectral_predictions(self, covariates_dataframe, predict_without, k,
-                                                                 unseen_batch)
+        sp = self._mode_predictions(covariates_dataframe, predict_without, k, unseen_batch)
         resid = (C - sp.mu) @ Q  # (n, q)
         n, q = resid.shape
         # S = D R D: regularize the correlation matrix R (unit diagonal, well scaled), not S,

@@ -116,8 +116,9 @@ class SpectralNormativeModel(StepwiseFitMixin, _NativeSpectral):
             return np.asarray(self._upstream.model_params["sparse_covariance_structure"], dtype=int).reshape(-1, 2)
         return self._fitted()[1].pairs
 
-    def _mode_predictions(self, test_covariates, predict_without, n_modes, unseen_batch, progress, model_params
-                          ) -> SpectralPredictions:
+    def _mode_predictions(self, test_covariates, predict_without=(), n_modes=None, unseen_batch="error",
+                          progress=None, model_params=None) -> SpectralPredictions:
+        """The engine's mode-level hook: the reference's parameters for converted models, else the engine's."""
         if model_params is not None and model_params is not self.model_params:
             if "direct_model_params" not in model_params:
                 raise bad_value("model_params", sorted(model_params), "are not parameters this model can use",
@@ -130,8 +131,8 @@ class SpectralNormativeModel(StepwiseFitMixin, _NativeSpectral):
         if self._upstream is not None:
             moments = self._upstream.spectral_moments(test_covariates, n_modes, predict_without or ())
             return SpectralPredictions(*moments)
-        return _NativeSpectral.compute_spectral_predictions(self, test_covariates, list(predict_without or ()),
-                                                            n_modes, unseen_batch, progress)
+        return _NativeSpectral._mode_predictions(self, test_covariates, list(predict_without or ()),
+                                                 n_modes, unseen_batch, progress)
 
     def compute_spectral_predictions(self, test_covariates: pd.DataFrame, predict_without=None,
                                      n_modes: int | None = None, unseen_batch: str = "error",
@@ -338,11 +339,12 @@ class SpectralNormativeModel(StepwiseFitMixin, _NativeSpectral):
             directory = nested
         if is_converted(directory):
             return cls.from_upstream(load_converted(directory))
-        native = load_spectral_model(directory)
+        native = load_spectral_model(directory, _NativeSpectral)
         model = cls(EigenmodeBasis(native.eigenmode_basis.eigenvalues, native.eigenmode_basis.eigenvectors,
                                    native.eigenmode_basis.mass_matrix, native.eigenmode_basis.provenance,
                                    native.eigenmode_basis.structures), DirectNormativeModel(native.spec))
         model.direct_params, model.covariance_params = native.direct_params, native.covariance_params
+        model.factor_params, model.residual_params = native.factor_params, native.residual_params
         model.model_params = native.model_params
         return model
 
