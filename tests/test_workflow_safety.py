@@ -77,8 +77,10 @@ def test_save_model_overwrite_replaces_only_a_saved_model(study, bundle_dir, tmp
         model.save_model(saved, overwrite=True)
     (saved / "notes.txt").unlink()
     model.save_model(saved, overwrite=True)  # a saved model is replaced
-    assert sorted(p.name for p in saved.iterdir()) == ["basis.npz", "manifest.json", "model.json", "params.npz",
-                                                        "spec.json"]
+    expected = ["basis.npz", "manifest.json", "model.json", "params.npz", "spec.json"]
+    if model.residual_params is not None:
+        expected.append("residual.npz")
+    assert sorted(p.name for p in saved.iterdir()) == sorted(expected)
 
 
 def test_basis_overwrite_replaces_only_a_basis_file(tmp_path):
