@@ -8,6 +8,8 @@ against the known truth of the synthetic process (planted patches, site counts, 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -20,6 +22,7 @@ from spectranorm_neuro.cli.bundle import load_bundle
 from spectranorm_neuro.io import encode_cohort, parse_bids_name, read_bids_cohort, vertex_queries
 
 from ._cli_data import FIT_ARGS, N_MODES, make_study, run_cli
+from ._validator import bids_errors
 
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
 
@@ -54,7 +57,7 @@ def _python_scores(bundle_path, cohort_root, predict_without=()):
 def _read_maps(out, subjects, desc, structure):
     arrays, intents = [], set()
     for sub in subjects:
-        path = out / sub / "anat" / f"{sub}_hemi-L_space-fsaverage_den-10k_desc-{desc}_thickness.func.gii"
+        path = out / sub / "anat" / f"{sub}_hemi-L_space-fsaverage_den-10k_desc-{desc}_thickness.shape.gii"
         img = nib.load(path)
         intents.add(nib.nifti1.intent_codes.niistring[img.darrays[0].intent])
         assert dict(img.meta)["AnatomicalStructurePrimary"] == "CortexLeft"
@@ -136,7 +139,7 @@ def test_apply_writes_bids_maps_equal_to_python_api(study, bundle_dir, tmp_path)
         got, intents = _read_maps(out, cohort.subjects, desc, structure)
         assert intents == {intent}
         np.testing.assert_array_equal(got, pred[key].astype(np.float32))
-    for path in out.rglob("*.func.gii"):
+    for path in out.rglob("*.shape.gii"):
         ents = parse_bids_name(path)
         assert (ents["hemi"], ents["space"], ents["den"], ents["suffix"]) == ("L", "fsaverage", "10k", "thickness")
         assert ents["desc"] in ("zscore", "centile", "mu", "sd")
@@ -153,7 +156,7 @@ def test_apply_writes_bids_maps_equal_to_python_api(study, bundle_dir, tmp_path)
     np.testing.assert_array_equal(summary["n_abs_z_gt_2"], (np.abs(z) > 2).sum(axis=1))
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative"
-    assert json.loads((out / "spectranorm_apply.json").read_text())["n_subjects"] == 12
+    assert json.loads(next(out.rglob("*_desc-zscore_thickness.json")).read_text())["Model"]["Command"].endswith("apply")
 
 
 def test_apply_from_table_and_zip_bundle_gives_the_same_maps(study, bundle_dir, tmp_path):
@@ -261,3 +264,29 @@ def test_sys_info_and_seeded_reproducibility(study, tmp_path):
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
     assert (outs[0] / "model_card.json").read_text() == (outs[1] / "model_card.json").read_text()
+
+
+def test_apply_and_harmonize_outputs_pass_the_bids_validator(study, bundle_dir, tmp_path):
+    # every dataset the commands read (written by the demo's writer) or write: 0 validator errors
+    for name in ("reference", "clinic"):
+        assert bids_errors(study.root / name) == [], name
+    apply_out, harm_out = tmp_path / "z", tmp_path / "harm"
+    assert run_cli(["apply", bundle_dir, study.root / "clinic", "--out", apply_out, "-q"])[0] == 0
+    assert run_cli(["harmonize", bundle_dir, study.root / "clinic", "--out", harm_out, "-q"])[0] == 0
+    for out in (apply_out, harm_out):
+        assert bids_errors(out) == [], out
+        assert not list(out.glob("spectranorm_*.json"))  # provenance is in the description and the sidecars
+        desc = json.loads((out / "dataset_description.json").read_text())
+        # the source, relative to the output: no local absolute path
+        assert desc["SourceDatasets"] == [{"URL": Path(os.path.relpath(study.root / "clinic", out)).as_posix()}]
+    side = json.loads(next(apply_out.rglob("*_desc-centile_thickness.json")).read_text())
+    assert side["Units"] == "percentile (0-100)" and side["Model"]["NModes"] == N_MODES
+    assert side["Model"]["Bundle"] == "bundle" and len(side["Model"]["ModelCardSHA256"]) == 64
+    harm_side = json.loads(next(harm_out.rglob("*_desc-harmonized_thickness.json")).read_text())
+    assert harm_side["Model"]["HarmonizedWithout"] == ["site"]
+    # harmonize carries the covariates along, so its output is a cohort the other commands read as it is
+    participants = pd.read_csv(harm_out / "participants.tsv", sep="\t", index_col=0)
+    expected = study.cohorts["clinic"].covariates
+    assert list(participants.index) == list(expected.index)
+    np.testing.assert_allclose(participants["age"], expected["age"])
+    assert json.loads((harm_out / "participants.json").read_text())["age"]["Units"] == "years"

@@ -13,6 +13,7 @@ from spectranorm_neuro.cli.demo import planted_check
 from spectranorm_neuro.io import parse_bids_name
 
 from ._cli_data import FIT_ARGS, leftovers, make_study, run_cli
+from ._validator import bids_errors
 
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
 
@@ -45,11 +46,13 @@ def test_demo_small_recovers_the_planted_deviations(tmp_path):
                 "data/reference/participants.tsv", "data/clinic/dataset_description.json",
                 "derivatives/group/desc-zscoresummary_thickness.tsv"):
         assert (out / rel).is_file(), rel
-    zmaps = sorted((out / "derivatives").rglob("*desc-zscore_thickness.func.gii"))
+    zmaps = sorted((out / "derivatives").rglob("*desc-zscore_thickness.shape.gii"))
     assert len(zmaps) == 20
     ents = parse_bids_name(zmaps[0])
     assert (ents["space"], ents["den"], ents["hemi"]) == ("fsaverage", "10k", "L")
     assert nib.nifti1.intent_codes.niistring[nib.load(zmaps[0]).darrays[0].intent] == "NIFTI_INTENT_ZSCORE"
+    for dataset in ("data/reference", "data/clinic", "derivatives"):  # 0 errors of the official validator
+        assert bids_errors(out / dataset) == [], dataset
     participants = pd.read_csv(out / "data" / "reference" / "participants.tsv", sep="\t")
     assert len(participants) == 150 and set(participants["site"]) == {"A", "B", "C"}
     html = (out / "report" / "index.html").read_text()
@@ -83,3 +86,4 @@ def test_report_command(tmp_path):
                                     "--max-subjects", "1"])
     assert code == 0, stderr
     assert (z / "report" / "index.html").is_file() and "report/index.html" in stdout
+    assert bids_errors(z) == []  # the report inside the derivatives is listed in .bidsignore

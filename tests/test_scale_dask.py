@@ -112,7 +112,7 @@ def _assemble(blocks, n_subj: int, n_q: int, keys=KEYS) -> dict[str, np.ndarray]
 
 def _gifti_tree(root) -> dict[str, np.ndarray]:
     return {str(p.relative_to(root)): np.asarray(nib.load(p).darrays[0].data)
-            for p in sorted(root.rglob("*.func.gii"))}
+            for p in sorted(root.rglob("*.shape.gii"))}
 
 
 # ---------------------------------------------------------------------------------------------- iter_predict

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
+import os
 import warnings
+from pathlib import Path
 
 import pandas as pd
 
-from .._version import __version__
 from ..exceptions import ExtrapolationWarning, InvalidInputError, bad_value
-from ..io import encode_cohort
+from ..io import encode_cohort, write_participants
 from ._common import Run, covariates_frame, load_cohort
 from ._output import check_destination, staged_directory
 from ._scoring import check_covariates, score, score_and_write
 from .bundle import ModelBundle, check_compatible, load_bundle, space_label
 
-__all__ = ["cmd_apply", "cmd_harmonize", "cmd_report", "prepare", "make_report"]
+__all__ = ["cmd_apply", "cmd_harmonize", "cmd_report", "prepare", "make_report", "map_metadata",
+           "source_datasets"]
 
 
 def prepare(run: Run, population: bool = False):
@@ -53,11 +54,46 @@ def _measure(run: Run, bundle: ModelBundle, cohort) -> str:
     return measure
 
 
-def _provenance(run: Run, bundle: ModelBundle, command: str, n_subjects: int, population: bool) -> str:
-    info = {"command": command, "bundle": str(run.args.bundle), "cohort": str(run.args.cohort),
-            "bundle_manifest_files": bundle.manifest.get("files", {}), "population": population,
-            "n_subjects": n_subjects, "package_version": __version__}
-    return json.dumps(info, indent=2) + "\n"
+def map_metadata(bundle: ModelBundle, command: str, population: bool = False,
+                 removed: list[str] | None = None) -> dict:
+    """What every map's JSON sidecar says about the model: which bundle (checksums), covariates, z.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    command : str
+        ``"apply"`` or ``"harmonize"``.
+    population : bool, optional
+        The norms were predicted without the batch covariates.
+    removed : list of str, optional
+        Covariates the harmonized maps are freed of.
+
+    Returns
+    -------
+    dict
+        ``{"Model": {...}}``: the bundle's folder name, package version, SHA-256 of the model card and
+        parameters, measure, number of modes, covariates and batch covariates, ``PredictedWithout``.
+    """
+    spec = bundle.model.spec
+    files = bundle.manifest.get("files", {})
+    model = {"Bundle": bundle.path.name, "Command": f"spectranorm-neuro {command}",
+             "PackageVersion": bundle.manifest.get("package_version"),
+             "ModelCardSHA256": files.get("model_card.json"), "ParametersSHA256": files.get("model/params.npz"),
+             "Measure": bundle.measure, "NModes": int(bundle.model.model_params["n_modes"]),
+             "Covariates": list(spec.covariate_names), "BatchCovariates": list(spec.batch_covariates),
+             "PredictedWithout": list(spec.batch_covariates) if population else []}
+    if removed is not None:
+        model["HarmonizedWithout"] = list(removed)
+    return {"Model": model}
+
+
+def source_datasets(cohort, out) -> list[dict[str, str]]:
+    """``SourceDatasets`` of a derivative written to ``out`` from the dataset ``cohort`` (path relative to ``out``)."""
+    try:
+        rel = os.path.relpath(os.path.abspath(cohort), os.path.abspath(out))
+    except ValueError:  # another drive (Windows)
+        rel = os.path.basename(os.path.abspath(cohort))
+    return [{"URL": Path(rel).as_posix()}]
 
 
 def make_report(out_dir, z, covariates, bundle: ModelBundle, coefficients, controls=None,
@@ -100,9 +136,9 @@ def cmd_apply(run: Run) -> int:
         # blocks of subjects are predicted and written by joblib tasks: memory stays bounded
         written, kept = score_and_write(stage, bundle.model, coeffs, covariates, cohort.subjects, measure,
                                         bundle.basis.structures, space, kinds=need, population=args.population,
-                                        keep=["zscore"] if args.report else [], progress=run.progress)
-        (stage / "spectranorm_apply.json").write_text(
-            _provenance(run, bundle, "apply", cohort.n_subjects, args.population))
+                                        keep=["zscore"] if args.report else [], progress=run.progress,
+                                        metadata=map_metadata(bundle, "apply", args.population),
+                                        source_datasets=source_datasets(args.cohort, args.out))
         if args.report:
             make_report(stage / "report", kept["zscore"], covariates, bundle, coeffs, controls, args.group_column,
                         args.max_subjects, progress=run.progress, n_jobs=run.n_jobs)
@@ -137,9 +173,11 @@ def cmd_harmonize(run: Run) -> int:
         # each block of subjects is harmonized and written by one joblib task (as apply does)
         score_and_write(stage, model, coeffs, covariates, cohort.subjects, measure, bundle.basis.structures,
                         space, kinds=("harmonized",), summary=False, n_jobs=run.n_jobs, progress=run.progress,
-                        harmonize_without=what)
-        (stage / "spectranorm_harmonize.json").write_text(
-            _provenance(run, bundle, "harmonize", cohort.n_subjects, False))
+                        harmonize_without=what, metadata=map_metadata(bundle, "harmonize", removed=what),
+                        source_datasets=source_datasets(args.cohort, args.out))
+        # the covariates go along, so the harmonized dataset can be fitted or applied as it is
+        write_participants(stage, covariates, cohort.metadata.get("participants_sidecar"),
+                           description="Participants of the harmonized maps, covariates as in the source dataset.")
     run.say(f"Wrote harmonized maps (without {', '.join(what)}) of {cohort.n_subjects} subjects into {args.out}")
     return 0
 

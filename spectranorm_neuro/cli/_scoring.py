@@ -282,6 +282,7 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
                     population: bool = False, summary: bool = True, keep: Sequence[str] = (),
                     Q: np.ndarray | None = None, block: int | None = None, n_jobs: int | None = None,
                     progress: bool = False, harmonize_without: Sequence[str] | None = None,
+                    metadata: dict | None = None, source_datasets: Sequence | None = None,
                     ) -> tuple[list[Path], dict[str, np.ndarray]]:
     """Score a cohort and write its maps block by block (what :func:`score` + :func:`write_maps` do together).
 
@@ -322,6 +323,10 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     harmonize_without : sequence of str, optional
         Covariates the ``"harmonized"`` maps are freed of (default: the batch covariates); each
         value keeps its centile, as in ``SpectralNormativeModel.harmonize``.
+    metadata : dict, optional
+        Keys added to every map's JSON sidecar (e.g. ``"Model"``, see ``io.map_sidecar``).
+    source_datasets : sequence, optional
+        ``SourceDatasets`` of ``dataset_description.json``.
 
     Returns
     -------
@@ -337,7 +342,7 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     subjects = _check_subjects(subjects, len(covariates))
     computed = list(dict.fromkeys([*kinds, *keep, *(["zscore"] if summary else [])]))
     Q = encoded_queries(model) if Q is None else Q
-    writer = DerivativesWriter(root)
+    writer = DerivativesWriter(root, source_datasets=source_datasets, metadata=metadata)
     n = len(covariates)
     kept = {kind: np.empty((n, Q.shape[1])) for kind in keep}
     written: dict[str, list[Path]] = {kind: [] for kind in kinds}
@@ -363,7 +368,8 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
 
 def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measure: str, structures,
                space: dict, summary: bool = True, progress: bool = False, n_jobs: int | None = None,
-               block: int | None = None) -> list:
+               block: int | None = None, metadata: dict | None = None, source_datasets: Sequence | None = None,
+               ) -> list:
     """Write maps as BIDS derivatives (GIFTI per hemisphere / NIfTI per volume) and the z summary TSV.
 
     Parameters
@@ -385,6 +391,8 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
         Workers over blocks of subjects (joblib semantics; None: joblib's default).
     block : int, optional
         Subjects per task; default :data:`WRITE_BLOCK`.
+    metadata, source_datasets : optional
+        See :func:`score_and_write`.
 
     Returns
     -------
@@ -393,7 +401,7 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
     """
     _check_writable(structures)
     block = _check_block(WRITE_BLOCK if block is None else block)
-    writer = DerivativesWriter(root)
+    writer = DerivativesWriter(root, source_datasets=source_datasets, metadata=metadata)
     n = next(iter(maps.values())).shape[0] if maps else len(subjects)
     subjects = _check_subjects(subjects, n)
     written: dict[str, list[Path]] = {kind: [] for kind in maps}

@@ -30,8 +30,16 @@ import pandas as pd
 from ..basis import EigenmodeBasis
 from ..datasets import DemoProcess, SyntheticCohort
 from ..graphs import fsaverage5_graph
-from ..io import build_bids_name, encode_cohort, read_bids_cohort, write_dataset_description, write_gifti
-from ..io._common import split_features
+from ..io import (
+    build_bids_name,
+    encode_cohort,
+    read_bids_cohort,
+    surface_extension,
+    write_dataset_description,
+    write_gifti,
+    write_participants,
+)
+from ..io._common import STRUCTURE_TO_HEMI, split_features
 from ._common import Run
 from ._fitting import fit_model
 from ._output import check_destination, staged_directory
@@ -78,16 +86,11 @@ _DESCRIPTIONS = {
 }
 
 
-def _sidecar(covariates: pd.DataFrame) -> dict:
-    """``participants.json``: descriptions, and the ``Levels`` present for the categorical columns."""
-    side = {k: dict(v) for k, v in _DESCRIPTIONS.items()}
-    for col in ("sex", "site", "group"):
-        side[col]["Levels"] = {str(v): str(v) for v in sorted(covariates[col].astype(str).unique())}
-    return side
-
-
 def write_bids_cohort(root: Path, cohort: SyntheticCohort, structures, name: str) -> None:
     """Write synthetic maps as a BIDS derivatives dataset (one ``.shape.gii`` per hemisphere and subject).
+
+    The dataset (``dataset_description.json``, ``README.md``, ``.bidsignore``, ``participants.tsv``
+    with its JSON, the maps) passes the BIDS validator.
 
     Parameters
     ----------
@@ -99,18 +102,25 @@ def write_bids_cohort(root: Path, cohort: SyntheticCohort, structures, name: str
     name : str
         ``Name`` of ``dataset_description.json``.
     """
-    write_dataset_description(root, name=name)
-    table = cohort.covariates.reset_index()
-    (root / "participants.tsv").write_text(table.to_csv(sep="\t", index=False, lineterminator="\n"))
-    (root / "participants.json").write_text(json.dumps(_sidecar(cohort.covariates), indent=2) + "\n")
-    hemis = {"CortexLeft": "L", "CortexRight": "R"}
+    write_dataset_description(root, name=name, readme=_README.format(name=name, measure=MEASURE))
+    write_participants(root, cohort.covariates, _DESCRIPTIONS, description=f"Participants of the {name}.")
     by_structure = split_features(cohort.maps, structures)
     lookup = {s.name: s for s in structures}
     for i, pid in enumerate(cohort.covariates.index):
         for sname, block in by_structure.items():
-            ents = {"sub": pid, "hemi": hemis[sname], **SPACE}
-            path = root / pid / "anat" / build_bids_name(ents, MEASURE, ".shape.gii")
+            ents = {"sub": pid, "hemi": STRUCTURE_TO_HEMI[sname], **SPACE}
+            path = root / pid / "anat" / build_bids_name(ents, MEASURE, surface_extension(MEASURE))
             write_gifti(block[i], path, lookup[sname], kind="NIFTI_INTENT_SHAPE", names=[MEASURE])
+
+
+_README = """# {name}
+
+Synthetic {measure} maps on fsaverage5 (`space-fsaverage_den-10k`, one GIFTI `.shape.gii` per hemisphere
+and subject, medial wall NaN) drawn by `spectranorm-neuro demo` from a known normative process: a smooth
+age trend, sex and site (A, B, C) effects and a covariate-dependent spread. Patients carry one planted
+focal deviation of -3 standard deviations. `participants.tsv` holds age (years), sex, site and group.
+`.bidsignore` lists the surface-derivative file patterns the released BIDS schema has no rule for.
+"""
 
 
 def planted_check(z: np.ndarray, core: np.ndarray, patients: np.ndarray) -> dict:
