@@ -290,3 +290,17 @@ def test_apply_and_harmonize_outputs_pass_the_bids_validator(study, bundle_dir, 
     assert list(participants.index) == list(expected.index)
     np.testing.assert_allclose(participants["age"], expected["age"])
     assert json.loads((harm_out / "participants.json").read_text())["age"]["Units"] == "years"
+
+
+def test_adapt_accepts_a_site_participants_json_does_not_declare(study, bundle_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "newsite"
+    shutil.copytree(study.root / "newsite", data)
+    side = json.loads((data / "participants.json").read_text())
+    side["site"]["Levels"] = {"A": "A", "B": "B", "C": "C"}  # the reference sites only, as a user would copy it
+    (data / "participants.json").write_text(json.dumps(side))
+    code, stdout, stderr = run_cli(["adapt", bundle_dir, data, "--out", tmp_path / "adapted"])
+    assert code == 0, stderr
+    assert "site: D" in stdout
+    assert "['D'], not among its declared Levels" in stderr and '"D": "D"' in stderr  # the exact edit

@@ -135,7 +135,7 @@ def test_bids_cohort_read_encode_and_write_zmaps_back(tmp_path, sulcal, medial, 
             "den": "10k",
             "desc": "zscore",
             "suffix": "thickness",
-            "extension": ".func.gii",
+            "extension": ".shape.gii",
         }
         assert (
             io.build_bids_name(
@@ -583,12 +583,14 @@ def test_multi_map_files_need_map_index(tmp_path):
     np.testing.assert_allclose(cohort.read(), stacks[:, 1].astype(np.float32))
 
 
-def test_participants_value_outside_declared_levels_is_an_error(tmp_path):
+def test_participants_value_outside_declared_levels_is_a_further_level(tmp_path):
+    # e.g. a new site to adapt a model to: kept (not turned into a missing value), with the exact edit
     from spectranorm_neuro.io.cohort import _typed_covariates
 
     frame = pd.DataFrame({"site": ["A", "B", "D"]}, index=["sub-1", "sub-2", "sub-3"])
     sidecar = {"site": {"Levels": {"A": "scanner A", "B": "scanner B"}}}
-    with pytest.raises(InvalidInputError, match=r"site=.*\['D'\].*participants\.json.*Fix: add \['D'\]"):
-        _typed_covariates(frame, sidecar, tmp_path / "participants.tsv")
+    with pytest.warns(SpectraNormWarning, match=r"participants\.json: column 'site' holds \['D'\].*add \"D\": \"D\""):
+        got = _typed_covariates(frame, sidecar, tmp_path / "participants.tsv")
+    assert list(got["site"]) == ["A", "B", "D"] and list(got["site"].cat.categories) == ["A", "B", "D"]
     ok = _typed_covariates(frame.iloc[:2], sidecar, tmp_path / "participants.tsv")
     assert list(ok["site"]) == ["A", "B"] and list(ok["site"].cat.categories) == ["A", "B"]

@@ -326,8 +326,8 @@ def _read_table(table: Any, argument: str) -> tuple[pd.DataFrame, Path | None]:
 def _typed_covariates(frame: pd.DataFrame, sidecar: dict | None, path: Path | None = None) -> pd.DataFrame:
     """Numbers become floats; columns with ``Levels`` in the JSON sidecar become categorical.
 
-    A value that is not among a column's declared ``Levels`` is an error (it would otherwise turn
-    silently into a missing value).
+    A value that is not among a column's declared ``Levels`` (e.g. a new site to adapt a model to)
+    becomes a further level, with a warning giving the edit that declares it.
     """
     out = frame.copy()
     for col in out.columns:
@@ -339,9 +339,11 @@ def _typed_covariates(frame: pd.DataFrame, sidecar: dict | None, path: Path | No
             unknown = sorted(set(values.dropna()) - set(declared))
             if unknown:
                 sidecar_path = path.with_suffix(".json") if path is not None else "participants.json"
-                raise bad_file(col, sidecar_path, f"declares Levels {declared} but participants.tsv holds "
-                               f"{unknown}", f"add {unknown} to the Levels of {col!r} in participants.json",
-                               InvalidInputError)
+                edit = ", ".join(f'"{u}": "{u}"' for u in unknown)
+                warnings.warn(f"{sidecar_path}: column {col!r} holds {unknown}, not among its declared Levels "
+                              f"{declared}; they are used as further levels (to declare them, add {edit} to "
+                              f'"{col}": {{"Levels": {{...}}}} in that file)', SpectraNormWarning, stacklevel=4)
+                declared = declared + unknown
             out[col] = pd.Categorical(values, categories=declared)
             continue
         try:
