@@ -14,7 +14,8 @@ same process:
 and prints each time and the ratio pybids / ours (the decision rule: adopt pybids for parsing and
 naming if it is not more than 2x slower). The folder is removed at the end.
 
-Run: ``python bench/bench_bids_index.py [--n-subjects 5000] [--repeats 3]``.
+Run: ``python bench/bench_bids_index.py [--n-subjects 5000] [--repeats 3]`` (needs ``pip install pybids``,
+which the package itself does not use). The figures and the decision are in ``spectranorm_neuro/io/bids.py``.
 """
 
 from __future__ import annotations
