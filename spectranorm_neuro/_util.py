@@ -20,6 +20,7 @@ import numpy as np
 from .exceptions import InvalidInputError, OutputExistsError, ShapeMismatchError, bad_value
 
 __all__ = [
+    "staging_directory",
     "as_finite_array",
     "check_n_modes",
     "atomic_path",
@@ -118,13 +119,38 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
-def _default_file_mode() -> int:
+def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return 0o666 & ~mask
+    return mask
 
 
-_FILE_MODE = _default_file_mode()
+_FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file
+_DIR_MODE = 0o777 & ~_umask()  # what mkdir() gives a new folder
+
+
+def staging_directory(destination: str | os.PathLike, suffix: str = ".tmp") -> Path:
+    """Make an empty hidden folder next to ``destination``, to be renamed onto it when complete.
+
+    Unlike :func:`tempfile.mkdtemp` (``drwx------``), the folder gets the mode any folder the user
+    makes has (``0o777`` minus the umask), so shared outputs (model bundles, derivatives) are as
+    readable as the user's other files.
+
+    Parameters
+    ----------
+    destination : path-like
+        The final folder (its parent is created if needed).
+    suffix : str, optional
+
+    Returns
+    -------
+    pathlib.Path
+    """
+    destination = Path(destination)
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=suffix, dir=destination.parent))
+    os.chmod(tmp, _DIR_MODE)
+    return tmp
 
 
 @contextlib.contextmanager

@@ -19,12 +19,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .._util import json_default, sha256_file, write_npz
+from .._util import json_default, sha256_file, staging_directory, write_npz
 from .._version import __version__
 from ..basis import EigenmodeBasis
 from ..exceptions import (
@@ -120,9 +119,7 @@ def _prepare(directory, overwrite: bool) -> tuple[Path, Path]:
         if any(directory.iterdir()) and not overwrite:
             raise bad_value("directory", str(directory), "is not empty",
                             "pass a new or empty directory, or overwrite=True", OutputExistsError)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", suffix=".tmp", dir=directory.parent))
-    return directory, tmp
+    return directory, staging_directory(directory)
 
 
 def _commit(tmp: Path, directory: Path) -> None:
