@@ -18,13 +18,14 @@ PACKAGE_ROOT = Path(spectranorm_neuro.__file__).parent
 
 # Rank of each top-level part of the package: a module may import only parts of lower or equal rank.
 LAYERS = {
-    "exceptions": 0, "_util": 0, "_version": 0, "__init__": 0,
+    "exceptions": 0, "_util": 0, "_version": 0, "_manifest": 0, "__init__": 0,
     "graphs": 1,
     "basis": 2,
     "engine": 3,
     "snm": 4, "io": 4, "datasets": 4,
-    "report": 5,
-    "cli": 6,
+    "workflow": 5,
+    "report": 6,
+    "cli": 7,
 }
 
 
