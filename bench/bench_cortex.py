@@ -11,7 +11,8 @@ and its joblib workers, sampled every 50 ms):
    site on the variance; 200 mode pairs) on the 5000 subjects;
 4. **apply** — the 1000 new subjects' maps read and encoded, vertex-level z-score and centile maps
    of all of them predicted block by block and written as GIFTI (4000 ``.func.gii`` files) plus the
-   z summary table (``cli._scoring.score_and_write``: one joblib task per block of 64 subjects).
+   z summary table (``workflow.score_and_write``: blocks of 64 subjects from ``iter_predict``, each
+   written as it arrives).
 
 The synthetic cohorts come from the demo's known normative process
 (:class:`spectranorm_neuro.datasets.DemoProcess`) and are written to a temporary folder before the
@@ -47,7 +48,6 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 from spectranorm_neuro import snm
 from spectranorm_neuro.basis import EigenmodeBasis
-from spectranorm_neuro.cli._scoring import encoded_queries, score_and_write
 from spectranorm_neuro.datasets import DemoProcess
 from spectranorm_neuro.graphs import fsaverage5_graph
 from spectranorm_neuro.io import (
@@ -58,6 +58,7 @@ from spectranorm_neuro.io import (
     write_dataset_description,
     write_gifti,
 )
+from spectranorm_neuro.workflow import encoded_queries, score_and_write
 
 SITES = ("A", "B", "C")
 SPACE = {"space": "fsaverage", "den": "10k"}

@@ -2,7 +2,7 @@
 
 Layers, each importing only from those before it::
 
-    graphs  ->  basis  ->  engine  ->  io  ->  report, cli
+    graphs  ->  basis  ->  engine  ->  io  ->  workflow  ->  report, cli
 
 ``spectranorm_neuro.snm`` is the facade compatible with the SpectraNorm tutorials
 (``from spectranorm_neuro import snm``).

@@ -33,6 +33,10 @@ __all__ = [
     "check_random_state",
     "json_default",
     "write_npz",
+    "check_n_jobs",
+    "check_positive_int",
+    "run_tasks",
+    "replace_folder",
 ]
 
 
@@ -283,3 +287,123 @@ def write_npz(file, arrays: dict[str, np.ndarray]) -> None:
             info.external_attr = 0o644 << 16
             with zf.open(info, mode="w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+
+
+def check_n_jobs(n_jobs: Any, argument: str = "n_jobs") -> int | None:
+    """Validate an ``n_jobs`` argument (joblib semantics): a non-zero integer, or None.
+
+    ``1`` runs in this process, ``k > 1`` uses ``k`` workers, ``-1`` every core (``-2`` all but
+    one, ...), ``None`` joblib's default (1, unless ``joblib.parallel_config(n_jobs=...)`` set it).
+
+    Returns
+    -------
+    int or None
+    """
+    if n_jobs is None:
+        return None
+    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0:
+        raise bad_value(argument, n_jobs, "is not a non-zero integer",
+                        "pass 1 (serial), a number of workers, -1 (all cores) or None (joblib's default)")
+    return int(n_jobs)
+
+
+def check_positive_int(value: Any, argument: str, example: int = 1) -> int:
+    """Validate a count (block sizes, subjects shown, ...): an integer >= 1.
+
+    Returns
+    -------
+    int
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise bad_value(argument, value, "is not a positive integer", f"pass e.g. {argument}={example}")
+    return int(value)
+
+
+def _pinned_task(func, args: tuple):
+    with blas_threads(1):
+        return func(*args)
+
+
+def run_tasks(func, arguments, n_jobs: int | None = None, *, total: int | None = None, progress: bool | None = False,
+              desc: str = "", unit: str = "task", weights=None):
+    """The package's one parallel runner: yield ``func(*args)`` for each tuple of ``arguments``, in order.
+
+    Every task runs with BLAS on one thread, so results do not depend on ``n_jobs`` or on the
+    joblib backend. With one effective worker the tasks run in this process; otherwise through
+    :class:`joblib.Parallel` with whatever backend ``joblib.parallel_config`` selected (loky,
+    threading, dask, ...), in waves of twice the number of workers, so at most that many results
+    wait in memory for the consumer.
+
+    Parameters
+    ----------
+    func : callable
+    arguments : iterable of tuple
+        Arguments of each task (consumed lazily, one wave at a time).
+    n_jobs : int or None, optional
+        Workers, joblib semantics (None: joblib's default, 1 unless ``parallel_config`` sets it).
+    total : int, optional
+        Total progress units (default: unknown).
+    progress : bool or None, optional
+        Show a tqdm bar (None: only on a terminal).
+    desc, unit : str, optional
+        Progress bar labels.
+    weights : iterable of int, optional
+        Progress units of each task (default 1 each).
+
+    Yields
+    ------
+    object
+        ``func(*args)`` in the order of ``arguments``.
+    """
+    import itertools
+
+    from joblib import Parallel, delayed, effective_n_jobs
+    from tqdm.auto import tqdm
+
+    n_jobs = check_n_jobs(n_jobs)
+    arguments = iter(arguments)
+    weights = itertools.repeat(1) if weights is None else iter(weights)
+    disable = None if progress is None else not progress
+    with tqdm(total=total, desc=desc, unit=unit, disable=disable) as bar:
+        workers = effective_n_jobs(n_jobs)
+        if workers == 1:
+            for args in arguments:
+                result = _pinned_task(func, args)
+                bar.update(next(weights))
+                yield result
+            return
+        with Parallel(n_jobs=n_jobs, return_as="generator") as parallel:
+            while True:
+                wave = list(itertools.islice(arguments, 2 * workers))
+                if not wave:
+                    return
+                for result in parallel(delayed(_pinned_task)(func, args) for args in wave):
+                    bar.update(next(weights))
+                    yield result
+
+
+def replace_folder(staged: str | os.PathLike, dest: str | os.PathLike, trash: str | os.PathLike) -> None:
+    """Put the complete folder ``staged`` in place of ``dest`` with renames (same file system).
+
+    ``dest`` (if any) is first renamed to ``trash``, then ``staged`` to ``dest``, then ``trash``
+    is deleted; at every moment ``dest`` is absent, the previous folder or the new one, never a
+    mix (a killed run leaves ``trash``, which the next run restores or removes).
+
+    Parameters
+    ----------
+    staged : path-like
+        Fully written folder (a sibling of ``dest``).
+    dest : path-like
+        Destination (an existing folder is replaced as a whole).
+    trash : path-like
+        Sibling name the previous folder is moved to while the new one is put in place.
+    """
+    import shutil
+
+    staged, dest, trash = Path(staged), Path(dest), Path(trash)
+    if dest.is_dir() and not dest.is_symlink():
+        os.rename(dest, trash)
+        os.rename(staged, dest)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(staged, dest)

@@ -15,6 +15,7 @@ from typing import Any
 __all__ = [
     "SpectraNormError",
     "InvalidInputError",
+    "UsageError",
     "ShapeMismatchError",
     "UnseenCategoryError",
     "GraphError",
@@ -25,6 +26,7 @@ __all__ = [
     "FormatVersionError",
     "IncompatibleModelError",
     "OutputExistsError",
+    "OutputWriteError",
     "NotFittedError",
     "SpectraNormWarning",
     "ConvergenceWarning",
@@ -39,6 +41,10 @@ class SpectraNormError(Exception):
 
 class InvalidInputError(SpectraNormError, ValueError):
     """An argument has a value the function cannot use."""
+
+
+class UsageError(InvalidInputError):
+    """Arguments that cannot work together (a missing option that another needs); the command line exits 2."""
 
 
 class ShapeMismatchError(InvalidInputError):
@@ -79,6 +85,10 @@ class IncompatibleModelError(SpectraNormError, ValueError):
 
 class OutputExistsError(SpectraNormError, FileExistsError):
     """An output file already exists and overwriting was not requested."""
+
+
+class OutputWriteError(SpectraNormError, OSError):
+    """An output cannot be written (disk full, permission denied, read-only file system)."""
 
 
 class NotFittedError(SpectraNormError, RuntimeError):

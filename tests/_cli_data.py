@@ -21,9 +21,9 @@ import pandas as pd
 
 from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.cli import main
-from spectranorm_neuro.cli.demo import write_bids_cohort
 from spectranorm_neuro.datasets import DemoProcess, SyntheticCohort
 from spectranorm_neuro.graphs import fsaverage5_graph
+from spectranorm_neuro.workflow.demo import write_bids_cohort
 
 N_MODES = 20
 FIT_ARGS = ["--measure", "thickness", "--numerical", "age", "--nonlinear", "age", "--categorical", "sex", "site",

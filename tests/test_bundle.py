@@ -12,15 +12,6 @@ import pandas as pd
 import pytest
 
 from spectranorm_neuro.basis import EigenmodeBasis
-from spectranorm_neuro.cli.bundle import (
-    BUNDLE_FORMAT,
-    BUNDLE_FORMAT_VERSION,
-    check_compatible,
-    load_bundle,
-    save_bundle,
-    space_label,
-)
-from spectranorm_neuro.cli.card import basis_space, build_model_card, format_card, record_adaptation
 from spectranorm_neuro.exceptions import (
     ChecksumError,
     FileFormatError,
@@ -31,6 +22,18 @@ from spectranorm_neuro.exceptions import (
 )
 from spectranorm_neuro.graphs import Structure, lattice_graph
 from spectranorm_neuro.snm import SpectralNormativeModel
+from spectranorm_neuro.workflow import (
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_VERSION,
+    basis_space,
+    build_model_card,
+    check_compatible,
+    format_card,
+    load_bundle,
+    record_adaptation,
+    save_bundle,
+    space_label,
+)
 
 
 @pytest.fixture(scope="module")

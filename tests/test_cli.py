@@ -18,8 +18,8 @@ import pytest
 from scipy import stats
 
 from spectranorm_neuro.cli import main
-from spectranorm_neuro.cli.bundle import load_bundle
 from spectranorm_neuro.io import encode_cohort, parse_bids_name, read_bids_cohort, vertex_queries
+from spectranorm_neuro.workflow import load_bundle
 
 from ._cli_data import FIT_ARGS, N_MODES, make_study, run_cli
 from ._validator import bids_errors

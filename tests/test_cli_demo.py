@@ -9,8 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectranorm_neuro.cli.demo import planted_check
 from spectranorm_neuro.io import parse_bids_name
+from spectranorm_neuro.workflow.demo import planted_check
 
 from ._cli_data import FIT_ARGS, leftovers, make_study, run_cli
 from ._validator import bids_errors

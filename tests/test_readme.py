@@ -66,3 +66,18 @@ def test_ci_installs_and_tests_as_the_readme_says():
     assert install.startswith("python -m pip install .")
     for command in tests.split("&&"):
         assert command.strip() in ci, command
+
+
+@pytest.mark.slow
+def test_python_workflow_runs(tmp_path, monkeypatch, capsys):
+    (code,) = _blocks(_section("Python workflow"), "python")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md#python-workflow", "exec"), namespace)
+    assert "Held-out metrics (" in capsys.readouterr().out  # describe() printed the card, with --holdout metrics
+    result = namespace["result"]
+    assert result.n_subjects == 12 and (tmp_path / "zmaps" / ".spectranorm_output.json").is_file()
+    assert len(list((tmp_path / "zmaps").rglob("*_desc-zscore_thickness.*.gii"))) == 12
+    assert namespace["adapted"].card["adaptations"][0]["levels"] == {"site": ["D"]}
+    assert (tmp_path / "report" / "index.html").is_file()
+    assert len(list((tmp_path / "harmonized").rglob("*_desc-harmonized_thickness.*.gii"))) == 12

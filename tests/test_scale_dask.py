@@ -25,9 +25,9 @@ from joblib import parallel_config
 
 from spectranorm_neuro import io, snm
 from spectranorm_neuro.basis import EigenmodeBasis
-from spectranorm_neuro.cli import _scoring
 from spectranorm_neuro.engine import spectral
 from spectranorm_neuro.exceptions import InvalidInputError, ShapeMismatchError
+from spectranorm_neuro.workflow import scoring as _scoring
 
 from ._cli_data import FIT_ARGS, make_study, run_cli
 from ._synth import lattice_basis, lattice_cohort

@@ -95,7 +95,7 @@ def test_cortical_surface_tutorial(tmp_path):
 
 @pytest.mark.slow
 def test_shared_model_tutorial(tmp_path):
-    from spectranorm_neuro.cli.bundle import load_bundle
+    from spectranorm_neuro.workflow import load_bundle
 
     out = run_tutorial(next(p for p in TUTORIALS if p.name.startswith("04_")), tmp_path)
     assert {p.name for p in tmp_path.glob("*.png")} == {"01_adaptation.png"}

@@ -31,12 +31,18 @@ import numpy as np
 
 from spectranorm_neuro import snm
 from spectranorm_neuro.basis import EigenmodeBasis
-from spectranorm_neuro.cli.bundle import check_compatible, load_bundle, save_bundle
-from spectranorm_neuro.cli.card import build_model_card, format_card, record_adaptation
 from spectranorm_neuro.datasets import DemoProcess
 from spectranorm_neuro.exceptions import UnseenCategoryError
 from spectranorm_neuro.graphs import fsaverage5_graph
 from spectranorm_neuro.io import DerivativesWriter, parse_bids_name, vertex_queries
+from spectranorm_neuro.workflow import (
+    build_model_card,
+    check_compatible,
+    format_card,
+    load_bundle,
+    record_adaptation,
+    save_bundle,
+)
 
 FAST = os.environ.get("SPECTRANORM_TUTORIAL_FAST") == "1"
 N_MODES = 60 if FAST else 200  # modes over both hemispheres

@@ -1,4 +1,4 @@
-"""Shared pieces of the commands: the run context, common options, reading cohorts from the command line."""
+"""Shared pieces of the commands: the run context, common options, cohort options parsed into ``workflow`` calls."""
 
 from __future__ import annotations
 
@@ -8,19 +8,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pandas as pd
+from .. import workflow
+from ..exceptions import UsageError
+from ..io import Cohort
 
-from ..exceptions import FileFormatError, IncompatibleModelError, InvalidInputError, bad_value
-from ..io import Cohort, normalize_entities, parse_bids_name, read_bids_cohort, read_table_cohort
-from .bundle import space_label
-
-__all__ = ["UsageError", "Run", "common_options", "cohort_options", "load_cohort", "files_space",
-           "bids_spaces", "parse_select", "covariates_frame"]
+__all__ = ["UsageError", "Run", "common_options", "cohort_options", "load_cohort", "parse_select", "parse_pair",
+           "n_jobs_option"]
 
 
-class UsageError(Exception):
-    """A command line that cannot work (exit code 2), e.g. a missing option that depends on another."""
+def n_jobs_option(text: str) -> int:
+    """``--n-jobs`` value: a non-zero integer (joblib semantics); anything else is a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError("0 workers cannot run anything: pass 1 (serial), N workers or -1 (all "
+                                         "cores)")
+    return value
 
 
 @dataclass
@@ -76,7 +81,7 @@ def common_options() -> argparse.ArgumentParser:
     """Parent parser with the options every command accepts."""
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("common options")
-    group.add_argument("--n-jobs", type=int, default=1, metavar="N",
+    group.add_argument("--n-jobs", type=n_jobs_option, default=1, metavar="N",
                        help="parallel workers (joblib; -1 = all cores; results do not depend on it). Default 1")
     group.add_argument("--seed", type=int, default=0, help="seed of every random step. Default 0")
     group.add_argument("--overwrite", action="store_true", help="replace existing output files")
@@ -120,6 +125,16 @@ def parse_select(items: list[str]) -> list[tuple[str, str]]:
     return out
 
 
+def parse_pair(text: str | None, option: str) -> tuple[str, str] | None:
+    """Parse a ``COLUMN=VALUE`` option value (None when not given)."""
+    if not text:
+        return None
+    column, sep, value = str(text).partition("=")
+    if not sep or not column:
+        raise UsageError(f"{option} {text!r}: expected COLUMN=VALUE, e.g. {option} group=control")
+    return column.strip(), value.strip()
+
+
 def _file_columns(text: str | None) -> Any:
     if not text:
         return None
@@ -134,136 +149,10 @@ def _file_columns(text: str | None) -> Any:
     return out
 
 
-def _space_of(entities: dict) -> dict[str, str]:
-    return {k: entities[k] for k in ("space", "den", "res") if entities.get(k)}
-
-
-def bids_spaces(root: Path, measure: str) -> set[tuple[tuple[str, str], ...]]:
-    """Distinct template entities (space/den/res) of the maps of ``measure`` under ``root/sub-*``."""
-    found = set()
-    for sub in root.glob("sub-*"):
-        for path in sub.rglob(f"*_{measure}.*"):
-            try:
-                ents = parse_bids_name(path)
-            except (FileFormatError, InvalidInputError):
-                continue
-            if ents.get("suffix") == measure:
-                found.add(tuple(sorted(_space_of(ents).items())))
-    return found
-
-
-def files_space(paths) -> dict[str, str]:
-    """Template entities shared by every file name (``{}`` when names carry none or disagree)."""
-    spaces = set()
-    for p in paths:
-        try:
-            spaces.add(tuple(sorted(_space_of(parse_bids_name(p)).items())))
-        except (FileFormatError, InvalidInputError):
-            spaces.add(())
-    return dict(next(iter(spaces))) if len(spaces) == 1 else {}
-
-
-def _requested_space(args) -> dict[str, str]:
-    ents = {k: getattr(args, k, None) for k in ("space", "den")}
-    return _space_of(normalize_entities({k: v for k, v in ents.items() if v}))
-
-
-def _check_requested(requested: dict, want: dict, root: Path) -> None:
-    clash = {k: v for k, v in requested.items() if k in want and v != want[k]}
-    if clash:
-        raise bad_value("--space", space_label(requested),
-                        f"differs from the bundle's template space {space_label(want)}",
-                        f"apply this bundle to maps in {space_label(want)} (resample yours), or use a bundle "
-                        f"fitted in {space_label(requested)}", IncompatibleModelError)
-
-
-def _apply_select(cohort: Cohort, select: list[tuple[str, str]]) -> Cohort:
-    if not select:
-        return cohort
-    keep = np.ones(cohort.n_subjects, dtype=bool)
-    for column, value in select:
-        if column not in cohort.covariates.columns:
-            raise bad_value("--select", f"{column}={value}", f"names no covariate column of the cohort "
-                            f"({list(cohort.covariates.columns)})", "select on an existing column")
-        keep &= cohort.covariates[column].astype(str).to_numpy() == value
-    if not keep.any():
-        raise bad_value("--select", [f"{c}={v}" for c, v in select], "keeps no subject",
-                        "check the column values (compared as text)")
-    return cohort.subset(np.flatnonzero(keep))
-
-
-def load_cohort(run: Run, basis, bundle_space: dict | None = None,
-                measure: str | None = None) -> tuple[Cohort, dict[str, str]]:
-    """Read the cohort named on the command line onto ``basis``.
-
-    Parameters
-    ----------
-    run : Run
-    basis : EigenmodeBasis
-        The maps are read onto its structures (vertex counts, hemispheres and masks are checked).
-    bundle_space : dict, optional
-        Template entities of the bundle the data are for: maps in another space are refused.
-    measure : str, optional
-        Default measure (the bundle's) when ``--measure`` is not given.
-
-    Returns
-    -------
-    cohort : Cohort
-        Subjects in table order, after ``--select``.
-    space : dict of str to str
-        Template entities of the maps (``{}`` when unknown).
-    """
+def load_cohort(run: Run, basis, bundle=None) -> tuple[Cohort, dict[str, str]]:
+    """Read the cohort named on the command line onto ``basis`` (``workflow.load_cohort``)."""
     args = run.args
-    source = Path(args.cohort)
-    if not source.exists():
-        raise bad_value("cohort", str(source), "does not exist",
-                        "pass a BIDS derivatives folder or a CSV/TSV table of map files and covariates",
-                        FileFormatError)
-    requested = _requested_space(args)
-    if bundle_space:
-        _check_requested(requested, bundle_space, source)
-    select = parse_select(args.select)
-    if source.is_dir():
-        measure = args.measure or measure
-        if not measure:
-            raise UsageError("--measure is required for a BIDS folder (the BIDS suffix of the maps, e.g. thickness)")
-        space = dict(requested)
-        if bundle_space and not requested:
-            found = bids_spaces(source, measure)
-            wanted = tuple(sorted(bundle_space.items()))
-            labelled = {s for s in found if s}
-            if wanted in found:
-                space = dict(bundle_space)
-            elif labelled and not (found - labelled):
-                listing = ", ".join(sorted(space_label(dict(s)) for s in labelled))
-                raise bad_value("cohort", str(source), f"holds {measure} maps in {listing} but the bundle was fitted "
-                                f"in {space_label(bundle_space)}",
-                                f"resample the maps to {space_label(bundle_space)}, or use a bundle fitted in "
-                                "their space", IncompatibleModelError)
-        cohort = read_bids_cohort(source, measure, basis=basis, participants=args.participants,
-                                  space=space.get("space"), den=space.get("den"), desc=args.desc,
-                                  session=args.session, missing=args.missing)
-        if not space:
-            space = files_space(cohort.files.to_numpy().ravel())
-    else:
-        if args.participants is not None:
-            raise UsageError("--participants is for BIDS folders; a CSV/TSV cohort holds the covariates itself")
-        cohort = read_table_cohort(source, basis=basis, file_columns=_file_columns(args.file_columns))
-        space = files_space(cohort.files.to_numpy().ravel()) or dict(requested)
-        if bundle_space and space:
-            clash = {k: v for k, v in space.items() if k in bundle_space and v != bundle_space[k]}
-            if clash:
-                raise bad_value("cohort", str(source), f"lists maps in {space_label(space)} but the bundle was "
-                                f"fitted in {space_label(bundle_space)}",
-                                f"resample the maps to {space_label(bundle_space)}", IncompatibleModelError)
-    cohort = _apply_select(cohort, select)
-    return cohort, space
-
-
-def covariates_frame(cohort: Cohort) -> pd.DataFrame:
-    """The cohort's covariates with categorical columns as plain strings (what the engine expects)."""
-    frame = cohort.covariates.copy()
-    for col in frame.columns:
-        if isinstance(frame[col].dtype, pd.CategoricalDtype):
-            frame[col] = frame[col].astype(str).where(frame[col].notna(), None)
-    return frame
+    return workflow.load_cohort(args.cohort, basis, bundle=bundle, measure=args.measure,
+                                participants=args.participants, space=args.space, den=args.den, desc=args.desc,
+                                session=args.session, file_columns=_file_columns(args.file_columns),
+                                missing=args.missing, select=parse_select(args.select))

@@ -12,15 +12,21 @@ import numpy as np
 
 from .._version import __version__
 from ..basis import EigenmodeBasis
-from ..exceptions import InvalidInputError, bad_value
-from ..io import encode_cohort, normalize_entities
-from ._common import Run, UsageError, covariates_frame, load_cohort
-from ._fitting import fit_model
-from ._output import check_destination
-from .bundle import check_compatible, load_bundle, save_bundle, space_label
-from .card import basis_space, build_model_card, format_card, record_adaptation
+from ..exceptions import InvalidInputError, OutputExistsError, bad_value
+from ..io import normalize_entities
+from ..workflow import (
+    ModelBundle,
+    adapt_bundle,
+    basis_space,
+    check_bundle_target,
+    check_fit_options,
+    fit_bundle,
+    space_label,
+)
+from ..workflow.output import os_errors
+from ._common import Run, UsageError, load_cohort
 
-__all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info", "make_basis"]
+__all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info", "make_basis", "load_basis"]
 
 
 def _graph_from_args(args):
@@ -66,16 +72,21 @@ def make_basis(args) -> EigenmodeBasis:
 def cmd_basis(run: Run) -> int:
     """``spectranorm-neuro basis``: compute an eigenmode basis and save it."""
     args = run.args
-    check_destination(args.out, run.overwrite)
+    out = Path(args.out)
+    if out.exists() and not run.overwrite:
+        raise bad_value("--out", str(out), "already exists", "choose another output path or pass --overwrite",
+                        OutputExistsError)
     basis = make_basis(args)
-    basis.save(args.out, overwrite=run.overwrite)
+    with os_errors(out, "--out"):
+        basis.save(out, overwrite=run.overwrite)
     space = space_label(basis_space(basis))
     run.say(f"Wrote {args.out}: {basis.n_modes} modes ({basis.provenance.get('laplacian')}) over "
             f"{basis.n_features} features ({', '.join(s.name for s in basis.structures)}), space {space}")
     return 0
 
 
-def _load_basis(path: Path) -> EigenmodeBasis:
+def load_basis(path: Path) -> EigenmodeBasis:
+    """Read the ``--basis`` file (errors name ``--basis``)."""
     if not Path(path).exists():
         raise bad_value("--basis", str(path), "does not exist",
                         "compute one with `spectranorm-neuro basis ... --out basis.npz`", InvalidInputError)
@@ -85,103 +96,48 @@ def _load_basis(path: Path) -> EigenmodeBasis:
 def cmd_fit(run: Run) -> int:
     """``spectranorm-neuro fit``: cohort + basis -> model bundle."""
     args = run.args
-    if not args.numerical and not args.categorical:
-        raise UsageError("name the covariates with --numerical and/or --categorical (e.g. --numerical age "
-                         "--categorical sex site --batch site)")
-    for opt, names, pool in (("--batch", args.batch, args.categorical), ("--nonlinear", args.nonlinear,
-                                                                          args.numerical)):
-        extra = [n for n in names if n not in pool]
-        if extra:
-            kind = "--categorical" if opt == "--batch" else "--numerical"
-            raise UsageError(f"{opt} {' '.join(extra)}: also list them under {kind}")
-    check_destination(args.out, run.overwrite)
-    basis = _load_basis(args.basis)
-    cohort, files_space = load_cohort(run, basis)
-    space = files_space or basis_space(basis)
-    covariates = covariates_frame(cohort)
-    run.say(f"Encoding {cohort.n_subjects} maps on {basis.n_modes} modes ...")
-    coeffs = encode_cohort(cohort, basis, n_jobs=run.n_jobs, progress=run.progress)
-    run.say(f"Fitting the normative model ({args.model_type}, {args.n_modes if args.n_modes > 0 else basis.n_modes} "
-            "modes) ...")
-    result = fit_model(basis, coeffs, covariates, numerical=args.numerical, categorical=args.categorical,
-                       batch=args.batch, nonlinear=args.nonlinear, mean=args.mean, variance=args.variance,
-                       model_type=args.model_type, n_modes=args.n_modes,
-                       covariance_structure=args.covariance_structure, inference=args.inference,
-                       holdout=args.holdout, seed=run.seed, n_jobs=run.n_jobs, progress=run.progress)
-    card = build_model_card(result.model, covariates.loc[result.train], measure=args.measure or _measure(cohort),
-                            space=space, seed=run.seed, holdout=args.holdout, metrics=result.metrics,
-                            source=str(args.cohort))
-    save_bundle(result.model, args.out, card, overwrite=run.overwrite)
-    run.say(f"Wrote the model bundle {args.out} (trained on {int(result.train.sum())} subjects"
-            + (f", {int((~result.train).sum())} held out" if result.metrics else "") + ")")
-    if result.metrics:
-        m = result.metrics
-        run.say(f"Held-out calibration: mean z {m['z_mean']:.3f}, sd z {m['z_sd']:.3f}, "
-                f"|z| > 1.96 in {100 * m['fraction_abs_z_gt_1.96']:.1f}% (5% expected)")
+    check_fit_options(args.numerical, args.categorical, args.batch, args.nonlinear, args.holdout)
+    check_bundle_target(args.out, run.overwrite)
+    basis = load_basis(args.basis)
+    cohort, space = load_cohort(run, basis)
+    bundle = fit_bundle(cohort, basis, args.out, numerical=args.numerical, categorical=args.categorical,
+                        batch=args.batch, nonlinear=args.nonlinear, mean=args.mean, variance=args.variance,
+                        model_type=args.model_type, n_modes=args.n_modes,
+                        covariance_structure=args.covariance_structure, inference=args.inference,
+                        holdout=args.holdout, measure=args.measure, space=space, seed=run.seed, n_jobs=run.n_jobs,
+                        progress=run.progress, overwrite=run.overwrite, say=run.say)
+    held = bundle.card["metrics"]["held_out"]
+    run.say(f"Wrote the model bundle {args.out} (trained on {bundle.card['training']['n_subjects']} subjects"
+            + (f", {held['n_subjects']} held out" if held else "") + ")")
+    if held:
+        run.say(f"Held-out calibration: mean z {held['z_mean']:.3f}, sd z {held['z_sd']:.3f}, "
+                f"|z| > 1.96 in {100 * held['fraction_abs_z_gt_1.96']:.1f}% (5% expected)")
     return 0
-
-
-def _measure(cohort) -> str | None:
-    return cohort.metadata.get("measure")
 
 
 def cmd_adapt(run: Run) -> int:
     """``spectranorm-neuro adapt``: learn new sites' effects from their controls -> new bundle."""
     args = run.args
-    check_destination(args.out, run.overwrite)
     if Path(args.out).resolve() == Path(args.bundle).resolve():
         raise UsageError("--out must differ from the input bundle (write the adapted bundle next to it)")
-    bundle = load_bundle(args.bundle)
-    model = bundle.model
-    if not model.spec.batch_covariates:
-        raise bad_value("bundle", str(args.bundle), "has no batch (site) covariate, so there is nothing to adapt",
-                        "apply it directly, or fit a model with --batch site", InvalidInputError)
-    cohort, space = load_cohort(run, bundle.basis, bundle.space, bundle.measure)
-    check_compatible(bundle, cohort.structures, space, "cohort")
-    covariates = covariates_frame(cohort)
-    _check_new_levels(model, covariates, str(args.cohort))
-    coeffs = encode_cohort(cohort, bundle.basis, n_jobs=run.n_jobs, progress=run.progress)
-    before = {c.name: set(c.adapted or []) for c in model.spec.covariates}
-    model.adapt_fit(coeffs, covariates)
-    added = {c.name: sorted(set(c.adapted or []) - before.get(c.name, set())) for c in model.spec.covariates
-             if set(c.adapted or []) - before.get(c.name, set())}
-    card = record_adaptation(bundle.card, added, cohort.n_subjects, str(args.cohort))
-    save_bundle(model, args.out, card, overwrite=run.overwrite)
-    levels = "; ".join(f"{k}: {', '.join(v)}" for k, v in added.items())
+    check_bundle_target(args.out, run.overwrite)
+    bundle = ModelBundle.load(args.bundle)
+    cohort, space = load_cohort(run, bundle.basis, bundle)
+    adapted = adapt_bundle(bundle, cohort, args.out, space=space, n_jobs=run.n_jobs, progress=run.progress,
+                           overwrite=run.overwrite)
+    last = adapted.card["adaptations"][-1]
+    levels = "; ".join(f"{k}: {', '.join(v)}" for k, v in last["levels"].items())
     run.say(f"Adapted to {levels} from {cohort.n_subjects} subjects; wrote {args.out}")
     return 0
 
 
-def _check_new_levels(model, covariates, source: str) -> None:
-    """Adaptation needs controls of sites (batch levels) the model does not know yet, and only those."""
-    new, old = [], []
-    for cov in model.spec.covariates:
-        if cov.name not in model.spec.batch_covariates:
-            continue
-        if cov.name not in covariates.columns:
-            raise bad_value("cohort", source, f"has no {cov.name!r} column", f"add the {cov.name} of every subject",
-                            InvalidInputError)
-        known = set(cov.known_levels)
-        levels = cov.levels_in(covariates[cov.name], dropna=True)
-        new += [f"{cov.name}={v}" for v in sorted(levels - known)]
-        old += [f"{cov.name}={v}" for v in sorted(levels & known)]
-    if not new:
-        raise bad_value("cohort", source, f"holds only levels the bundle already knows ({', '.join(old)}), so there "
-                        "is nothing to adapt", "pass controls of the new site(s), labelled with their new site names",
-                        InvalidInputError)
-    if old:
-        raise bad_value("cohort", source, f"mixes new levels ({', '.join(new)}) with levels the bundle already knows "
-                        f"({', '.join(old)})", "pass controls of the new site(s) only (e.g. with --select site=<new>)",
-                        InvalidInputError)
-
-
 def cmd_info(run: Run) -> int:
     """``spectranorm-neuro info``: verify a bundle and print its model card."""
-    bundle = load_bundle(run.args.bundle)
+    bundle = ModelBundle.load(run.args.bundle)
     if run.args.json:
         print(json.dumps(bundle.card, indent=2))
     else:
-        print(format_card(bundle.card, bundle.manifest, str(run.args.bundle)))
+        print(bundle.describe())
     return 0
 
 

@@ -1,226 +1,31 @@
 """``spectranorm-neuro demo``: the whole workflow, offline, on a synthetic fsaverage5 cohort.
 
-Steps (all outputs under ``--out``, default ``./spectranorm_demo``; written to a staging folder and
-moved into place only when every step succeeded):
-
-1. the basis: Laplace–Beltrami modes of nilearn's fsaverage5 midthickness (medial wall removed),
-   ``--n-modes`` per hemisphere -> ``basis.npz``;
-2. a reference cohort of healthy subjects from three sites and a clinic cohort (held-out
-   controls and patients with one planted focal deviation of -3 sd each) drawn from a known
-   normative process (:class:`spectranorm_neuro.datasets.DemoProcess`), written as BIDS derivatives
-   datasets (``data/reference``, ``data/clinic``: GIFTI ``.shape.gii`` per hemisphere,
-   ``participants.tsv`` + JSON sidecar);
-3. the reference maps read back and encoded, the model fitted (10% of each site held out for
-   the model card) -> ``model_bundle/``;
-4. the bundle loaded (checksums verified) and applied to the clinic cohort -> z-score and centile
-   maps as BIDS derivatives (``derivatives/``, GIFTI with intents) plus the summary TSV;
-5. the HTML report -> ``report/index.html``;
-6. the check: the mean z-score inside the planted patches must be far below the mean elsewhere.
+The steps are :func:`spectranorm_neuro.workflow.demo.run_demo`'s; this command parses the options,
+runs it with the HTML report and prints where everything is.
 """
 
 from __future__ import annotations
 
-import json
-import time
 from pathlib import Path
 
-import numpy as np
-import pandas as pd
-
-from ..basis import EigenmodeBasis
-from ..datasets import DemoProcess, SyntheticCohort
-from ..graphs import fsaverage5_graph
-from ..io import (
-    build_bids_name,
-    encode_cohort,
-    read_bids_cohort,
-    surface_extension,
-    write_dataset_description,
-    write_gifti,
-    write_participants,
-)
-from ..io._common import STRUCTURE_TO_HEMI, split_features
+from ..report import BundleReport
+from ..workflow.demo import MEASURE, DemoSettings, run_demo
 from ._common import Run
-from ._fitting import fit_model
-from ._output import check_destination, staged_directory
-from ._scoring import check_covariates, score, write_maps
-from .bundle import check_compatible, load_bundle, save_bundle
-from .card import build_model_card
 
-__all__ = ["cmd_demo", "DemoSettings", "write_bids_cohort", "planted_check"]
-
-MEASURE = "thickness"
-SPACE = {"space": "fsaverage", "den": "10k"}
-SITES = ("A", "B", "C")
-
-
-class DemoSettings:
-    """Sizes of a demo run (``small`` is the reduced run used by the tests).
-
-    Parameters
-    ----------
-    small : bool
-    hemi, n_train, n_modes : optional overrides
-    """
-
-    def __init__(self, small: bool = False, hemi: str | None = None, n_train: int | None = None,
-                 n_modes: int | None = None):
-        self.hemi = hemi or ("left" if small else "both")
-        self.n_train = n_train or (150 if small else 400)
-        self.n_modes_per_hemi = n_modes or (40 if small else 80)
-        self.n_controls = 10 if small else 40
-        self.n_patients = 10 if small else 40
-
-    @property
-    def n_modes(self) -> int:
-        """Total number of modes."""
-        return self.n_modes_per_hemi * (2 if self.hemi == "both" else 1)
-
-
-_DESCRIPTIONS = {
-    "participant_id": {"Description": "Participant identifier"},
-    "age": {"Description": "Age at scan", "Units": "years"},
-    "sex": {"Description": "Sex"},
-    "site": {"Description": "Acquisition site (scanner)"},
-    "group": {"Description": "Diagnostic group (patients carry one planted focal deviation)"},
-}
-
-
-def write_bids_cohort(root: Path, cohort: SyntheticCohort, structures, name: str) -> None:
-    """Write synthetic maps as a BIDS derivatives dataset (one ``.shape.gii`` per hemisphere and subject).
-
-    The dataset (``dataset_description.json``, ``README.md``, ``.bidsignore``, ``participants.tsv``
-    with its JSON, the maps) passes the BIDS validator.
-
-    Parameters
-    ----------
-    root : pathlib.Path
-        Dataset folder.
-    cohort : SyntheticCohort
-    structures : sequence of Structure
-        Feature layout of ``cohort.maps`` (the basis').
-    name : str
-        ``Name`` of ``dataset_description.json``.
-    """
-    write_dataset_description(root, name=name, readme=_README.format(name=name, measure=MEASURE))
-    write_participants(root, cohort.covariates, _DESCRIPTIONS, description=f"Participants of the {name}.")
-    by_structure = split_features(cohort.maps, structures)
-    lookup = {s.name: s for s in structures}
-    for i, pid in enumerate(cohort.covariates.index):
-        for sname, block in by_structure.items():
-            ents = {"sub": pid, "hemi": STRUCTURE_TO_HEMI[sname], **SPACE}
-            path = root / pid / "anat" / build_bids_name(ents, MEASURE, surface_extension(MEASURE))
-            write_gifti(block[i], path, lookup[sname], kind="NIFTI_INTENT_SHAPE", names=[MEASURE])
-
-
-_README = """# {name}
-
-Synthetic {measure} maps on fsaverage5 (`space-fsaverage_den-10k`, one GIFTI `.shape.gii` per hemisphere
-and subject, medial wall NaN) drawn by `spectranorm-neuro demo` from a known normative process: a smooth
-age trend, sex and site (A, B, C) effects and a covariate-dependent spread. Patients carry one planted
-focal deviation of -3 standard deviations. `participants.tsv` holds age (years), sex, site and group.
-`.bidsignore` lists the surface-derivative file patterns the released BIDS schema has no rule for.
-"""
-
-
-def planted_check(z: np.ndarray, core: np.ndarray, patients: np.ndarray) -> dict:
-    """Compare the z-scores inside the planted patches with those elsewhere.
-
-    Parameters
-    ----------
-    z : numpy.ndarray, shape (n_subjects, n_features)
-    core : numpy.ndarray of bool, shape (n_subjects, n_features)
-        Core of each patient's patch.
-    patients : numpy.ndarray of bool, shape (n_subjects,)
-
-    Returns
-    -------
-    dict
-        ``mean_z_inside`` (patients, inside their patch), ``mean_z_outside`` (patients, elsewhere),
-        ``mean_z_controls``, ``sd_z_controls`` and ``passed``: inside <= -1, at least 1 below
-        outside, and |outside| < 0.5.
-    """
-    zp, cp = z[patients], core[patients]
-    inside = float(zp[cp].mean())
-    outside = float(zp[~cp].mean())
-    controls = z[~patients]
-    out = {"mean_z_inside": inside, "mean_z_outside": outside,
-           "mean_z_controls": float(controls.mean()) if controls.size else float("nan"),
-           "sd_z_controls": float(controls.std()) if controls.size else float("nan")}
-    out["passed"] = bool(inside <= -1.0 and inside <= outside - 1.0 and abs(outside) < 0.5)
-    return out
+__all__ = ["cmd_demo"]
 
 
 def cmd_demo(run: Run) -> int:
-    """Run the demo (see the module docstring)."""
+    """Run the demo and print where its outputs are."""
     args = run.args
     out = Path(args.out)
-    check_destination(out, run.overwrite)
     cfg = DemoSettings(args.small, args.hemi, args.n_train, args.n_modes)
-    t0 = time.perf_counter()
-
-    def step(message: str) -> None:
-        run.say(f"[{time.perf_counter() - t0:6.1f} s] {message}")
-
-    with staged_directory(out, run.overwrite) as stage:
-        step(f"Basis: {cfg.n_modes_per_hemi} Laplace-Beltrami modes per hemisphere of fsaverage5 ({cfg.hemi})")
-        graph = fsaverage5_graph(cfg.hemi, cortex_mask="auto")
-        basis = EigenmodeBasis.from_graph(graph, cfg.n_modes)
-        basis.save(stage / "basis.npz")
-        process = DemoProcess(basis, graph, seed=run.seed)
-        step(f"Synthetic cohorts: {cfg.n_train} reference subjects (sites {', '.join(SITES)}), "
-             f"{cfg.n_controls} held-out controls and {cfg.n_patients} patients with a planted -3 sd patch")
-        reference = process.cohort(cfg.n_train, 0, SITES, seed=run.seed + 1, prefix="ref")
-        clinic = process.cohort(cfg.n_controls, cfg.n_patients, SITES, seed=run.seed + 2, prefix="cli")
-        order = np.r_[np.arange(cfg.n_controls, len(clinic.covariates)), np.arange(cfg.n_controls)]
-        clinic = SyntheticCohort(clinic.covariates.iloc[order], clinic.maps[order], clinic.core[order])
-        write_bids_cohort(stage / "data" / "reference", reference, basis.structures, "demo reference cohort")
-        write_bids_cohort(stage / "data" / "clinic", clinic, basis.structures, "demo clinic cohort")
-
-        step("Fit: reading the reference dataset back, encoding, fitting (10% of each site held out)")
-        cohort = read_bids_cohort(stage / "data" / "reference", MEASURE, basis=basis)
-        covariates = _plain(cohort.covariates)
-        coeffs = encode_cohort(cohort, basis, n_jobs=run.n_jobs, progress=run.progress)
-        result = fit_model(basis, coeffs, covariates, numerical=["age"], nonlinear=["age"],
-                           categorical=["sex", "site"], batch=["site"], holdout=0.1, seed=run.seed,
-                           n_jobs=run.n_jobs, progress=run.progress)
-        card = build_model_card(result.model, covariates.loc[result.train], measure=MEASURE, space=SPACE,
-                                seed=run.seed, holdout=0.1, metrics=result.metrics, source="data/reference")
-        save_bundle(result.model, stage / "model_bundle", card)
-
-        step("Apply: loading the bundle (checksums verified) and scoring the clinic cohort")
-        bundle = load_bundle(stage / "model_bundle")
-        clinic_cohort = read_bids_cohort(stage / "data" / "clinic", MEASURE, basis=bundle.basis, **SPACE)
-        check_compatible(bundle, clinic_cohort.structures, SPACE, "clinic cohort")
-        clinic_cov = _plain(clinic_cohort.covariates)
-        for message in check_covariates(bundle.model, clinic_cov, False, "data/clinic"):
-            run.warn(message)
-        clinic_coeffs = encode_cohort(clinic_cohort, bundle.basis, n_jobs=run.n_jobs, progress=run.progress)
-        maps = score(bundle.model, clinic_coeffs, clinic_cov, ["zscore", "centile"], progress=run.progress)
-        write_maps(stage / "derivatives", maps, clinic_cohort.subjects, MEASURE, bundle.basis.structures, SPACE,
-                   progress=run.progress)
-
-        patients = clinic_cov["group"].astype(str).to_numpy() == "patient"
-        check = planted_check(maps["zscore"], clinic.core, patients)
-        step(f"Report: {args.max_subjects} subjects in detail")
-        from ._apply_cmds import make_report
-
-        make_report(stage / "report", maps["zscore"], clinic_cov, bundle, clinic_coeffs, controls=~patients,
-                    group_column="group", max_subjects=args.max_subjects, progress=run.progress, n_jobs=run.n_jobs)
-        (stage / "demo_check.json").write_text(json.dumps(
-            {"settings": vars(cfg) | {"n_modes": cfg.n_modes}, "planted_deviation_check": check,
-             "held_out_metrics": result.metrics}, indent=2) + "\n")
-    step("Done")
-    _print_locations(run, out, check, result.metrics)
+    report = BundleReport(("group", "control"), "group", args.max_subjects)
+    result = run_demo(out, cfg, report=report, seed=run.seed, n_jobs=run.n_jobs, progress=run.progress,
+                      overwrite=run.overwrite, say=run.say, warn=run.warn)
+    check = result["planted_deviation_check"]
+    _print_locations(run, out, check, result["held_out_metrics"])
     return 0 if check["passed"] else 1
-
-
-def _plain(frame: pd.DataFrame) -> pd.DataFrame:
-    frame = frame.copy()
-    for col in frame.columns:
-        if isinstance(frame[col].dtype, pd.CategoricalDtype):
-            frame[col] = frame[col].astype(str)
-    return frame
 
 
 def _print_locations(run: Run, out: Path, check: dict, metrics: dict | None) -> None:

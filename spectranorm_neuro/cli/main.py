@@ -24,9 +24,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from .._version import __version__
-from ..exceptions import InvalidInputError, SpectraNormError, SpectraNormWarning, bad_value
-from ._common import Run, UsageError, cohort_options, common_options
-from ._scoring import MAP_KINDS
+from ..exceptions import InvalidInputError, SpectraNormError, SpectraNormWarning, UsageError, bad_value
+from ..workflow import MAP_KINDS
+from ._common import Run, cohort_options, common_options
 
 __all__ = ["main", "build_parser", "SCHEDULER_TIMEOUT"]
 

@@ -17,23 +17,15 @@ release understands (:class:`FormatVersionError`), verifies every checksum
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
 import numpy as np
 
-from .._util import json_default, sha256_file, staging_directory, write_npz
-from .._version import __version__
+from .._manifest import read_json, read_manifest, verify_manifest, write_manifest
+from .._util import json_default, replace_folder, staging_directory, write_npz
 from ..basis import EigenmodeBasis
-from ..exceptions import (
-    ChecksumError,
-    FileFormatError,
-    FormatVersionError,
-    OutputExistsError,
-    UnsafeFormatError,
-    bad_value,
-)
+from ..exceptions import FileFormatError, OutputExistsError, bad_value
 from .covariance import CovarianceParams
 from .direct import DirectNormativeModel, DirectParams
 from .specs import NormativeModelSpec
@@ -46,90 +38,32 @@ FORMAT_VERSION = 1
 _FILES = ("spec.json", "model.json", "params.npz", "basis.npz")
 
 
-
-
-def write_manifest(directory: Path, files, format_name: str, format_version: int, extra=None) -> None:
-    """Write ``manifest.json`` with the SHA-256 of ``files`` (names relative to ``directory``)."""
-    manifest = {
-        "format": format_name,
-        "format_version": format_version,
-        "package": "spectranorm_neuro",
-        "package_version": __version__,
-        "files": {name: sha256_file(directory / name) for name in files},
-    }
-    manifest.update(extra or {})
-    (directory / "manifest.json").write_text(json.dumps(manifest, indent=2, default=json_default))
-
-
-def read_manifest(directory, format_name: str, supported_version: int) -> dict:
-    """Read and check ``manifest.json`` of a saved object (format name and version)."""
-    directory = Path(directory)
-    if directory.is_file():
-        head = directory.read_bytes()[:2]
-        if head[:1] == b"\x80":
-            raise UnsafeFormatError(
-                f"path={str(directory)!r}: is a pickle/joblib file; spectranorm_neuro never unpickles "
-                "(loading a pickle can run arbitrary code). Fix: re-save the model with save_model(), "
-                "which writes a directory of JSON and .npz files.")
-        raise bad_value("path", str(directory), "is a file, not a saved model directory",
-                        "pass the directory given to save_model()", FileFormatError)
-    path = directory / "manifest.json"
-    if not path.exists():
-        raise bad_value("path", str(directory), "holds no manifest.json, so it is not a saved model",
-                        "pass the directory given to save_model()", FileFormatError)
+def _is_saved_model(directory: Path) -> bool:
+    """Whether ``directory`` holds a saved model and nothing else (what ``overwrite=True`` may replace)."""
     try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise bad_value("manifest.json", str(path), f"is not valid JSON ({exc})",
-                        "restore the model directory from its source", FileFormatError) from None
-    if manifest.get("format") != format_name:
-        raise bad_value("manifest.json", manifest.get("format"), f"is not a {format_name!r} manifest",
-                        "load it with the matching loader", FileFormatError)
-    version = manifest.get("format_version")
-    if not isinstance(version, int) or version > supported_version:
-        raise bad_value("format_version", version,
-                        f"is newer than the version {supported_version} this release "
-                        f"(spectranorm_neuro {__version__}) reads; it was written by "
-                        f"spectranorm_neuro {manifest.get('package_version')}",
-                        "upgrade spectranorm_neuro", FormatVersionError)
-    return manifest
-
-
-def verify_manifest(directory, manifest: dict) -> None:
-    """Check the SHA-256 of every file listed in the manifest."""
-    directory = Path(directory)
-    for name, digest in manifest.get("files", {}).items():
-        path = directory / name
-        if not path.exists():
-            raise bad_value(name, str(path), "is listed in manifest.json but missing",
-                            "restore the complete model directory", ChecksumError)
-        actual = sha256_file(path)
-        if actual != digest:
-            raise bad_value(name, str(path), f"has SHA-256 {actual[:12]}... but the manifest records "
-                            f"{digest[:12]}...: the file was modified or corrupted",
-                            "restore the original file (never edit a saved model by hand)", ChecksumError)
+        manifest = read_json(directory / "manifest.json")
+    except (OSError, FileFormatError):
+        return False
+    listed = set(manifest.get("files") or {}) | {"manifest.json"}
+    present = {p.relative_to(directory).as_posix() for p in directory.rglob("*") if not p.is_dir()}
+    return manifest.get("format") == FORMAT_NAME and present <= listed
 
 
 def _prepare(directory, overwrite: bool) -> tuple[Path, Path]:
     directory = Path(directory)
-    if directory.exists():
-        if not directory.is_dir():
-            raise bad_value("directory", str(directory), "exists and is a file",
+    if directory.exists() or directory.is_symlink():
+        if not directory.is_dir() or directory.is_symlink():
+            raise bad_value("directory", str(directory), "exists and is not a folder",
                             "pass a new or empty directory", OutputExistsError)
-        if any(directory.iterdir()) and not overwrite:
-            raise bad_value("directory", str(directory), "is not empty",
-                            "pass a new or empty directory, or overwrite=True", OutputExistsError)
+        if any(directory.iterdir()):
+            if not overwrite:
+                raise bad_value("directory", str(directory), "is not empty",
+                                "pass a new or empty directory, or overwrite=True", OutputExistsError)
+            if not _is_saved_model(directory):
+                raise bad_value("directory", str(directory), "holds files that are not a model saved by "
+                                "spectranorm_neuro, so it is not replaced even with overwrite=True",
+                                "pass a new or empty directory", OutputExistsError)
     return directory, staging_directory(directory)
-
-
-def _commit(tmp: Path, directory: Path) -> None:
-    if directory.exists():
-        backup = directory.with_name(f".{directory.name}.old-{os.getpid()}")
-        os.replace(directory, backup)
-        os.replace(tmp, directory)
-        shutil.rmtree(backup, ignore_errors=True)
-    else:
-        os.replace(tmp, directory)
 
 
 def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
@@ -160,7 +94,7 @@ def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
             write_npz(fh, arrays)
         model.eigenmode_basis.save(tmp / "basis.npz")
         write_manifest(tmp, _FILES, FORMAT_NAME, FORMAT_VERSION)
-        _commit(tmp, directory)
+        replace_folder(tmp, directory, f"{tmp}.old")
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -179,8 +113,8 @@ def load_spectral_model(directory):
     manifest = read_manifest(directory, FORMAT_NAME, FORMAT_VERSION)
     verify_manifest(directory, manifest)
     directory = Path(directory)
-    spec = NormativeModelSpec.from_dict(json.loads((directory / "spec.json").read_text()))
-    model_params = json.loads((directory / "model.json").read_text())
+    spec = NormativeModelSpec.from_dict(read_json(directory / "spec.json"))
+    model_params = read_json(directory / "model.json")
     with np.load(directory / "params.npz", allow_pickle=False) as arrays:
         direct = DirectParams.from_arrays(arrays, "direct_")
         cov = CovarianceParams.from_arrays(arrays, "covariance_")

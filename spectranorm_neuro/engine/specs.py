@@ -16,9 +16,20 @@ import pandas as pd
 
 from ..exceptions import InvalidInputError, bad_value
 
-__all__ = ["CovariateSpec", "NormativeModelSpec", "DEFAULT_PRIORS", "DEFAULT_SPLINE_KWARGS", "MODEL_TYPES"]
+__all__ = ["CovariateSpec", "NormativeModelSpec", "DEFAULT_PRIORS", "DEFAULT_SPLINE_KWARGS", "MODEL_TYPES",
+           "default_influencing_variance"]
 
 MODEL_TYPES = ("HBR", "BLR")
+
+def default_influencing_variance(numerical, batch) -> list[str]:
+    """Covariates acting on the log-sd when none are named: the numerical then the batch covariates.
+
+    Normative spread changes with age-like covariates and from scanner to scanner; categorical
+    covariates that are not batch effects act on the mean only. This is the package's single
+    default (``NormativeModelSpec.from_dataframe``, the workflow and the command line use it).
+    """
+    return [*numerical, *[b for b in batch if b not in numerical]]
+
 
 DEFAULT_SPLINE_KWARGS = {"df": 5, "degree": 3, "extrapolation_factor": 0.1}
 
@@ -193,7 +204,9 @@ class NormativeModelSpec:
         nonlinear_covariates : list of str, optional
             Numerical covariates modelled by B-splines (others are linear).
         influencing_mean, influencing_variance : list of str, optional
-            Where each covariate acts (default: all covariates on the mean, none on the variance).
+            Where each covariate acts. Defaults (the package's one choice, used by the Python API
+            and the command line alike): every covariate acts on the mean; the numerical and batch
+            covariates act on the log-sd (pass ``[]`` for a homoscedastic model).
         spline_kwargs : dict, optional
             Overrides of :data:`DEFAULT_SPLINE_KWARGS`.
         influencing_correlation : list of str, optional
@@ -228,7 +241,8 @@ class NormativeModelSpec:
             raise bad_value("covariates", sorted(dup), "are listed more than once",
                             "list each covariate once, as numerical or categorical")
         mean_names = every if influencing_mean is None else list(influencing_mean)
-        var_names = [] if influencing_variance is None else list(influencing_variance)
+        var_names = default_influencing_variance(numerical, batch) if influencing_variance is None \
+            else list(influencing_variance)
         corr_names = var_names if influencing_correlation is None else list(influencing_correlation)
         for arg, names in (("influencing_mean", mean_names), ("influencing_variance", var_names),
                            ("influencing_correlation", corr_names)):

@@ -11,8 +11,8 @@ import pandas as pd
 
 from ..engine.spectral import SpectralNormativeModel
 from ..exceptions import ExtrapolationWarning, InvalidInputError, bad_value
-from ._scoring import encoded_queries
 from .card import held_out_metrics
+from .scoring import encoded_queries
 
 __all__ = ["FitResult", "holdout_mask", "fit_model"]
 
@@ -27,7 +27,7 @@ class FitResult:
     train : numpy.ndarray of bool, shape (n_subjects,)
         Subjects the model was fitted on (the others were held out).
     metrics : dict or None
-        Held-out metrics (:func:`~spectranorm_neuro.cli.card.held_out_metrics`).
+        Held-out metrics (:func:`~spectranorm_neuro.workflow.card.held_out_metrics`).
     """
 
     model: SpectralNormativeModel
@@ -84,8 +84,8 @@ def fit_model(basis, coefficients: np.ndarray, covariates: pd.DataFrame, *, nume
     numerical, categorical, batch, nonlinear : sequence of str
         Covariates by type (see ``NormativeModelSpec.from_dataframe``).
     mean, variance : sequence of str, optional
-        Covariates acting on the mean (default: all) and on the log-sd (default: the numerical and
-        batch covariates).
+        Covariates acting on the mean and on the log-sd (default: the model specification's,
+        see ``NormativeModelSpec.from_dataframe``: all on the mean, numerical and batch on the log-sd).
     model_type, n_modes, covariance_structure, inference :
         See ``SpectralNormativeModel.fit``.
     holdout : float, optional
@@ -105,15 +105,14 @@ def fit_model(basis, coefficients: np.ndarray, covariates: pd.DataFrame, *, nume
     if missing:
         raise bad_value("covariates", missing, f"are not columns of the covariate table ({list(covariates.columns)})",
                         "add them to participants.tsv / the table, or fix the option values", InvalidInputError)
-    if variance is None:
-        variance = [c for c in every if c in numerical or c in batch]
     hold = holdout_mask(covariates, holdout, seed, list(batch))
     train = ~hold
     cov_train = covariates.loc[train]
     model = SpectralNormativeModel.build_from_dataframe(
         basis, model_type, cov_train, numerical_covariates=numerical, nonlinear_covariates=list(nonlinear),
         categorical_covariates=categorical, batch_covariates=list(batch),
-        influencing_mean=None if mean is None else list(mean), influencing_variance=list(variance))
+        influencing_mean=None if mean is None else list(mean),
+        influencing_variance=None if variance is None else list(variance))
     C = np.asarray(coefficients, dtype=np.float64)
     model.fit(C[train], cov_train, n_modes=n_modes, n_jobs=n_jobs, covariance_structure=covariance_structure,
               inference=inference, random_state=seed, progress=progress)

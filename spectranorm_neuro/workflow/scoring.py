@@ -10,13 +10,13 @@ The maps are exactly what the Python API gives for the same data::
 blocks of subjects so memory stays bounded; ``harmonized`` is ``mu_without + z * sd_without``
 with the batch covariates left out (``SpectralNormativeModel.harmonize``).
 
-Blocks of subjects run through :class:`joblib.Parallel` (``n_jobs``; ``None`` takes joblib's
-default, which the command line sets from ``--n-jobs`` and ``--scheduler``), so
-``joblib.parallel_config(backend="dask")`` spreads them over a dask cluster. Mode-level
-predictions are computed in the calling process; each task computes its block's maps with BLAS on
-one thread (the maps do not depend on ``n_jobs`` or the backend) and, in :func:`score_and_write`,
-writes them, so the cohort's maps are never all in memory. Tasks write into the output folder
-themselves: on a cluster it must be on a file system every worker shares.
+The blocks come from the engine's own streaming prediction,
+:meth:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel.iter_predict`: blocks of subjects
+run through joblib (``n_jobs``; ``None`` takes joblib's default, which the command line sets from
+``--n-jobs`` and ``--scheduler``, so ``joblib.parallel_config(backend="dask")`` spreads them over
+a dask cluster), each with BLAS on one thread, so the maps do not depend on ``n_jobs`` or the
+backend. :func:`score_and_write` writes each block as it arrives, so the cohort's maps are never
+all in memory.
 """
 
 from __future__ import annotations
@@ -27,19 +27,19 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, effective_n_jobs
 
-from .._util import blas_threads
+from .._util import blas_threads, check_n_jobs, check_positive_int, run_tasks
 from ..exceptions import ExtrapolationWarning, InvalidInputError, UnseenCategoryError, bad_value
 from ..io import DerivativesWriter, build_bids_name, cohort_summary, vertex_queries, write_summary
 
-__all__ = ["MAP_KINDS", "check_covariates", "score", "score_and_write", "write_maps", "encoded_queries"]
+__all__ = ["MAP_KINDS", "check_covariates", "iter_maps", "score", "score_and_write", "write_maps", "encoded_queries",
+           "check_writable"]
 
 #: Maps ``apply`` can write (BIDS ``desc-`` values).
 MAP_KINDS = ("zscore", "centile", "harmonized", "mu", "sd")
 _KEYS = {"zscore": "z-score", "centile": "centiles", "mu": "mu_estimate", "sd": "std_estimate"}
-SUBJECT_BLOCK = 256  # subjects per task of score()
-WRITE_BLOCK = 64  # subjects per task of write_maps() and score_and_write()
+SUBJECT_BLOCK = 256  # subjects per block of score()
+WRITE_BLOCK = 64  # subjects per block of write_maps() and score_and_write()
 
 
 def check_covariates(model, covariates: pd.DataFrame, population: bool, source: str,
@@ -117,81 +117,71 @@ def encoded_queries(model) -> np.ndarray:
     return vertex_queries(model.eigenmode_basis, n_modes=k).encoded
 
 
-def _check_kinds(kinds: Sequence[str]) -> list[str]:
+def _check_kinds(kinds: Sequence[str], argument: str = "kinds") -> list[str]:
     kinds = list(dict.fromkeys(kinds))
     unknown = [k for k in kinds if k not in MAP_KINDS]
     if unknown:
-        raise bad_value("kinds", unknown, "are not maps apply can write", f"pass some of {list(MAP_KINDS)}")
+        raise bad_value(argument, unknown, "are not maps apply can write", f"pass some of {list(MAP_KINDS)}")
     return kinds
 
 
-def _block_maps(sp, sp_without, Q: np.ndarray, C: np.ndarray, kinds: Sequence[str]) -> dict[str, np.ndarray]:
-    """Maps of one block of subjects, each (n_block, n_features).
+def iter_maps(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequence[str],
+              population: bool = False, Q: np.ndarray | None = None, block: int = SUBJECT_BLOCK,
+              n_jobs: int | None = None, progress: bool = False,
+              harmonize_without: Sequence[str] | None = None) -> Iterator[tuple[slice, dict[str, np.ndarray]]]:
+    """Stream the maps of blocks of subjects through ``model.iter_predict``.
 
-    ``sp``/``sp_without``: mode-level predictions with and without the batch covariates
-    (``sp_without`` is None when harmonized maps are the observed values themselves).
+    Parameters
+    ----------
+    model : SpectralNormativeModel
+    coefficients : numpy.ndarray, shape (n_subjects, >= n_modes)
+    covariates : pandas.DataFrame, shape (n_subjects, ...)
+    kinds : sequence of str
+        Among :data:`MAP_KINDS`.
+    population : bool, optional
+        Predict without the batch covariates.
+    Q : numpy.ndarray, shape (n_modes, n_features), optional
+    block : int, optional
+        Subjects per block.
+    n_jobs : int or None, optional
+        Workers over blocks (joblib semantics).
+    progress : bool, optional
+    harmonize_without : sequence of str, optional
+        Covariates the ``"harmonized"`` maps are freed of (default: the batch covariates).
+
+    Yields
+    ------
+    rows : slice
+    maps : dict of str to numpy.ndarray, each (n_block, n_features)
     """
-    with blas_threads(1):
-        pred = sp.query_predictions(Q, C).predictions
-        out = {kind: pred[_KEYS[kind]] for kind in kinds if kind in _KEYS}
-        if "harmonized" in kinds:
-            if sp_without is None:
-                out["harmonized"] = C @ Q
-            else:
-                wo = sp_without.query_predictions(Q).predictions
-                out["harmonized"] = wo["mu_estimate"] + pred["z-score"] * wo["std_estimate"]
-    return out
-
-
-def _block_inputs(model, coefficients, covariates: pd.DataFrame, kinds, population: bool, Q: np.ndarray,
-                  block: int, harmonize_without: Sequence[str] | None = None) -> Iterator[tuple[slice, tuple]]:
-    """Yield ``(rows, (sp, sp_without, Q, C_rows))`` per block of subjects (mode-level predictions here).
-
-    ``sp_without`` predicts without ``harmonize_without`` (default: the batch covariates); it is None
-    when the harmonized maps are the observed values (population scoring, or nothing to remove).
-    """
+    kinds = _check_kinds(kinds)
+    block = check_positive_int(block, "block", WRITE_BLOCK)
+    n_jobs = check_n_jobs(n_jobs)
+    Q = encoded_queries(model) if Q is None else Q
     k = Q.shape[0]
     batch = list(model.spec.batch_covariates)
     remove = batch if harmonize_without is None else list(harmonize_without)
     without = batch if population else []
-    n = len(covariates)
-    C = np.asarray(coefficients, dtype=np.float64)[:, :k]
-    for start in range(0, n, block):
-        rows = slice(start, min(start + block, n))
-        cov = covariates.iloc[rows]
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ExtrapolationWarning)  # reported once by check_covariates
-            sp = model.compute_spectral_predictions(cov, without, k)
-            sp_without = None
-            if "harmonized" in kinds and remove and not population:
-                sp_without = model.compute_spectral_predictions(cov, remove, k)
-        yield rows, (sp, sp_without, Q, np.ascontiguousarray(C[rows]))
-
-
-def _tagged(rows: slice, func, *args):
-    return rows, func(*args)
-
-
-def _run(func, rows_and_args: Iterator[tuple[slice, tuple]], n_jobs: int | None, total: int, progress: bool,
-         desc: str) -> Iterator[tuple[slice, object]]:
-    """Yield ``(rows, func(*args))`` in order: in this process, or through joblib with several workers."""
-    from tqdm.auto import tqdm
-
-    if effective_n_jobs(n_jobs) == 1:
-        results = (_tagged(rows, func, *args) for rows, args in rows_and_args)
-    else:
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(
-            delayed(_tagged)(rows, func, *args) for rows, args in rows_and_args)
-    with tqdm(total=total, disable=not progress, unit="subject", desc=desc) as bar:
-        for rows, result in results:
-            bar.update(rows.stop - rows.start)
-            yield rows, result
-
-
-def _check_block(block) -> int:
-    if isinstance(block, bool) or not isinstance(block, (int, np.integer)) or block < 1:
-        raise bad_value("block", block, "is not a positive integer", "pass a number of subjects per task, e.g. 64")
-    return int(block)
+    C = np.ascontiguousarray(np.asarray(coefficients, dtype=np.float64)[:, :k])
+    sp_without = None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)  # reported once by check_covariates
+        if "harmonized" in kinds and remove and not population:
+            sp_without = model.compute_spectral_predictions(covariates, remove, k)
+        stream = model.iter_predict(Q, covariates, observed=C, predict_without=without, subject_block=block,
+                                    query_block=max(Q.shape[1], 1), n_jobs=n_jobs, progress=progress)
+        for rows, _, pred in stream:
+            p = pred.predictions
+            out = {kind: p[_KEYS[kind]] for kind in kinds if kind in _KEYS}
+            if "harmonized" in kinds:
+                with blas_threads(1):
+                    if sp_without is None:
+                        out["harmonized"] = C[rows] @ Q
+                    else:
+                        wo = model.predict(Q, covariates.iloc[rows], predict_without=remove, n_modes=k,
+                                           spectral_predictions=sp_without.subset(rows)).predictions
+                        out["harmonized"] = wo["mu_estimate"] + p["z-score"] * wo["std_estimate"]
+            yield rows, out
 
 
 def _check_subjects(subjects: Sequence[str], n_rows: int) -> list[str]:
@@ -227,7 +217,7 @@ def score(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequ
         Encoded queries (default: :func:`encoded_queries`).
     progress : bool, optional
     block : int, optional
-        Subjects per block (per task); default :data:`SUBJECT_BLOCK`.
+        Subjects per block; default :data:`SUBJECT_BLOCK`.
     n_jobs : int or None, optional
         Workers over blocks (joblib semantics; None: joblib's default, 1 unless set by
         ``joblib.parallel_config``). The maps do not depend on it.
@@ -241,22 +231,20 @@ def score(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequ
     score_and_write : the same maps written block by block, never all in memory.
     """
     kinds = _check_kinds(kinds)
-    block = _check_block(SUBJECT_BLOCK if block is None else block)
     Q = encoded_queries(model) if Q is None else Q
-    n = len(covariates)
-    out = {kind: np.empty((n, Q.shape[1])) for kind in kinds}
-    inputs = ((rows, (*args, kinds))
-              for rows, args in _block_inputs(model, coefficients, covariates, kinds, population, Q, block))
-    for rows, maps in _run(_block_maps, inputs, n_jobs, n, progress, "scoring"):
+    out = {kind: np.empty((len(covariates), Q.shape[1])) for kind in kinds}
+    for rows, maps in iter_maps(model, coefficients, covariates, kinds, population, Q,
+                                SUBJECT_BLOCK if block is None else block, n_jobs, progress):
         for kind in kinds:
             out[kind][rows] = maps[kind]
     return out
 
 
-def _check_writable(structures) -> None:
+def check_writable(structures, argument: str = "bundle") -> None:
+    """Refuse bases on lattices or parcels, whose maps have no image format."""
     if any(s.kind not in ("surface", "volume") for s in structures):
         kinds = sorted({s.kind for s in structures})
-        raise bad_value("bundle", kinds, "has a basis on a lattice or parcels, which have no image format",
+        raise bad_value(argument, kinds, "has a basis on a lattice or parcels, which have no image format",
                         "use the Python API (io.write_map / io.write_parcel_table) for such models",
                         InvalidInputError)
 
@@ -268,15 +256,6 @@ def _write_block(writer: DerivativesWriter, maps: dict[str, np.ndarray], subject
             for kind, values in maps.items()}
 
 
-def _score_and_write_block(sp, sp_without, Q, C, kinds, writer, subjects, measure, structures, space,
-                           keep, summary) -> tuple[dict, dict, pd.DataFrame | None]:
-    """Task of :func:`score_and_write`: maps of a block, written; returns paths, kept maps, summary rows."""
-    maps = _block_maps(sp, sp_without, Q, C, kinds)
-    written = _write_block(writer, {k: maps[k] for k in kinds if k in maps}, subjects, measure, structures, space)
-    table = cohort_summary(maps["zscore"], subjects) if summary else None
-    return written, {k: maps[k] for k in keep}, table
-
-
 def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFrame, subjects: Sequence[str],
                     measure: str, structures, space: dict, kinds: Sequence[str] = ("zscore", "centile"),
                     population: bool = False, summary: bool = True, keep: Sequence[str] = (),
@@ -286,15 +265,15 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
                     ) -> tuple[list[Path], dict[str, np.ndarray]]:
     """Score a cohort and write its maps block by block (what :func:`score` + :func:`write_maps` do together).
 
-    Each block of subjects is one joblib task that computes the block's maps and writes them
-    (BIDS derivatives: GIFTI per hemisphere / NIfTI per volume), so memory holds a few blocks,
-    never the cohort's maps. The files are those :func:`write_maps` writes for :func:`score`'s
-    maps, with the same values.
+    Blocks of subjects are predicted by ``model.iter_predict`` (joblib workers) and each block is
+    written as it arrives (BIDS derivatives: GIFTI per hemisphere / NIfTI per volume), so memory
+    holds a few blocks, never the cohort's maps. The files are those :func:`write_maps` writes
+    for :func:`score`'s maps, with the same values.
 
     Parameters
     ----------
     root : path-like
-        Derivatives folder (normally a staging folder; shared by every worker on a cluster).
+        Derivatives folder (normally a staging folder).
     model : SpectralNormativeModel
     coefficients : numpy.ndarray, shape (n_subjects, >= n_modes)
     covariates : pandas.DataFrame, shape (n_subjects, ...)
@@ -316,7 +295,7 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     Q : numpy.ndarray, shape (n_modes, n_features), optional
         Encoded queries (default: :func:`encoded_queries`).
     block : int, optional
-        Subjects per task; default :data:`WRITE_BLOCK`.
+        Subjects per block; default :data:`WRITE_BLOCK`.
     n_jobs : int or None, optional
         Workers (joblib semantics; None: joblib's default). The files do not depend on it.
     progress : bool, optional
@@ -335,10 +314,9 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     kept : dict of str to numpy.ndarray, each (n_subjects, n_features)
         The maps named in ``keep``.
     """
-    _check_writable(structures)
+    check_writable(structures)
     kinds = _check_kinds(kinds)
-    keep = _check_kinds(keep)
-    block = _check_block(WRITE_BLOCK if block is None else block)
+    keep = _check_kinds(keep, "keep")
     subjects = _check_subjects(subjects, len(covariates))
     computed = list(dict.fromkeys([*kinds, *keep, *(["zscore"] if summary else [])]))
     Q = encoded_queries(model) if Q is None else Q
@@ -347,17 +325,16 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     kept = {kind: np.empty((n, Q.shape[1])) for kind in keep}
     written: dict[str, list[Path]] = {kind: [] for kind in kinds}
     tables = []
-    inputs = ((rows, (*args, computed, writer, subjects[rows], measure, tuple(structures), dict(space), keep,
-                      summary))
-              for rows, args in _block_inputs(model, coefficients, covariates, computed, population, Q, block,
-                                              harmonize_without))
-    for rows, (paths, maps, table) in _run(_score_and_write_block, inputs, n_jobs, n, progress, "scoring + writing"):
+    for rows, maps in iter_maps(model, coefficients, covariates, computed, population, Q,
+                                WRITE_BLOCK if block is None else block, n_jobs, progress, harmonize_without):
+        paths = _write_block(writer, {k: maps[k] for k in kinds}, subjects[rows], measure, tuple(structures),
+                             dict(space))
         for kind in kinds:
             written[kind] += paths[kind]
         for kind in keep:
             kept[kind][rows] = maps[kind]
-        if table is not None:
-            tables.append(table)
+        if summary:
+            tables.append(cohort_summary(maps["zscore"], subjects[rows]))
     out = [path for kind in kinds for path in written[kind]]
     if summary:
         table = pd.concat(tables) if tables else cohort_summary(np.empty((0, Q.shape[1])), [])
@@ -399,16 +376,17 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
     list of pathlib.Path
         Map files (kind by kind, subjects in order), then the summary table.
     """
-    _check_writable(structures)
-    block = _check_block(WRITE_BLOCK if block is None else block)
+    check_writable(structures)
+    block = check_positive_int(WRITE_BLOCK if block is None else block, "block", WRITE_BLOCK)
     writer = DerivativesWriter(root, source_datasets=source_datasets, metadata=metadata)
     n = next(iter(maps.values())).shape[0] if maps else len(subjects)
     subjects = _check_subjects(subjects, n)
     written: dict[str, list[Path]] = {kind: [] for kind in maps}
-    inputs = ((rows, (writer, {kind: values[rows] for kind, values in maps.items()}, subjects[rows], measure,
-                      tuple(structures), dict(space)))
-              for rows in (slice(a, min(a + block, n)) for a in range(0, n, block)))
-    for _, paths in _run(_write_block, inputs, n_jobs, n, progress, "writing maps"):
+    bounds = [slice(a, min(a + block, n)) for a in range(0, n, block)]
+    tasks = ((writer, {kind: values[rows] for kind, values in maps.items()}, subjects[rows], measure,
+              tuple(structures), dict(space)) for rows in bounds)
+    for paths in run_tasks(_write_block, tasks, n_jobs, total=n, progress=progress, desc="writing maps",
+                           unit="subject", weights=(b.stop - b.start for b in bounds)):
         for kind in maps:
             written[kind] += paths[kind]
     out = [path for kind in maps for path in written[kind]]

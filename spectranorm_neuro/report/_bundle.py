@@ -1,0 +1,130 @@
+"""The report of a cohort scored with a model bundle: the workflow's entry point into the report layer."""
+
+from __future__ import annotations
+
+import os
+import warnings
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .._util import check_n_jobs, check_positive_int
+from ..exceptions import ExtrapolationWarning, InvalidInputError, bad_value
+from ..io import Cohort, encode_cohort
+from ..workflow import ModelBundle, prepare_scoring, score, staged_directory
+from ..workflow.output import check_destination
+from ._generate import generate_report
+
+__all__ = ["BundleReport", "bundle_report"]
+
+
+@dataclass
+class BundleReport:
+    """Options of the HTML report of a scored cohort; an attachment of ``workflow.apply_bundle``.
+
+    Attributes
+    ----------
+    controls : tuple of (str, str), or None
+        ``(column, value)``: the subjects used for the calibration section (default all).
+    group_column : str, optional
+        Covariate column defining groups (e.g. ``"group"``).
+    max_subjects : int, optional
+        Subjects shown in detail.
+    folder : str, optional
+        Sub-folder of the apply output the report goes to.
+    """
+
+    controls: tuple[str, str] | None = None
+    group_column: str | None = None
+    max_subjects: int = 20
+    folder: str = "report"
+
+    def check(self, bundle: ModelBundle, covariates: pd.DataFrame) -> None:
+        """Refuse a ``group_column`` or ``controls`` column the cohort lacks (before any computation)."""
+        check_positive_int(self.max_subjects, "--max-subjects", 20)
+        columns = list(covariates.columns)
+        if self.group_column is not None and self.group_column not in columns:
+            raise bad_value("--group-column", self.group_column, f"is not a covariate column of the cohort ({columns})",
+                            "name an existing column, e.g. --group-column group", InvalidInputError)
+        if self.controls is not None:
+            column, value = self.controls
+            if column not in columns:
+                raise bad_value("--controls", f"{column}={value}", f"is not COLUMN=VALUE with a covariate column "
+                                f"({columns})", "pass e.g. --controls group=control", InvalidInputError)
+
+    def _mask(self, covariates: pd.DataFrame) -> np.ndarray | None:
+        if self.controls is None:
+            return None
+        column, value = self.controls
+        return covariates[column].astype(str).to_numpy() == value
+
+    def write(self, folder: Path, bundle: ModelBundle, covariates: pd.DataFrame, zscores: np.ndarray,
+              coefficients: np.ndarray, n_jobs: int | None, progress: bool) -> None:
+        """Write the report into ``folder / self.folder``."""
+        self.render(Path(folder) / self.folder, bundle, covariates, zscores, coefficients, n_jobs, progress)
+
+    def render(self, out: Path, bundle: ModelBundle, covariates: pd.DataFrame, zscores: np.ndarray,
+               coefficients: np.ndarray, n_jobs: int | None, progress: bool) -> Path:
+        """Write the report into the folder ``out`` (``generate_report`` with the bundle's model card)."""
+        spec = bundle.model.spec
+        site = spec.batch_covariates[0] if spec.batch_covariates else None
+        with warnings.catch_warnings():  # centile charts sweep the covariate range; the cohort was checked already
+            warnings.simplefilter("ignore", ExtrapolationWarning)
+            return generate_report(out, zscores, covariates, bundle.basis, model=bundle.model,
+                                   coefficients=coefficients, model_card=bundle.card, controls=self._mask(covariates),
+                                   group_column=self.group_column, max_subjects=self.max_subjects, progress=progress,
+                                   site_column=site if site in covariates.columns else None,
+                                   n_jobs=1 if n_jobs is None else n_jobs)
+
+
+def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *, population: bool = False,
+                  controls: tuple[str, str] | Mapping[str, str] | None = None, group_column: str | None = None,
+                  max_subjects: int = 20, space: dict | None = None, overwrite: bool = False,
+                  n_jobs: int | None = None, progress: bool = False, warn=None) -> Path:
+    """Score a cohort with a bundle and write its HTML report (what ``spectranorm-neuro report`` does).
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    cohort : Cohort
+        Read onto ``bundle.basis`` (``workflow.load_cohort``).
+    out : path-like
+        Report folder (complete or absent; an earlier output only with ``overwrite``).
+    population : bool, optional
+        Population-level norms (no site effects).
+    controls : (column, value) or {column: value}, optional
+        Subjects used for the calibration section (default all).
+    group_column : str, optional
+    max_subjects : int, optional
+    space : dict, optional
+        Template entities of the cohort's maps.
+    overwrite : bool, optional
+    n_jobs : int or None, optional
+        Workers (joblib semantics; the report's figures honour ``joblib.parallel_config``).
+    progress : bool, optional
+    warn : callable, optional
+        Receives warnings about the cohort.
+
+    Returns
+    -------
+    pathlib.Path
+        ``out``.
+    """
+    n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    if isinstance(controls, Mapping):
+        controls = next(iter(controls.items())) if controls else None
+    options = BundleReport(tuple(controls) if controls else None, group_column, max_subjects)
+    out = check_destination(out, overwrite)
+    covariates, _, _ = prepare_scoring(bundle, cohort, space, population, warn or (lambda message: None))
+    options.check(bundle, covariates)
+    coeffs = encode_cohort(cohort, bundle.basis, n_modes=int(bundle.model.model_params["n_modes"]), n_jobs=n_jobs,
+                           progress=progress)
+    z = score(bundle.model, coeffs, covariates, ["zscore"], population, progress=progress, n_jobs=n_jobs)["zscore"]
+    with staged_directory(out, overwrite, command="report") as stage:
+        options.render(stage, bundle, covariates, z, coeffs, n_jobs, progress)
+    return out
+
+

@@ -1,0 +1,62 @@
+"""The shared-model workflow in Python: fit a bundle, apply it, adapt it, harmonize, with outputs that never lose data.
+
+This is what the ``spectranorm-neuro`` commands do, as functions that take Python objects; the
+command line only parses its arguments and calls them, so a script and the command line write
+the same bytes::
+
+    from spectranorm_neuro.basis import EigenmodeBasis
+    from spectranorm_neuro.workflow import ModelBundle, apply_bundle, fit_bundle, load_cohort
+
+    basis = EigenmodeBasis.load("basis.npz")
+    cohort, space = load_cohort("derivatives/", basis, measure="thickness")
+    fit_bundle(cohort, basis, "bundle.zip", numerical=["age"], categorical=["sex", "site"], batch=["site"])
+    bundle = ModelBundle.load("bundle.zip")                   # format and every checksum verified
+    patients, space = load_cohort("patients/", bundle.basis, bundle=bundle)
+    apply_bundle(bundle, patients, "zmaps", space=space)       # BIDS derivatives, complete or absent
+
+Parts
+    :class:`ModelBundle` (``load``, ``save``, ``verify``, ``card``, ``describe``), the model card
+    (:func:`build_model_card`, :func:`format_card`); :func:`load_cohort`; the steps
+    :func:`fit_bundle`, :func:`apply_bundle`, :func:`adapt_bundle`, :func:`harmonize_bundle`;
+    scoring (:func:`score`, :func:`score_and_write`, :func:`write_maps`); output folders
+    (:func:`check_destination`, :func:`staged_directory`). The HTML report of a bundle and a
+    cohort is :func:`spectranorm_neuro.report.bundle_report`.
+"""
+
+from .bundle import (
+    BUNDLE_FORMAT,
+    BUNDLE_FORMAT_VERSION,
+    ModelBundle,
+    check_bundle_target,
+    check_compatible,
+    load_bundle,
+    save_bundle,
+    space_label,
+)
+from .card import basis_space, build_model_card, format_card, held_out_metrics, record_adaptation
+from .cohorts import covariates_frame, load_cohort, select_subjects
+from .fitting import FitResult, fit_model, holdout_mask
+from .output import OUTPUT_RECORD, check_destination, clean_leftovers, is_package_output, staged_directory
+from .scoring import MAP_KINDS, check_covariates, encoded_queries, score, score_and_write, write_maps
+from .steps import (
+    ApplyResult,
+    Attachment,
+    adapt_bundle,
+    apply_bundle,
+    check_fit_options,
+    fit_bundle,
+    harmonize_bundle,
+    prepare_scoring,
+)
+
+__all__ = [
+    "BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "ModelBundle", "load_bundle", "save_bundle", "check_bundle_target",
+    "check_compatible", "space_label",
+    "build_model_card", "format_card", "held_out_metrics", "record_adaptation", "basis_space",
+    "load_cohort", "covariates_frame", "select_subjects",
+    "FitResult", "fit_model", "holdout_mask",
+    "OUTPUT_RECORD", "check_destination", "staged_directory", "clean_leftovers", "is_package_output",
+    "MAP_KINDS", "check_covariates", "encoded_queries", "score", "score_and_write", "write_maps",
+    "ApplyResult", "Attachment", "check_fit_options", "fit_bundle", "apply_bundle", "adapt_bundle",
+    "harmonize_bundle", "prepare_scoring",
+]

@@ -1,0 +1,447 @@
+"""The steps of the shared-model workflow: fit a bundle, apply it, adapt it to new sites, harmonize.
+
+Each step takes Python objects (a :class:`~spectranorm_neuro.io.Cohort`, an
+:class:`~spectranorm_neuro.basis.EigenmodeBasis`, a :class:`~spectranorm_neuro.workflow.ModelBundle`
+and options) and writes exactly what the matching ``spectranorm-neuro`` command writes (the command
+line only parses its arguments, loads the inputs and calls these functions). Everything cheap is
+checked first (options, covariate columns, the output path), before any map is encoded; outputs
+are written through :func:`~spectranorm_neuro.workflow.output.staged_directory` (complete or
+absent) or :func:`~spectranorm_neuro.workflow.bundle.save_bundle` (atomic).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+import pandas as pd
+
+from .._util import check_n_jobs
+from ..exceptions import InvalidInputError, UsageError, bad_value
+from ..io import Cohort, encode_cohort, write_participants
+from .bundle import ModelBundle, check_bundle_target, check_compatible
+from .card import basis_space, build_model_card, record_adaptation
+from .cohorts import covariates_frame, files_space
+from .fitting import fit_model
+from .output import check_destination, staged_directory
+from .scoring import MAP_KINDS, check_covariates, check_writable, score_and_write
+
+__all__ = ["Attachment", "ApplyResult", "check_fit_options", "fit_bundle", "apply_bundle", "adapt_bundle",
+           "harmonize_bundle", "prepare_scoring", "map_metadata", "source_datasets"]
+
+Say = Callable[[str], None]
+
+
+def _quiet(message: str) -> None:
+    """Default status/warning sink: silent."""
+
+
+class Attachment(Protocol):
+    """Something written into an ``apply`` output folder next to the maps (e.g. the HTML report).
+
+    ``check`` runs before any computation (it raises on bad options); ``write`` runs inside the
+    staging folder, before the folder is committed.
+    """
+
+    def check(self, bundle: ModelBundle, covariates: pd.DataFrame) -> None:
+        """Raise if the attachment cannot be made for these covariates."""
+
+    def write(self, folder: Path, bundle: ModelBundle, covariates: pd.DataFrame, zscores: np.ndarray,
+              coefficients: np.ndarray, n_jobs: int | None, progress: bool) -> None:
+        """Write into ``folder`` (a sub-folder of the staged output)."""
+
+
+@dataclass
+class ApplyResult:
+    """What :func:`apply_bundle` and :func:`harmonize_bundle` wrote.
+
+    Attributes
+    ----------
+    out : pathlib.Path
+        The output folder.
+    files : list of pathlib.Path
+        The map files (and the summary table), under ``out``.
+    n_subjects : int
+    space : dict of str to str
+        Template entities of the written maps.
+    summary : pandas.DataFrame or None
+        The per-subject z summary (``apply`` only).
+    warnings : list of str
+        Extrapolation and other warnings about the cohort.
+    """
+
+    out: Path
+    files: list[Path]
+    n_subjects: int
+    space: dict
+    summary: pd.DataFrame | None = None
+    warnings: list[str] = field(default_factory=list)
+
+
+def check_fit_options(numerical: Sequence[str], categorical: Sequence[str], batch: Sequence[str] = (),
+                      nonlinear: Sequence[str] = (), holdout: float = 0.0, columns=None) -> None:
+    """Check the covariate options of :func:`fit_bundle` (and the columns, when given) before any work.
+
+    Raises
+    ------
+    UsageError
+        No covariate named; batch covariates not categorical, nonlinear ones not numerical.
+    InvalidInputError
+        ``holdout`` outside [0, 1); covariates missing from ``columns``.
+    """
+    numerical, categorical, batch, nonlinear = list(numerical), list(categorical), list(batch), list(nonlinear)
+    if not numerical and not categorical:
+        raise UsageError("name the covariates with --numerical and/or --categorical (e.g. --numerical age "
+                         "--categorical sex site --batch site)")
+    for opt, names, pool in (("--batch", batch, categorical), ("--nonlinear", nonlinear, numerical)):
+        extra = [n for n in names if n not in pool]
+        if extra:
+            raise UsageError(f"{opt} {' '.join(extra)}: also list them under "
+                             f"{'--categorical' if opt == '--batch' else '--numerical'}")
+    if not 0.0 <= float(holdout) < 1.0:
+        raise bad_value("--holdout", holdout, "is not a fraction in [0, 1)", "pass e.g. --holdout 0.2")
+    missing = [c for c in [*numerical, *categorical] if columns is not None and c not in columns]
+    if missing:
+        raise bad_value("covariates", missing, f"are not columns of the covariate table ({list(columns)})",
+                        "add them to participants.tsv / the table, or fix the option values", InvalidInputError)
+
+
+def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, numerical: Sequence[str] = (),
+               categorical: Sequence[str] = (), batch: Sequence[str] = (), nonlinear: Sequence[str] = (),
+               mean: Sequence[str] | None = None, variance: Sequence[str] | None = None, model_type: str = "HBR",
+               n_modes: int = -1, covariance_structure: float = 0.5, inference: str = "map", holdout: float = 0.0,
+               measure: str | None = None, space: dict | None = None, seed: int = 0, n_jobs: int | None = 1,
+               progress: bool = False, overwrite: bool = False, say: Say = _quiet) -> ModelBundle:
+    """Fit a spectral normative model on a cohort and make it a bundle (what ``spectranorm-neuro fit`` does).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        Training maps and covariates (e.g. from :func:`~spectranorm_neuro.workflow.load_cohort`).
+    basis : EigenmodeBasis
+    out : path-like, optional
+        Bundle to write (a folder, or a file ending in ``.zip``); None writes nothing.
+    numerical, categorical, batch, nonlinear : sequence of str
+        Covariates by type (batch covariates are also categorical, nonlinear ones numerical).
+    mean, variance : sequence of str, optional
+        Where covariates act (defaults of ``NormativeModelSpec.from_dataframe``).
+    model_type, n_modes, covariance_structure, inference :
+        See ``SpectralNormativeModel.fit``.
+    holdout : float, optional
+        Fraction of each site held out of the fit and scored for the model card.
+    measure : str, optional
+        Modelled measure (default: the cohort's).
+    space : dict, optional
+        Template entities of the maps (default: those of the file names, else the basis').
+    seed : int, optional
+    n_jobs : int or None, optional
+        Workers (joblib semantics).
+    progress : bool, optional
+    overwrite : bool, optional
+        Replace an existing bundle at ``out`` (never anything else).
+    say : callable, optional
+        Receives one-line status messages.
+
+    Returns
+    -------
+    ModelBundle
+        The fitted model and its card (``card["metrics"]["held_out"]`` with ``holdout``).
+    """
+    n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    check_fit_options(numerical, categorical, batch, nonlinear, holdout, cohort.covariates.columns)
+    if out is not None:
+        out = check_bundle_target(out, overwrite)
+    space = dict(space or files_space(cohort.files.to_numpy().ravel()) or basis_space(basis))
+    covariates = covariates_frame(cohort)
+    say(f"Encoding {cohort.n_subjects} maps on {basis.n_modes} modes ...")
+    coeffs = encode_cohort(cohort, basis, n_jobs=n_jobs, progress=progress)
+    say(f"Fitting the normative model ({model_type}, {n_modes if n_modes > 0 else basis.n_modes} modes) ...")
+    result = fit_model(basis, coeffs, covariates, numerical=numerical, categorical=categorical, batch=batch,
+                       nonlinear=nonlinear, mean=mean, variance=variance, model_type=model_type, n_modes=n_modes,
+                       covariance_structure=covariance_structure, inference=inference, holdout=holdout, seed=seed,
+                       n_jobs=n_jobs, progress=progress)
+    card = build_model_card(result.model, covariates.loc[result.train],
+                            measure=measure or cohort.metadata.get("measure"), space=space, seed=seed,
+                            holdout=holdout, metrics=result.metrics, source=cohort.source or None)
+    bundle = ModelBundle(result.model, card)
+    if out is not None:
+        bundle.save(out, overwrite=overwrite)
+    return bundle
+
+
+def _check_new_levels(model, covariates: pd.DataFrame, source: str) -> None:
+    """Adaptation needs controls of sites (batch levels) the model does not know yet, and only those."""
+    new, old = [], []
+    for cov in model.spec.covariates:
+        if cov.name not in model.spec.batch_covariates:
+            continue
+        if cov.name not in covariates.columns:
+            raise bad_value("cohort", source, f"has no {cov.name!r} column", f"add the {cov.name} of every subject",
+                            InvalidInputError)
+        known = set(cov.known_levels)
+        levels = cov.levels_in(covariates[cov.name], dropna=True)
+        new += [f"{cov.name}={v}" for v in sorted(levels - known)]
+        old += [f"{cov.name}={v}" for v in sorted(levels & known)]
+    if not new:
+        raise bad_value("cohort", source, f"holds only levels the bundle already knows ({', '.join(old)}), so there "
+                        "is nothing to adapt", "pass controls of the new site(s), labelled with their new site names",
+                        InvalidInputError)
+    if old:
+        raise bad_value("cohort", source, f"mixes new levels ({', '.join(new)}) with levels the bundle already knows "
+                        f"({', '.join(old)})", "pass controls of the new site(s) only (e.g. with --select site=<new>)",
+                        InvalidInputError)
+
+
+def adapt_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike | None = None, *,
+                 space: dict | None = None, n_jobs: int | None = 1, progress: bool = False,
+                 overwrite: bool = False) -> ModelBundle:
+    """Learn new sites' effects from their controls (what ``spectranorm-neuro adapt`` does).
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+        Left unchanged; the adapted model is a copy.
+    cohort : Cohort
+        Controls of the new site(s) only, labelled with their new batch levels.
+    out : path-like, optional
+        Adapted bundle to write (folder or ``.zip``; not the input bundle).
+    space : dict, optional
+        Template entities of the cohort's maps (compared with the bundle's).
+    n_jobs, progress, overwrite :
+        As in :func:`fit_bundle`.
+
+    Returns
+    -------
+    ModelBundle
+        The adapted bundle; its card records the new levels (``card["adaptations"]``).
+    """
+    n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    if out is not None:
+        if bundle.path is not None and Path(out).resolve() == Path(bundle.path).resolve():
+            raise UsageError("--out must differ from the input bundle (write the adapted bundle next to it)")
+        out = check_bundle_target(out, overwrite)
+    model = bundle.model
+    shown = cohort.source or "cohort"
+    if not model.spec.batch_covariates:
+        raise bad_value("bundle", str(bundle.path), "has no batch (site) covariate, so there is nothing to adapt",
+                        "apply it directly, or fit a model with --batch site", InvalidInputError)
+    check_compatible(bundle, cohort.structures, space, "cohort")
+    covariates = covariates_frame(cohort)
+    _check_new_levels(model, covariates, shown)
+    coeffs = encode_cohort(cohort, bundle.basis, n_jobs=n_jobs, progress=progress)
+    model = copy.deepcopy(model)
+    before = {c.name: set(c.adapted or []) for c in model.spec.covariates}
+    model.adapt_fit(coeffs, covariates)
+    added = {c.name: sorted(set(c.adapted or []) - before.get(c.name, set())) for c in model.spec.covariates
+             if set(c.adapted or []) - before.get(c.name, set())}
+    adapted = ModelBundle(model, record_adaptation(bundle.card, added, cohort.n_subjects, cohort.source or None))
+    if out is not None:
+        adapted.save(out, overwrite=overwrite)
+    return adapted
+
+
+def prepare_scoring(bundle: ModelBundle, cohort: Cohort, space: dict | None = None, population: bool = False,
+                    warn: Say = _quiet) -> tuple[pd.DataFrame, dict, list[str]]:
+    """Check a cohort against a bundle before scoring it (cheap: no map is encoded).
+
+    Returns
+    -------
+    covariates : pandas.DataFrame, shape (n_subjects, ...)
+    space : dict
+        Template entities of the outputs (the bundle's, else the data's).
+    warnings : list of str
+        Extrapolation warnings (also passed to ``warn``).
+    """
+    check_compatible(bundle, cohort.structures, space, "cohort")
+    covariates = covariates_frame(cohort)
+    messages = check_covariates(bundle.model, covariates, population, cohort.source or "cohort",
+                                str(bundle.path or "BUNDLE"))
+    if population and not bundle.model.spec.batch_covariates:
+        messages.append("--population has no effect: the model has no batch (site) covariate")
+    for message in messages:
+        warn(message)
+    return covariates, dict(bundle.space or space or {}), messages
+
+
+def _measure(measure: str | None, bundle: ModelBundle, cohort: Cohort) -> str:
+    measure = measure or bundle.measure or cohort.metadata.get("measure")
+    if not measure:
+        raise bad_value("--measure", None, "is needed to name the output files (the bundle records no measure)",
+                        "pass --measure <BIDS suffix>, e.g. --measure thickness", InvalidInputError)
+    return measure
+
+
+def map_metadata(bundle: ModelBundle, command: str, population: bool = False,
+                 removed: Sequence[str] | None = None) -> dict:
+    """What every map's JSON sidecar says about the model: which bundle (checksums), covariates, modes.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    command : str
+        ``"apply"`` or ``"harmonize"``.
+    population : bool, optional
+        The norms were predicted without the batch covariates.
+    removed : sequence of str, optional
+        Covariates the harmonized maps are freed of.
+
+    Returns
+    -------
+    dict
+        ``{"Model": {...}}``: the bundle's name (no local path), package version, SHA-256 of the
+        model card and parameters, measure, number of modes, covariates, batch covariates,
+        ``PredictedWithout`` (and ``HarmonizedWithout``).
+    """
+    spec = bundle.model.spec
+    files = bundle.manifest.get("files", {})
+    model = {"Bundle": Path(bundle.path).name, "Command": f"spectranorm-neuro {command}",
+             "PackageVersion": bundle.manifest.get("package_version"),
+             "ModelCardSHA256": files.get("model_card.json"), "ParametersSHA256": files.get("model/params.npz"),
+             "Measure": bundle.measure, "NModes": int(bundle.model.model_params["n_modes"]),
+             "Covariates": list(spec.covariate_names), "BatchCovariates": list(spec.batch_covariates),
+             "PredictedWithout": list(spec.batch_covariates) if population else []}
+    if removed is not None:
+        model["HarmonizedWithout"] = list(removed)
+    return {"Model": model}
+
+
+def source_datasets(cohort: Cohort, out: str | os.PathLike) -> list[dict[str, str]]:
+    """``SourceDatasets`` of a derivative written to ``out`` from ``cohort``: its folder, relative to ``out``."""
+    root = cohort.metadata.get("root") or (Path(cohort.source).parent if cohort.source else None)
+    if not root:
+        return []
+    try:
+        rel = os.path.relpath(os.path.abspath(root), os.path.abspath(out))
+    except ValueError:  # another drive (Windows)
+        rel = Path(root).name
+    return [{"URL": Path(rel).as_posix()}]
+
+
+def _encode(bundle: ModelBundle, cohort: Cohort, n_jobs, progress: bool, say: Say) -> np.ndarray:
+    say(f"Encoding {cohort.n_subjects} maps ...")
+    return encode_cohort(cohort, bundle.basis, n_modes=int(bundle.model.model_params["n_modes"]), n_jobs=n_jobs,
+                         progress=progress)
+
+
+def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
+                 maps: Sequence[str] = ("zscore", "centile"), population: bool = False, measure: str | None = None,
+                 space: dict | None = None, attachments: Sequence[Attachment] = (), overwrite: bool = False,
+                 n_jobs: int | None = None, progress: bool = False, say: Say = _quiet,
+                 warn: Say = _quiet) -> ApplyResult:
+    """Score a cohort with a bundle and write BIDS derivatives (what ``spectranorm-neuro apply`` does).
+
+    Writes, into ``out`` (complete or not at all): the z-score maps (always) and the other
+    ``maps`` per subject, ``group/desc-zscoresummary_<measure>.tsv`` (provenance is in ``dataset_description.json`` and
+    each map's JSON sidecar) and whatever the ``attachments`` write (e.g. the report, see
+    :class:`spectranorm_neuro.report.BundleReport`).
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    cohort : Cohort
+        Read onto ``bundle.basis`` (:func:`~spectranorm_neuro.workflow.load_cohort`).
+    out : path-like
+        Output folder: new, empty, or an earlier output of spectranorm_neuro with ``overwrite``.
+    maps : sequence of str, optional
+        Among ``zscore``, ``centile``, ``harmonized``, ``mu``, ``sd``.
+    population : bool, optional
+        Population-level norms (without the site effects), for sites the model never saw.
+    measure : str, optional
+        BIDS suffix of the outputs (default: the bundle's).
+    space : dict, optional
+        Template entities of the cohort's maps (``load_cohort`` returns them).
+    attachments : sequence of Attachment, optional
+    overwrite : bool, optional
+        Replace an earlier output of spectranorm_neuro at ``out`` as a whole.
+    n_jobs : int or None, optional
+        Workers (joblib semantics; None: joblib's default).
+    progress : bool, optional
+    say, warn : callable, optional
+        Receive status lines and warnings.
+
+    Returns
+    -------
+    ApplyResult
+    """
+    n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    kinds = list(dict.fromkeys(maps))
+    unknown = [k for k in kinds if k not in MAP_KINDS]
+    if unknown:
+        raise bad_value("--maps", unknown, "are not maps apply can write", f"pass some of {list(MAP_KINDS)}")
+    out = check_destination(out, overwrite)
+    check_writable(bundle.basis.structures)
+    covariates, space, messages = prepare_scoring(bundle, cohort, space, population, warn)
+    measure = _measure(measure, bundle, cohort)
+    for item in attachments:
+        item.check(bundle, covariates)
+    coeffs = _encode(bundle, cohort, n_jobs, progress, say)
+    need = list(dict.fromkeys([*kinds, "zscore"]))
+    say(f"Scoring {cohort.n_subjects} subjects at {bundle.basis.n_features} "
+        f"{'vertices' if bundle.basis.structures[0].kind == 'surface' else 'features'} ...")
+    with staged_directory(out, overwrite, command="apply") as stage:
+        written, kept = score_and_write(stage, bundle.model, coeffs, covariates, cohort.subjects, measure,
+                                        bundle.basis.structures, space, kinds=need, population=population,
+                                        keep=["zscore"] if attachments else [], n_jobs=n_jobs, progress=progress,
+                                        metadata=map_metadata(bundle, "apply", population),
+                                        source_datasets=source_datasets(cohort, out))
+        for item in attachments:
+            item.write(stage, bundle, covariates, kept["zscore"], coeffs, n_jobs, progress)
+        summary = pd.read_csv(written[-1], sep="\t")
+    files = [out / Path(p).relative_to(stage) for p in written]
+    return ApplyResult(out, files, cohort.n_subjects, space, summary, messages)
+
+
+def harmonize_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
+                     covariates: Sequence[str] | None = None, measure: str | None = None, space: dict | None = None,
+                     overwrite: bool = False, n_jobs: int | None = None, progress: bool = False, say: Say = _quiet,
+                     warn: Say = _quiet) -> ApplyResult:
+    """Remove covariate (site) effects from a cohort's maps (what ``spectranorm-neuro harmonize`` does).
+
+    Each value moves to the same centile without the effects of ``covariates``. Writes the
+    ``harmonized`` maps (with JSON sidecars) and ``participants.tsv`` into ``out`` (complete or not at all).
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    cohort : Cohort
+        Its sites must be known to the bundle.
+    out : path-like
+    covariates : sequence of str, optional
+        Covariates whose effects are removed (default: the batch covariates).
+    measure, space, overwrite, n_jobs, progress, say, warn :
+        As in :func:`apply_bundle`.
+
+    Returns
+    -------
+    ApplyResult
+    """
+    n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    model = bundle.model
+    what = list(covariates or model.spec.batch_covariates)
+    if not what:
+        raise bad_value("--covariates", None, "is empty and the model has no batch covariate",
+                        "name the covariates to remove with --covariates", InvalidInputError)
+    unknown = [c for c in what if c not in model.spec.covariate_names]
+    if unknown:
+        raise bad_value("--covariates", unknown, f"are not covariates of the model ({model.spec.covariate_names})",
+                        "name covariates the model was fitted with", InvalidInputError)
+    out = check_destination(out, overwrite)
+    check_writable(bundle.basis.structures)
+    frame, space, messages = prepare_scoring(bundle, cohort, space, False, warn)
+    measure = _measure(measure, bundle, cohort)
+    coeffs = _encode(bundle, cohort, n_jobs, progress, say)
+    with staged_directory(out, overwrite, command="harmonize") as stage:
+        written, _ = score_and_write(stage, model, coeffs, frame, cohort.subjects, measure, bundle.basis.structures,
+                                     space, kinds=("harmonized",), summary=False, n_jobs=n_jobs, progress=progress,
+                                     harmonize_without=what, metadata=map_metadata(bundle, "harmonize", removed=what),
+                                     source_datasets=source_datasets(cohort, out))
+        # the covariates go along, so the harmonized dataset can be fitted or applied as it is
+        write_participants(stage, frame, cohort.metadata.get("participants_sidecar"),
+                           description="Participants of the harmonized maps, covariates as in the source dataset.")
+    files = [out / Path(p).relative_to(stage) for p in written]
+    return ApplyResult(out, files, cohort.n_subjects, space, None, messages)
