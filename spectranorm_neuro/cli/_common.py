@@ -6,11 +6,13 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import workflow
 from ..exceptions import UsageError
-from ..io import Cohort
+from ._config import add_config_option
+
+if TYPE_CHECKING:  # the parser stays light: nothing heavy is imported before a command runs
+    from ..io import Cohort
 
 __all__ = ["UsageError", "Run", "common_options", "cohort_options", "load_cohort", "parse_select", "parse_pair",
            "n_jobs_option"]
@@ -86,9 +88,12 @@ def common_options() -> argparse.ArgumentParser:
     group.add_argument("--seed", type=int, default=0, help="seed of every random step. Default 0")
     group.add_argument("--overwrite", action="store_true", help="replace existing output files")
     verbosity = group.add_mutually_exclusive_group()
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    verbosity.add_argument("-q", "--quiet", action="store_true",
+                           help="print only warnings and errors (no progress bars)")
     verbosity.add_argument("-v", "--verbose", action="count", default=0,
-                           help="more output: progress bars, log messages (-vv: debug), tracebacks")
+                           help="more output: log messages (-vv: debug), tracebacks, progress bars even when "
+                                "stderr is not a terminal (on a terminal they are shown by default)")
+    add_config_option(group)
     return parent
 
 
@@ -151,6 +156,8 @@ def _file_columns(text: str | None) -> Any:
 
 def load_cohort(run: Run, basis, bundle=None) -> tuple[Cohort, dict[str, str]]:
     """Read the cohort named on the command line onto ``basis`` (``workflow.load_cohort``)."""
+    from .. import workflow
+
     args = run.args
     return workflow.load_cohort(args.cohort, basis, bundle=bundle, measure=args.measure,
                                 participants=args.participants, space=args.space, den=args.den, desc=args.desc,

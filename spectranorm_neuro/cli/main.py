@@ -25,11 +25,13 @@ from pathlib import Path
 
 from .._version import __version__
 from ..exceptions import InvalidInputError, SpectraNormError, SpectraNormWarning, UsageError, bad_value
-from ..workflow import MAP_KINDS
 from ._common import Run, cohort_options, common_options
+from ._config import parse_with_config
 
 __all__ = ["main", "build_parser", "SCHEDULER_TIMEOUT"]
 
+#: ``workflow.MAP_KINDS``, spelled out so that ``--help`` imports nothing heavy (a test checks they agree).
+MAP_KINDS = ("zscore", "centile", "harmonized", "mu", "sd")
 _EPILOG = "Run `spectranorm-neuro <command> --help` for the options of a command."
 
 #: Seconds to wait for the dask scheduler named by ``--scheduler``.
@@ -325,7 +327,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+        args = parse_with_config(parser, sys.argv[1:] if argv is None else list(argv))
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
