@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import io
+import os
 import re
 import subprocess
 import sys
@@ -121,3 +122,59 @@ class _Stream(io.StringIO):
 def test_progress_bars_default_to_on_a_terminal(monkeypatch, tty, quiet, verbose, shown):
     monkeypatch.setattr(sys, "stderr", _Stream(tty))
     assert Run(argparse.Namespace(), quiet=quiet, verbose=verbose).progress is shown
+
+
+# ---------------------------------------------------------------------------------------------- basis defaults
+def _n_features(path) -> int:
+    from spectranorm_neuro.basis import EigenmodeBasis
+
+    return EigenmodeBasis.load(path).n_features
+
+
+@pytest.mark.slow
+def test_basis_drops_the_medial_wall_where_a_cortex_mask_is_known(tmp_path):
+    import nibabel as nib
+    import numpy as np
+
+    from spectranorm_neuro.graphs import fsaverage5_graph
+    from spectranorm_neuro.graphs.mesh import fsaverage5_cortex_mask
+
+    from ._cli_data import run_cli
+
+    n_cortex = int(np.asarray(fsaverage5_cortex_mask("left"), bool).sum())
+    assert run_cli(["basis", "--mesh", "fsaverage5", "--hemi", "left", "--n-modes", "4", "--out",
+                    tmp_path / "a.npz", "-q"])[0] == 0
+    assert _n_features(tmp_path / "a.npz") == n_cortex < 10242  # fsaverage5: its mask by default
+    assert run_cli(["basis", "--mesh", "fsaverage5", "--hemi", "left", "--cortex-mask", "none", "--n-modes", "4",
+                    "--out", tmp_path / "b.npz", "-q"])[0] == 0
+    assert _n_features(tmp_path / "b.npz") == 10242
+    # a FreeSurfer subject: <subject>/label/lh.cortex.label next to <subject>/surf/lh.white is used by default
+    g = fsaverage5_graph("left", cortex_mask=None)
+    (tmp_path / "subj" / "surf").mkdir(parents=True)
+    (tmp_path / "subj" / "label").mkdir()
+    nib.freesurfer.write_geometry(str(tmp_path / "subj" / "surf" / "lh.white"), g.coords, g.faces)
+    keep = np.flatnonzero(fsaverage5_cortex_mask("left"))  # FreeSurfer meshes have no built-in mask: the label
+    rows = "\n".join(f"{v} 0.0 0.0 0.0 0.0" for v in keep)
+    (tmp_path / "subj" / "label" / "lh.cortex.label").write_text(f"#!ascii label\n{keep.size}\n{rows}\n")
+    code, _, err = run_cli(["basis", "--mesh", tmp_path / "subj" / "surf" / "lh.white", "--hemi", "left",
+                            "--n-modes", "4", "--out", tmp_path / "c.npz", "-q"])
+    assert code == 0, err
+    assert _n_features(tmp_path / "c.npz") == keep.size == n_cortex
+    os.remove(tmp_path / "subj" / "label" / "lh.cortex.label")  # without the label: every vertex
+    assert run_cli(["basis", "--mesh", tmp_path / "subj" / "surf" / "lh.white", "--hemi", "left", "--n-modes", "4",
+                    "--out", tmp_path / "e.npz", "-q"])[0] == 0
+    assert _n_features(tmp_path / "e.npz") == 10242
+    code, _, err = run_cli(["basis", "--mesh", "a.gii", "b.gii", "c.gii", "--n-modes", "4", "--out", tmp_path / "d"])
+    assert code == 2 and "--hemi both needs 2 surface file(s)" in err and "c.gii" in err
+
+
+def test_n_modes_is_a_total_everywhere():
+    from spectranorm_neuro.workflow.demo import DemoSettings
+
+    parser = cli_main.build_parser()
+    for command in ("demo", "basis", "fit"):
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices[command]
+        text = next(a.help for a in sub._actions if a.dest == "n_modes")
+        assert "in all" in text and "per hemisphere" not in text, (command, text)
+    assert DemoSettings(small=True).n_modes == 40 and DemoSettings().n_modes == 160
+    assert DemoSettings(n_modes=100).n_modes == 100

@@ -13,7 +13,6 @@ import numpy as np
 from .._version import __version__
 from ..basis import EigenmodeBasis
 from ..exceptions import InvalidInputError, OutputExistsError, bad_value
-from ..io import normalize_entities
 from ..workflow import (
     ModelBundle,
     adapt_bundle,
@@ -29,44 +28,13 @@ from ._common import Run, UsageError, load_cohort
 __all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info", "make_basis", "load_basis"]
 
 
-def _graph_from_args(args):
-    from ..graphs import from_nifti_mask, fsaverage5_graph, lattice_graph, load_surface, merge_graphs, mesh_graph
-
-    if args.mesh:
-        sources = list(args.mesh)
-        if sources == ["fsaverage5"]:
-            mask = None if args.cortex_mask in (None, "none") else args.cortex_mask
-            return fsaverage5_graph(args.hemi, cortex_mask=mask, surface=args.surface)
-        hemis = ["left", "right"] if args.hemi == "both" else [args.hemi]
-        if len(sources) != len(hemis):
-            raise UsageError(f"--hemi {args.hemi} needs {len(hemis)} surface file(s) after --mesh "
-                             f"(left first), got {len(sources)}")
-        if args.cortex_mask == "auto":
-            raise UsageError("--cortex-mask auto is only for --mesh fsaverage5; pass label file(s) for other meshes")
-        masks = [None] * len(hemis)
-        if args.cortex_mask not in (None, "none"):
-            masks = args.cortex_mask.split(",")
-            if len(masks) != len(hemis):
-                raise UsageError(f"--cortex-mask needs {len(hemis)} comma-separated label file(s), left first")
-        graphs = []
-        for src, hemi, mask in zip(sources, hemis, masks):
-            v, f = load_surface(src)
-            graphs.append(mesh_graph(v, f, cortex_mask=mask, name="CortexLeft" if hemi == "left" else "CortexRight",
-                                     provenance={"source": str(src), "hemi": hemi}))
-        return graphs[0] if len(graphs) == 1 else merge_graphs(graphs)
-    if args.mask:
-        return from_nifti_mask(args.mask, connectivity=args.connectivity or 6)
-    return lattice_graph(tuple(args.lattice), connectivity=args.connectivity)
-
-
 def make_basis(args) -> EigenmodeBasis:
-    """Build the basis described by the ``basis`` command's options."""
-    graph = _graph_from_args(args)
-    basis = EigenmodeBasis.from_graph(graph, args.n_modes, args.laplacian)
-    ents = {k: getattr(args, k) for k in ("space", "den", "res") if getattr(args, k, None)}
-    if ents:
-        basis.provenance.update({k: v for k, v in normalize_entities(ents).items()})
-    return basis
+    """Build the basis described by the ``basis`` command's options (``workflow.basis.make_basis``)."""
+    from ..workflow.basis import make_basis as build
+
+    return build(args.n_modes, args.laplacian, {k: getattr(args, k, None) for k in ("space", "den", "res")},
+                 mesh=args.mesh, mask=args.mask, lattice=args.lattice, hemi=args.hemi,
+                 cortex_mask=args.cortex_mask, surface=args.surface, connectivity=args.connectivity)
 
 
 def cmd_basis(run: Run) -> int:

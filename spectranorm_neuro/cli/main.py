@@ -71,7 +71,7 @@ def _add_demo(sub, parent) -> None:
     p.add_argument("--n-train", type=_positive_int, default=None,
                    help="training subjects (default 400; 150 with --small)")
     p.add_argument("--n-modes", type=_positive_int, default=None,
-                   help="eigenmodes per hemisphere (default 80; 40 with --small)")
+                   help="eigenmodes in all, over both hemispheres (default 160; 40 with --small, one hemisphere)")
     p.add_argument("--max-subjects", type=_positive_int, default=6, help="subjects shown in detail in the report")
     p.set_defaults(handler="demo")
 
@@ -80,7 +80,7 @@ def _add_basis(sub, parent) -> None:
     p = sub.add_parser("basis", parents=[parent], help="compute an eigenmode basis (surface, NIfTI mask or lattice)",
                        description="Compute the eigenmodes of a surface (Laplace-Beltrami), a NIfTI mask or a lattice "
                                    "(graph Laplacian) and save them as a basis file.",
-                       epilog="example: spectranorm-neuro basis --mesh fsaverage5 --hemi both --cortex-mask auto "
+                       epilog="example: spectranorm-neuro basis --mesh fsaverage5 --hemi both "
                               "--n-modes 200 --out basis.npz")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--mesh", nargs="+", metavar="SURFACE",
@@ -88,11 +88,14 @@ def _add_basis(sub, parent) -> None:
     src.add_argument("--mask", type=Path, help="NIfTI mask: a voxel graph over its non-zero voxels")
     src.add_argument("--lattice", nargs="+", type=_positive_int, metavar="N", help="grid shape (2 or 3 sizes)")
     p.add_argument("--hemi", choices=("left", "right", "both"), default="both", help="hemisphere(s) of --mesh")
-    p.add_argument("--cortex-mask", default=None,
-                   help="'auto' (fsaverage5 medial wall removed), 'none', or label file(s) (comma-separated)")
+    p.add_argument("--cortex-mask", default="auto",
+                   help="'auto' (default): drop the medial wall where a cortex mask is known (fsaverage5; FreeSurfer "
+                        "<subject>/label/?h.cortex.label next to <subject>/surf/); 'none': keep every vertex; or "
+                        "label file(s), comma-separated, left first")
     p.add_argument("--surface", default="midthickness", help="fsaverage5 surface (default midthickness)")
     p.add_argument("--connectivity", type=int, default=None, help="voxel/lattice neighbourhood (6, 18, 26 / 4, 8)")
-    p.add_argument("--n-modes", type=_positive_int, required=True, help="number of modes")
+    p.add_argument("--n-modes", type=_positive_int, required=True,
+                   help="number of modes in all (over both hemispheres with --hemi both)")
     p.add_argument("--laplacian", default="auto", choices=("auto", "lbo", "combinatorial", "normalized", "random_walk"),
                    help="operator (auto: Laplace-Beltrami for meshes, normalized graph Laplacian otherwise)")
     p.add_argument("--space", help="BIDS space- of the template (recorded in the basis; fsaverage5 is known)")
@@ -122,7 +125,8 @@ def _add_fit(sub, parent) -> None:
                    help="covariates acting on the log sd (default: numerical and batch covariates)")
     g.add_argument("--model-type", choices=("HBR", "BLR"), default="HBR",
                    help="HBR: partially pooled site effects (default); BLR: fixed effects")
-    g.add_argument("--n-modes", type=int, default=-1, help="leading modes to model (default -1: all of the basis)")
+    g.add_argument("--n-modes", type=int, default=-1,
+                   help="leading modes to model, in all (default -1: every mode of the basis)")
     g.add_argument("--covariance-structure", type=_structure, default=0.5,
                    help="mode pairs with correlation models: fraction of n-modes (<1) or a count. Default 0.5")
     g.add_argument("--inference", choices=("map", "advi", "nuts"), default="map", help="default map (fast)")

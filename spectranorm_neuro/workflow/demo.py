@@ -4,7 +4,7 @@ Steps (all outputs under ``--out``, default ``./spectranorm_demo``; written to a
 moved into place only when every step succeeded):
 
 1. the basis: Laplace–Beltrami modes of nilearn's fsaverage5 midthickness (medial wall removed),
-   ``--n-modes`` per hemisphere -> ``basis.npz``;
+   ``--n-modes`` in all (over both hemispheres) -> ``basis.npz``;
 2. a reference cohort of healthy subjects from three sites and a clinic cohort (held-out
    controls and patients with one planted focal deviation of -3 sd each) drawn from a known
    normative process (:class:`spectranorm_neuro.datasets.DemoProcess`), written as BIDS derivatives
@@ -59,21 +59,19 @@ class DemoSettings:
     Parameters
     ----------
     small : bool
-    hemi, n_train, n_modes : optional overrides
+    hemi, n_train : optional overrides
+    n_modes : int, optional
+        Modes in all (over both hemispheres with ``hemi="both"``), as everywhere in the package;
+        default 40 per hemisphere with ``small``, else 80.
     """
 
     def __init__(self, small: bool = False, hemi: str | None = None, n_train: int | None = None,
                  n_modes: int | None = None):
         self.hemi = hemi or ("left" if small else "both")
         self.n_train = n_train or (150 if small else 400)
-        self.n_modes_per_hemi = n_modes or (40 if small else 80)
+        self.n_modes = n_modes or (40 if small else 80) * (2 if self.hemi == "both" else 1)
         self.n_controls = 10 if small else 40
         self.n_patients = 10 if small else 40
-
-    @property
-    def n_modes(self) -> int:
-        """Total number of modes."""
-        return self.n_modes_per_hemi * (2 if self.hemi == "both" else 1)
 
 
 _DESCRIPTIONS = {
@@ -178,7 +176,7 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings | None = None, *, re
         say(f"[{time.perf_counter() - t0:6.1f} s] {message}")
 
     with staged_directory(out, overwrite, command="demo") as stage:
-        step(f"Basis: {cfg.n_modes_per_hemi} Laplace-Beltrami modes per hemisphere of fsaverage5 ({cfg.hemi})")
+        step(f"Basis: {cfg.n_modes} Laplace-Beltrami modes of fsaverage5 ({cfg.hemi}, medial wall dropped)")
         graph = fsaverage5_graph(cfg.hemi, cortex_mask="auto")
         basis = EigenmodeBasis.from_graph(graph, cfg.n_modes)
         basis.save(stage / "basis.npz")
@@ -215,7 +213,7 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings | None = None, *, re
             step("Report")
             report.check(bundle, clinic_cov)
             report.write(stage, bundle, clinic_cov, maps["zscore"], clinic_coeffs, n_jobs, progress)
-        result = {"settings": vars(cfg) | {"n_modes": cfg.n_modes}, "planted_deviation_check": check,
+        result = {"settings": vars(cfg), "planted_deviation_check": check,
                   "held_out_metrics": fitted.card["metrics"]["held_out"]}
         (stage / "demo_check.json").write_text(json.dumps(result, indent=2) + "\n")
     step("Done")
