@@ -190,7 +190,7 @@ def test_unseen_site_population_then_adapt(study, bundle_dir, tmp_path):
     assert "site: D" in stdout
     card = json.loads(run_cli(["info", adapted, "--json"])[1])
     assert card["adaptations"] == [{"levels": {"site": ["D"]}, "n_subjects": 16,
-                                    "source": str(study.root / "newsite")}]
+                                    "source": "newsite"}]  # no local path
     again = tmp_path / "again"
     code, _, stderr = run_cli(["apply", adapted, study.root / "newsite_test", "--out", again])
     assert code == 0, stderr
@@ -304,3 +304,18 @@ def test_adapt_accepts_a_site_participants_json_does_not_declare(study, bundle_d
     assert code == 0, stderr
     assert "site: D" in stdout
     assert "['D'], not among its declared Levels" in stderr and '"D": "D"' in stderr  # the exact edit
+
+
+def test_outputs_are_readable_like_any_user_file_and_cards_hold_no_local_paths(study, bundle_dir, tmp_path):
+    from .test_permissions import assert_user_modes
+
+    assert_user_modes(bundle_dir)  # fit's bundle folder: not drwx------
+    out = tmp_path / "adapted"
+    assert run_cli(["adapt", bundle_dir, study.root / "newsite", "--out", out, "-q"])[0] == 0
+    assert_user_modes(out)
+    assert run_cli(["apply", bundle_dir, study.root / "clinic", "--out", tmp_path / "z", "-q"])[0] == 0
+    assert_user_modes(tmp_path / "z")
+    for folder in (bundle_dir, out):
+        text = (folder / "model_card.json").read_text()
+        assert str(study.root) not in text and str(tmp_path) not in text, folder
+        assert "/" not in json.loads(text)["training"]["source"]
