@@ -86,6 +86,16 @@ def portable_source(source: str | None) -> str | None:
     return path.name if path.is_absolute() else path.as_posix()
 
 
+def _portable_provenance(value: Any) -> Any:
+    """The basis provenance with every file path reduced by :func:`portable_source`."""
+    if isinstance(value, Mapping):
+        return {k: (portable_source(v) if k in ("source", "mask", "cortex_mask", "path") and isinstance(v, str)
+                    else _portable_provenance(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable_provenance(v) for v in value]
+    return value
+
+
 def build_model_card(model, covariates: pd.DataFrame, *, measure: str | None, space: Mapping | None,
                      seed: int | None, holdout: float = 0.0, metrics: Mapping | None = None,
                      source: str | None = None) -> dict:
@@ -138,7 +148,7 @@ def build_model_card(model, covariates: pd.DataFrame, *, measure: str | None, sp
             "structures": _structures(basis),
             "space": {k: str(space[k]) for k in ("space", "res", "den") if (space or {}).get(k)},
             "laplacian": prov.get("laplacian"),
-            "provenance": prov,
+            "provenance": _portable_provenance(prov),
         },
         "fitting": {
             "model_type": spec.model_type,
