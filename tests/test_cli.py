@@ -21,7 +21,7 @@ from spectranorm_neuro.cli import main
 from spectranorm_neuro.io import encode_cohort, parse_bids_name, read_bids_cohort, vertex_queries
 from spectranorm_neuro.workflow import load_bundle
 
-from ._cli_data import FIT_ARGS, N_MODES, make_study, run_cli
+from ._cli_data import FIT_ARGS, N_MODES, make_study, run_cli, write_band_annot
 from ._validator import bids_errors
 
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
@@ -319,3 +319,40 @@ def test_outputs_are_readable_like_any_user_file_and_cards_hold_no_local_paths(s
         text = (folder / "model_card.json").read_text()
         assert str(study.root) not in text and str(tmp_path) not in text, folder
         assert "/" not in json.loads(text)["training"]["source"]
+
+
+def test_apply_atlas_writes_parcel_tables_and_maps_equal_to_the_python_api(study, bundle_dir, tmp_path):
+    from spectranorm_neuro.io import atlas_queries
+
+    labels, names = write_band_annot(tmp_path / "lh.bands.annot")
+    out = tmp_path / "z"
+    code, stdout, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", out,
+                                    "--atlas", tmp_path / "lh.bands.annot"])
+    assert code == 0, stderr
+    assert "3 parcels of bands" in stdout
+    cohort, _, model, C, cov = _python_scores(bundle_dir, study.root / "clinic")
+    q = atlas_queries(model.eigenmode_basis, tmp_path / "lh.bands.annot")
+    expected = model.evaluate(q.encoded, C, cov).predictions
+    table = pd.read_csv(out / "group" / "atlas-bands_desc-zscore_thickness.tsv", sep="\t", index_col=0)
+    assert list(table.index) == cohort.subjects and list(table.columns) == names[1:]
+    np.testing.assert_allclose(table.to_numpy(), expected["z-score"], rtol=1e-8, atol=1e-9)
+    centiles = pd.read_csv(out / "group" / "atlas-bands_desc-centile_thickness.tsv", sep="\t", index_col=0)
+    np.testing.assert_allclose(centiles.to_numpy(), expected["centiles"], rtol=1e-8, atol=1e-9)
+    # the parcel maps: every kept vertex holds its parcel's z-score, the medial wall stays empty
+    structure = model.eigenmode_basis.structures[0]
+    sub = cohort.subjects[0]
+    img = nib.load(next(out.rglob(f"{sub}_hemi-L_space-fsaverage_den-10k_atlas-bands_desc-zscore_thickness.shape.gii")))
+    values = np.asarray(img.darrays[0].data)
+    kept = np.asarray(structure.index)
+    inside = kept[labels[kept] > 0]
+    np.testing.assert_allclose(values[inside], expected["z-score"][0][labels[inside] - 1].astype(np.float32),
+                               rtol=1e-6)
+    assert np.isnan(np.delete(values, inside)).all() and inside.size < kept.size  # medial wall, "unknown": empty
+    side = json.loads(next(out.rglob(f"{sub}_*_atlas-bands_desc-zscore_thickness.json")).read_text())
+    assert side["Atlas"] == {"Name": "bands", "Files": ["lh.bands.annot"], "NParcels": 3}
+    assert bids_errors(out) == []
+    # a wrong atlas names --atlas and the file
+    (tmp_path / "bad.annot").write_text("not an atlas")
+    code, _, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", tmp_path / "z2",
+                               "--atlas", tmp_path / "bad.annot"])
+    assert code == 1 and "--atlas=" in stderr and "bad.annot" in stderr

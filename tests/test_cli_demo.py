@@ -12,7 +12,7 @@ import pytest
 from spectranorm_neuro.io import parse_bids_name
 from spectranorm_neuro.workflow.demo import planted_check
 
-from ._cli_data import FIT_ARGS, leftovers, make_study, run_cli
+from ._cli_data import FIT_ARGS, leftovers, make_study, run_cli, write_band_annot
 from ._validator import bids_errors
 
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
@@ -72,9 +72,13 @@ def test_report_command(tmp_path):
     assert run_cli(["fit", tmp_path / "reference", "--basis", tmp_path / "basis.npz", *FIT_ARGS,
                     "--out", bundle, "-q"])[0] == 0
     out = tmp_path / "report"
+    write_band_annot(tmp_path / "lh.bands.annot")
     code, stdout, stderr = run_cli(["report", bundle, tmp_path / "clinic", "--out", out, "--group-column", "group",
-                                    "--controls", "group=control", "--max-subjects", "2"])
+                                    "--controls", "group=control", "--max-subjects", "2",
+                                    "--atlas", tmp_path / "lh.bands.annot"])
     assert code == 0, stderr
+    pages = " ".join(p.read_text() for p in out.rglob("*.html"))
+    assert "band2" in pages  # --atlas: the report names the atlas regions
     html = (out / "index.html").read_text()
     ids = study.cohorts["clinic"].covariates.index
     assert all(i in html for i in ids)  # every subject in the summary table

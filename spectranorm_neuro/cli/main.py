@@ -182,6 +182,13 @@ def _report_options(p) -> None:
     g.add_argument("--controls", default=None, metavar="COLUMN=VALUE",
                    help="controls used for the calibration section, e.g. group=control (default all subjects)")
     g.add_argument("--max-subjects", type=_positive_int, default=20, help="subjects shown in detail (default 20)")
+    a = p.add_argument_group("parcels")
+    a.add_argument("--atlas", nargs="+", type=Path, metavar="FILE",
+                   help="atlas on the basis' mesh or grid: one .dlabel.nii or NIfTI atlas, or one .annot/.label.gii "
+                        "per hemisphere (lh.* rh.*); apply writes parcel tables (group/atlas-<name>_...tsv) and "
+                        "parcel maps, the report names the regions")
+    a.add_argument("--atlas-name", default=None, metavar="NAME",
+                   help="atlas- label of the parcel outputs (default from the file name, e.g. aparc)")
 
 
 def _add_info(sub, parent) -> None:

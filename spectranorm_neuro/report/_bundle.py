@@ -35,12 +35,16 @@ class BundleReport:
         Subjects shown in detail.
     folder : str, optional
         Sub-folder of the apply output the report goes to.
+    atlas_labels : (labels, names), optional
+        Parcel of every feature and parcel names (``workflow.read_atlas(...).report_labels()``,
+        ``--atlas``): region names of clusters, parcel tables.
     """
 
     controls: tuple[str, str] | None = None
     group_column: str | None = None
     max_subjects: int = 20
     folder: str = "report"
+    atlas_labels: tuple | None = None
 
     def check(self, bundle: ModelBundle, covariates: pd.DataFrame) -> None:
         """Refuse a ``group_column`` or ``controls`` column the cohort lacks (before any computation)."""
@@ -77,13 +81,14 @@ class BundleReport:
                                    coefficients=coefficients, model_card=bundle.card, controls=self._mask(covariates),
                                    group_column=self.group_column, max_subjects=self.max_subjects, progress=progress,
                                    site_column=site if site in covariates.columns else None,
-                                   n_jobs=1 if n_jobs is None else n_jobs)
+                                   n_jobs=1 if n_jobs is None else n_jobs, atlas_labels=self.atlas_labels)
 
 
 def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *, population: bool = False,
                   controls: tuple[str, str] | Mapping[str, str] | None = None, group_column: str | None = None,
                   max_subjects: int = 20, space: dict | None = None, overwrite: bool = False,
-                  n_jobs: int | None = None, progress: bool = False, warn=None) -> Path:
+                  n_jobs: int | None = None, progress: bool = False, warn=None, atlas_labels: tuple | None = None,
+                  ) -> Path:
     """Score a cohort with a bundle and write its HTML report (what ``spectranorm-neuro report`` does).
 
     Parameters
@@ -107,6 +112,8 @@ def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *
     progress : bool, optional
     warn : callable, optional
         Receives warnings about the cohort.
+    atlas_labels : (labels, names), optional
+        See :class:`BundleReport` (``--atlas``).
 
     Returns
     -------
@@ -116,7 +123,8 @@ def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     if isinstance(controls, Mapping):
         controls = next(iter(controls.items())) if controls else None
-    options = BundleReport(tuple(controls) if controls else None, group_column, max_subjects)
+    options = BundleReport(tuple(controls) if controls else None, group_column, max_subjects,
+                           atlas_labels=atlas_labels)
     out = check_destination(out, overwrite)
     covariates, _, _ = prepare_scoring(bundle, cohort, space, population, warn or (lambda message: None))
     options.check(bundle, covariates)

@@ -23,6 +23,7 @@ Parts
     cohort is :func:`spectranorm_neuro.report.bundle_report`.
 """
 
+from .basis import basis_graph, make_basis
 from .bundle import (
     BUNDLE_FORMAT,
     BUNDLE_FORMAT_VERSION,
@@ -37,6 +38,7 @@ from .card import basis_space, build_model_card, format_card, held_out_metrics, 
 from .cohorts import covariates_frame, load_cohort, select_subjects
 from .fitting import FitResult, fit_model, holdout_mask
 from .output import OUTPUT_RECORD, check_destination, clean_leftovers, is_package_output, staged_directory
+from .parcels import PARCEL_KINDS, Atlas, read_atlas
 from .scoring import MAP_KINDS, check_covariates, encoded_queries, score, score_and_write, write_maps
 from .steps import (
     ApplyResult,
@@ -53,6 +55,7 @@ __all__ = [
     "BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "ModelBundle", "load_bundle", "save_bundle", "check_bundle_target",
     "check_compatible", "space_label",
     "build_model_card", "format_card", "held_out_metrics", "record_adaptation", "basis_space",
+    "basis_graph", "make_basis", "Atlas", "PARCEL_KINDS", "read_atlas",
     "load_cohort", "covariates_frame", "select_subjects",
     "FitResult", "fit_model", "holdout_mask",
     "OUTPUT_RECORD", "check_destination", "staged_directory", "clean_leftovers", "is_package_output",

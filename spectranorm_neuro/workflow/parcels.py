@@ -26,7 +26,7 @@ from ..exceptions import InvalidInputError, bad_value
 from ..io import DerivativesWriter, atlas_queries, build_bids_name, filename_hemi, write_parcel_table
 from ..io._common import write_text
 
-__all__ = ["Atlas", "read_atlas", "parcel_scores", "write_parcel_outputs"]
+__all__ = ["Atlas", "PARCEL_KINDS", "read_atlas", "parcel_scores", "write_parcel_outputs"]
 
 
 @dataclass
@@ -135,11 +135,26 @@ def read_atlas(paths: str | os.PathLike | Sequence[str | os.PathLike], basis, na
     return Atlas(label, [str(n) for n in q.names], parcel, np.asarray(q.encoded), [p.name for p in items])
 
 
-def parcel_scores(score, model, coefficients: np.ndarray, covariates: pd.DataFrame, atlas: Atlas,
-                  kinds: Sequence[str], population: bool = False) -> dict[str, np.ndarray]:
-    """Per-parcel maps of every subject: ``score(..., Q=atlas.encoded)``, each (n_subjects, n_parcels)."""
-    k = atlas.encoded.shape[0]
-    return score(model, np.asarray(coefficients)[:, :k], covariates, kinds, population, Q=atlas.encoded)
+#: Map kinds that have parcel versions (``harmonized`` maps are vertex maps only).
+PARCEL_KINDS = ("zscore", "centile", "mu", "sd")
+
+
+def parcel_scores(model, coefficients: np.ndarray, covariates: pd.DataFrame, atlas: Atlas,
+                  kinds: Sequence[str], population: bool = False, n_jobs: int | None = None,
+                  progress: bool = False) -> dict[str, np.ndarray]:
+    """Per-parcel maps of every subject (:func:`~spectranorm_neuro.workflow.score` of the parcel queries).
+
+    Returns
+    -------
+    dict of str to numpy.ndarray, each (n_subjects, n_parcels)
+        For the ``kinds`` among :data:`PARCEL_KINDS`.
+    """
+    from .scoring import score
+
+    k = int(model.model_params["n_modes"])
+    kinds = [kind for kind in kinds if kind in PARCEL_KINDS]
+    return score(model, np.asarray(coefficients)[:, :k], covariates, kinds, population, Q=atlas.encoded[:k],
+                 n_jobs=n_jobs, progress=progress)
 
 
 def write_parcel_outputs(root: str | os.PathLike, maps: dict[str, np.ndarray], subjects: Sequence[str],

@@ -29,6 +29,7 @@ from .card import basis_space, build_model_card, record_adaptation
 from .cohorts import covariates_frame, files_space
 from .fitting import fit_model
 from .output import check_destination, staged_directory
+from .parcels import Atlas, parcel_scores, write_parcel_outputs
 from .scoring import MAP_KINDS, check_covariates, check_writable, score_and_write
 
 __all__ = ["Attachment", "ApplyResult", "check_fit_options", "fit_bundle", "apply_bundle", "adapt_bundle",
@@ -332,7 +333,7 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
                  maps: Sequence[str] = ("zscore", "centile"), population: bool = False, measure: str | None = None,
                  space: dict | None = None, attachments: Sequence[Attachment] = (), overwrite: bool = False,
                  n_jobs: int | None = None, progress: bool = False, say: Say = _quiet,
-                 warn: Say = _quiet) -> ApplyResult:
+                 warn: Say = _quiet, atlas: Atlas | None = None) -> ApplyResult:
     """Score a cohort with a bundle and write BIDS derivatives (what ``spectranorm-neuro apply`` does).
 
     Writes, into ``out`` (complete or not at all): the z-score maps (always) and the other
@@ -363,6 +364,9 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     progress : bool, optional
     say, warn : callable, optional
         Receive status lines and warnings.
+    atlas : Atlas, optional
+        Also write parcel tables and parcel maps of the z-score (and other) maps
+        (:func:`~spectranorm_neuro.workflow.parcels.read_atlas`, ``--atlas``).
 
     Returns
     -------
@@ -389,10 +393,16 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
                                         keep=["zscore"] if attachments else [], n_jobs=n_jobs, progress=progress,
                                         metadata=map_metadata(bundle, "apply", population),
                                         source_datasets=source_datasets(cohort, out))
+        parcel_files = []
+        if atlas is not None:
+            say(f"Scoring {atlas.n_parcels} parcels of the atlas {atlas.name} ...")
+            parcel_maps = parcel_scores(bundle.model, coeffs, covariates, atlas, need, population, n_jobs, progress)
+            parcel_files = write_parcel_outputs(stage, parcel_maps, cohort.subjects, measure, bundle.basis.structures,
+                                                space, atlas, map_metadata(bundle, "apply", population))
         for item in attachments:
             item.write(stage, bundle, covariates, kept["zscore"], coeffs, n_jobs, progress)
         summary = pd.read_csv(written[-1], sep="\t")
-    files = [out / Path(p).relative_to(stage) for p in written]
+    files = [out / Path(p).relative_to(stage) for p in [*written, *parcel_files]]
     return ApplyResult(out, files, cohort.n_subjects, space, summary, messages)
 
 
