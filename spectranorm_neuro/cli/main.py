@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
 import traceback
 import warnings
@@ -289,6 +290,21 @@ def _handlers() -> dict:
             "apply": _apply_cmds.cmd_apply, "harmonize": _apply_cmds.cmd_harmonize, "report": _apply_cmds.cmd_report}
 
 
+def _option_names(message: str, parser: argparse.ArgumentParser, command: str) -> str:
+    """Name the command-line option in a message that starts with a Python argument name.
+
+    ``group_column='Group': ...`` becomes ``--group-column='Group': ...`` when the command has an
+    option whose destination is ``group_column`` (one translation for every message of the package).
+    """
+    match = re.match(r"([A-Za-z_]\w*)(?=(\[[^\]]*\])?=)", message)
+    if not match:
+        return message
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices.get(command)
+    options = {a.dest: a.option_strings[-1] for a in (sub._actions if sub else []) if a.option_strings}
+    option = options.get(match.group(1))
+    return option + message[match.end():] if option else message
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -356,7 +372,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except SpectraNormError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {_option_names(_one_line(exc), parser, args.command)}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"error: {_one_line(exc)}", file=sys.stderr)

@@ -496,6 +496,20 @@ def _hemi(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- BIDS
+def _measures_present(root: Path, exts: tuple[str, ...], limit: int = 2000) -> set[str]:
+    """Suffixes (measures) of the map files under ``root/sub-*`` (the first ``limit`` files)."""
+    found: set[str] = set()
+    for i, path in enumerate(root.glob("sub-*/**/*")):
+        if i >= limit:
+            break
+        if path.name.endswith(exts):
+            try:
+                found.add(parse_bids_name(path)["suffix"])
+            except (FileFormatError, InvalidInputError):
+                continue
+    return found
+
+
 def read_bids_cohort(
     root: str | os.PathLike,
     measure: str,
@@ -589,6 +603,12 @@ def read_bids_cohort(
                 path = surf / f"{prefix}.{measure}{fs_suffix}"
                 if path.is_file():
                     hits.setdefault((_sub(sub_dir.name), hemi), []).append(str(path))
+    if not hits:
+        present = _measures_present(root, exts)
+        if present and measure not in present:
+            raise bad_value("measure", measure, f"matches no map in {root}; the maps there are of "
+                            f"{sorted(present)}", f"pass one of {sorted(present)} (command line: --measure)",
+                            InvalidInputError)
     dups = {k: v for k, v in hits.items() if len(v) > 1}
     if dups:
         lines = [f"{pid} {key}: {[Path(p).name for p in paths]}"

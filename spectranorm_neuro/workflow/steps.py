@@ -12,6 +12,7 @@ absent) or :func:`~spectranorm_neuro.workflow.bundle.save_bundle` (atomic).
 from __future__ import annotations
 
 import copy
+import difflib
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from .._util import check_n_jobs
+from .._util import check_n_jobs, check_n_modes
 from ..exceptions import InvalidInputError, UsageError, bad_value
 from ..io import Cohort, encode_cohort, write_participants
 from .bundle import ModelBundle, check_bundle_target, check_compatible
@@ -106,10 +107,17 @@ def check_fit_options(numerical: Sequence[str], categorical: Sequence[str], batc
                              f"{'--categorical' if opt == '--batch' else '--numerical'}")
     if not 0.0 <= float(holdout) < 1.0:
         raise bad_value("--holdout", holdout, "is not a fraction in [0, 1)", "pass e.g. --holdout 0.2")
-    missing = [c for c in [*numerical, *categorical] if columns is not None and c not in columns]
-    if missing:
-        raise bad_value("covariates", missing, f"are not columns of the covariate table ({list(columns)})",
-                        "add them to participants.tsv / the table, or fix the option values", InvalidInputError)
+    if columns is None:
+        return
+    columns = [str(c) for c in columns]
+    for opt, names in (("--numerical", numerical), ("--categorical", categorical)):
+        missing = [c for c in names if c not in columns]
+        if missing:
+            close = {c: difflib.get_close_matches(c, columns, n=1) for c in missing}
+            hint = "; ".join(f"{c!r} -> {m[0]!r}?" for c, m in close.items() if m)
+            raise bad_value(opt, missing, f"are not columns of the covariate table ({columns})",
+                            (f"fix the spelling ({hint})" if hint else "name existing columns")
+                            + " or add the columns to participants.tsv / the table", InvalidInputError)
 
 
 def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, numerical: Sequence[str] = (),
@@ -155,6 +163,7 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     check_fit_options(numerical, categorical, batch, nonlinear, holdout, cohort.covariates.columns)
+    check_n_modes(n_modes, basis.n_modes, "--n-modes")  # before the (long) encoding
     if out is not None:
         out = check_bundle_target(out, overwrite)
     space = dict(space or files_space(cohort.files.to_numpy().ravel()) or basis_space(basis))
