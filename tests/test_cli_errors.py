@@ -203,8 +203,8 @@ def test_messages_name_the_option_and_show_the_bad_value(study, bundle_dir, tmp_
     basis, out = study.root / "basis.npz", tmp_path / "b"
     args = ["fit", study.root / "reference", "--basis", basis, "--out", out]
     # a covariate typo: named by its option, with the close match, before any encoding
-    got, stdout, stderr = run_cli([*args, "--measure", "thickness", "--numerical", "agee", "--categorical", "sex", "site",
-                                   "--batch", "site"])
+    got, stdout, stderr = run_cli([*args, "--measure", "thickness", "--numerical", "agee", "--categorical", "sex",
+                                   "site", "--batch", "site"])
     assert got == 1 and "Encoding" not in stdout
     assert "--numerical=['agee']: are not columns" in stderr and "'agee' -> 'age'?" in stderr
     # a measure that is not there: the measures that are

@@ -377,7 +377,8 @@ def test_error_participants_without_maps_and_maps_without_participants(tmp_path,
 
 def test_error_missing_participants_file_names_it(tmp_path, sulcal, medial):
     make_dataset(tmp_path / "ds", sulcal, medial, n=2)
-    with pytest.raises(InvalidInputError, match=r"no file in .*ds \(thicknes\) fits.*Fix: check the measure"):
+    with pytest.raises(InvalidInputError,
+                       match=r"measure='thicknes': matches no map in .*ds; the maps there are of \['thickness'\]"):
         io.read_bids_cohort(tmp_path / "ds", "thicknes")
     (tmp_path / "ds" / "participants.tsv").unlink()
     with pytest.raises(
