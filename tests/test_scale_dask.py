@@ -17,6 +17,7 @@ import socket
 import sys
 import tracemalloc
 
+import joblib
 import nibabel as nib
 import numpy as np
 import pandas as pd
@@ -164,12 +165,12 @@ def test_iter_predict_joblib_path_is_bitwise_serial(lattice, monkeypatch):
     m, test, Cte, Q = lattice["model"], lattice["test"], lattice["Cte"], lattice["Q"]
     runs = []
 
-    class Recording(spectral.Parallel):
+    class Recording(joblib.Parallel):
         def __init__(self, *args, **kwargs):
             runs.append(kwargs.get("n_jobs"))
             super().__init__(*args, **kwargs)
 
-    monkeypatch.setattr(spectral, "Parallel", Recording)
+    monkeypatch.setattr(joblib, "Parallel", Recording)  # what the package's one runner (_util.run_tasks) uses
     serial = list(m.iter_predict(Q, test, observed=Cte, subject_block=100, query_block=128))
     assert runs == []  # n_jobs=1: in this process
     parallel = list(m.iter_predict(Q, test, observed=Cte, subject_block=100, query_block=128, n_jobs=2))

@@ -91,3 +91,30 @@ def test_model_bundle_round_trip_and_verify(study, tmp_path):
     assert bundle.verify()["format"] == "spectranorm_neuro.model_bundle"
     again = ModelBundle.load(path)
     assert again.card == bundle.card and "Training: " in again.describe()
+
+
+def _where(_):
+    import os
+    import threading
+
+    return os.getpid(), threading.current_thread().name
+
+
+def test_one_parallel_runner_with_joblib_semantics():
+    import os
+    import threading
+
+    from joblib import parallel_config
+
+    from spectranorm_neuro._util import run_tasks
+    from spectranorm_neuro.exceptions import InvalidInputError
+
+    assert list(run_tasks(_where, [(i,) for i in range(3)], 1)) == [(os.getpid(), threading.current_thread().name)] * 3
+    with parallel_config(backend="threading", n_jobs=2):  # n_jobs=None: joblib's default, set here
+        threaded = list(run_tasks(_where, [(i,) for i in range(8)]))
+    assert len(threaded) == 8 and {pid for pid, _ in threaded} == {os.getpid()}
+    assert all(name != threading.current_thread().name for _, name in threaded)
+    assert [x * 2 for x in range(10)] == list(run_tasks(lambda x: 2 * x, [(i,) for i in range(10)], -1))
+    for bad in (0, 1.5, True, "2"):
+        with pytest.raises(InvalidInputError, match=r"n_jobs=.*is not a non-zero integer"):
+            list(run_tasks(_where, [(1,)], bad))

@@ -247,12 +247,8 @@ class EigenmodeBasis:
                             f"does not end with the basis' {self.n_features} features",
                             "pass (..., n_features) values over the basis' nodes", ShapeMismatchError)
         offsets = structure_offsets(self._structures)
-        out = {}
-        for s, struct in enumerate(self._structures):
-            full = np.full((*arr.shape[:-1], struct.n_total), np.nan)
-            full[..., struct.index] = arr[..., offsets[s]:offsets[s + 1]]
-            out[struct.name] = full
-        return out
+        return {struct.name: struct.to_full(arr[..., offsets[s]:offsets[s + 1]])
+                for s, struct in enumerate(self._structures)}
 
     def from_full(self, full) -> np.ndarray:
         """Select the features from values on the structures' full node sets (inverse of :meth:`to_full`).

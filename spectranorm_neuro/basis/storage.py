@@ -32,6 +32,7 @@ import json
 import os
 import struct
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -43,6 +44,7 @@ from ..exceptions import (
     ChecksumError,
     FileFormatError,
     FormatVersionError,
+    SpectraNormError,
     UnsafeFormatError,
     bad_value,
 )
@@ -196,14 +198,26 @@ def _memmap_member(path: Path, member: str) -> np.memmap:
 
 
 def load_basis(cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True):
-    """Read a basis file (see the module docstring); implementation of ``EigenmodeBasis.load``."""
+    """Read a basis file (see the module docstring); implementation of ``EigenmodeBasis.load``.
+
+    A damaged file (corrupt zip members, truncated data, object arrays) raises
+    :class:`~spectranorm_neuro.exceptions.FileFormatError` naming it.
+    """
     path = Path(path)
     _refuse_or_fail(path)
     try:
-        npz = np.load(path, allow_pickle=False)
-    except (ValueError, zipfile.BadZipFile, OSError) as exc:
-        raise bad_value("path", str(path), f"is a damaged zip archive ({exc})", "re-save the basis",
+        return _read_basis(cls, path, mmap, verify)
+    except SpectraNormError:
+        raise
+    except (ValueError, KeyError, EOFError, OSError, zipfile.BadZipFile, zlib.error, struct.error) as exc:
+        reason = " ".join(str(exc).split())[:100] or type(exc).__name__
+        raise bad_value("path", str(path), f"is a damaged zip archive, not a readable basis ({type(exc).__name__}: "
+                        f"{reason})", "re-save the basis with EigenmodeBasis.save (or `spectranorm-neuro basis`)",
                         FileFormatError) from None
+
+
+def _read_basis(cls, path: Path, mmap: bool, verify: bool):
+    npz = np.load(path, allow_pickle=False)
     with npz:
         meta = _metadata(npz, path)
         needed = ["eigenvalues", "eigenvectors"]

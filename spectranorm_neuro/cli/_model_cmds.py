@@ -12,7 +12,7 @@ import numpy as np
 
 from .._version import __version__
 from ..basis import EigenmodeBasis
-from ..exceptions import InvalidInputError, OutputExistsError, bad_value
+from ..exceptions import OutputExistsError, bad_value
 from ..workflow import (
     ModelBundle,
     adapt_bundle,
@@ -20,12 +20,13 @@ from ..workflow import (
     check_bundle_target,
     check_fit_options,
     fit_bundle,
+    load_basis,
     space_label,
 )
 from ..workflow.output import os_errors
 from ._common import Run, UsageError, load_cohort
 
-__all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info", "make_basis", "load_basis"]
+__all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info", "make_basis"]
 
 
 def make_basis(args) -> EigenmodeBasis:
@@ -53,20 +54,12 @@ def cmd_basis(run: Run) -> int:
     return 0
 
 
-def load_basis(path: Path) -> EigenmodeBasis:
-    """Read the ``--basis`` file (errors name ``--basis``)."""
-    if not Path(path).exists():
-        raise bad_value("--basis", str(path), "does not exist",
-                        "compute one with `spectranorm-neuro basis ... --out basis.npz`", InvalidInputError)
-    return EigenmodeBasis.load(path)
-
-
 def cmd_fit(run: Run) -> int:
     """``spectranorm-neuro fit``: cohort + basis -> model bundle."""
     args = run.args
     check_fit_options(args.numerical, args.categorical, args.batch, args.nonlinear, args.holdout)
     check_bundle_target(args.out, run.overwrite)
-    basis = load_basis(args.basis)
+    basis = load_basis(args.basis, "--basis")
     cohort, space = load_cohort(run, basis)
     bundle = fit_bundle(cohort, basis, args.out, numerical=args.numerical, categorical=args.categorical,
                         batch=args.batch, nonlinear=args.nonlinear, mean=args.mean, variance=args.variance,

@@ -309,6 +309,14 @@ def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
 
+def _os_error(exc: OSError) -> str:
+    """One line for an operating-system error that no step translated (a file that cannot be read)."""
+    what = exc.filename or "a file"
+    reason = (exc.strerror or _one_line(exc)).rstrip(".")
+    return (f"{what}: cannot be used ({reason}). Fix: check that the path exists and is readable, and that the "
+            "disk has space")
+
+
 @contextlib.contextmanager
 def _console(run: Run) -> Iterator[None]:
     """Route package warnings and log records to stderr lines for the duration of a command."""
@@ -375,7 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_option_names(_one_line(exc), parser, args.command)}", file=sys.stderr)
         return 1
     except OSError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {_os_error(exc)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("error: interrupted (nothing was written)", file=sys.stderr)

@@ -101,15 +101,20 @@ def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
     return directory
 
 
-def load_spectral_model(directory):
+def load_spectral_model(directory, model_class):
     """Load a model written by :func:`save_spectral_model`, verifying format and checksums.
+
+    Parameters
+    ----------
+    directory : path-like
+    model_class : type
+        :class:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel` (passed in, so this
+        module does not import the model's module, which imports it).
 
     Returns
     -------
     SpectralNormativeModel
     """
-    from .spectral import SpectralNormativeModel
-
     manifest = read_manifest(directory, FORMAT_NAME, FORMAT_VERSION)
     verify_manifest(directory, manifest)
     directory = Path(directory)
@@ -119,6 +124,6 @@ def load_spectral_model(directory):
         direct = DirectParams.from_arrays(arrays, "direct_")
         cov = CovarianceParams.from_arrays(arrays, "covariance_")
     basis = EigenmodeBasis.load(directory / "basis.npz")
-    model = SpectralNormativeModel(basis, DirectNormativeModel(spec))
+    model = model_class(basis, DirectNormativeModel(spec))
     model.direct_params, model.covariance_params, model.model_params = direct, cov, model_params
     return model

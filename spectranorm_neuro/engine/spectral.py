@@ -16,18 +16,16 @@ them through joblib (``joblib.parallel_config(backend="dask")`` spreads them ove
 
 from __future__ import annotations
 
-import itertools
 import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from joblib import Parallel, delayed, effective_n_jobs
 from scipy import stats
 from tqdm.auto import tqdm
 
-from .._util import as_finite_array, blas_threads, check_n_modes
+from .._util import as_finite_array, check_n_jobs, check_n_modes, check_positive_int, run_tasks
 from ..basis import EigenmodeBasis
 from ..exceptions import NotFittedError, ShapeMismatchError, bad_value
 from .covariance import CovarianceParams, adapt_covariance, fit_covariance, predict_correlation, select_pairs
@@ -152,16 +150,6 @@ def _blocks(n: int, size: int) -> list[slice]:
     return [slice(a, min(a + size, n)) for a in range(0, n, size)]
 
 
-def _pinned_call(func, *args):
-    """``func(*args)`` with BLAS on one thread.
-
-    The solver's many small products lose badly to thread synchronization on a busy machine, and
-    results must not depend on the number of workers; parallelism comes from blocks instead.
-    """
-    with blas_threads(1):
-        return func(*args)
-
-
 def _fit_direct_block(block: slice, spec, C: np.ndarray, covariates: pd.DataFrame, kwargs: dict) -> DirectParams:
     return fit_direct(spec, C[:, block], covariates, **kwargs)
 
@@ -178,37 +166,16 @@ def _block_predictions(sp: SpectralPredictions, Q: np.ndarray, coeffs: np.ndarra
 
 
 def _check_block(value, argument: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise bad_value(argument, value, "is not a positive integer", f"pass e.g. {argument}=256")
-    return int(value)
+    return check_positive_int(value, argument, 256)
 
 
 def _check_n_jobs(n_jobs) -> int | None:
-    if n_jobs is not None and (isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer))
-                               or n_jobs == 0):
-        raise bad_value("n_jobs", n_jobs, "is not a non-zero integer",
-                        "pass 1 (serial), a number of workers, -1 (all cores) or None (joblib's default)")
-    return None if n_jobs is None else int(n_jobs)
+    return check_n_jobs(n_jobs)
 
 
 def _stream_tasks(func, arguments: Iterator[tuple], n_jobs: int | None) -> Iterator:
-    """Yield ``func(*args)`` for each tuple of ``arguments``, in order, BLAS on one thread.
-
-    With several workers the tasks run through joblib (any backend, e.g. dask) in waves of twice
-    the number of workers, so that at most that many results wait in memory for the consumer.
-    """
-    workers = effective_n_jobs(n_jobs)
-    if workers == 1:
-        for args in arguments:
-            yield _pinned_call(func, *args)
-        return
-    wave = 2 * workers
-    with Parallel(n_jobs=n_jobs, return_as="generator") as parallel:
-        while True:
-            batch = list(itertools.islice(arguments, wave))
-            if not batch:
-                return
-            yield from parallel(delayed(_pinned_call)(func, *args) for args in batch)
+    """Yield ``func(*args)`` for each tuple of ``arguments``, in order (the package's one runner, ``run_tasks``)."""
+    return run_tasks(func, arguments, n_jobs)
 
 
 def _run_blocks(func, n_items: int, n_jobs: int, desc: str, progress: bool | None, *shared):
@@ -218,12 +185,8 @@ def _run_blocks(func, n_items: int, n_jobs: int, desc: str, progress: bool | Non
     each once: memory-mapped for local workers, scattered once to a dask cluster.
     """
     blocks = _blocks(n_items, MODE_BLOCK)
-    if len(blocks) <= 1 or n_jobs == 1:
-        return [_pinned_call(func, b, *shared) for b in tqdm(blocks, desc=desc, unit="block",
-                                                             disable=progress is not True and None)]
-    runner = Parallel(n_jobs=n_jobs, return_as="generator")
-    results = runner(delayed(_pinned_call)(func, b, *shared) for b in blocks)
-    return list(tqdm(results, total=len(blocks), desc=desc, unit="block", disable=progress is not True and None))
+    return list(run_tasks(func, ((b, *shared) for b in blocks), 1 if len(blocks) <= 1 else n_jobs,
+                          total=len(blocks), progress=True if progress is True else None, desc=desc, unit="block"))
 
 
 class SpectralNormativeModel:
@@ -728,5 +691,5 @@ class SpectralNormativeModel:
         """Load a model written by :meth:`save_model` (checksums and format version verified)."""
         from .persistence import load_spectral_model
 
-        return load_spectral_model(directory)
+        return load_spectral_model(directory, cls)
 

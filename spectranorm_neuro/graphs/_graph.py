@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import sparse
 
+from ..exceptions import ShapeMismatchError, bad_value
+
 __all__ = ["Structure", "Graph"]
 
 
@@ -51,6 +53,30 @@ class Structure:
     def n_features(self) -> int:
         """Number of kept nodes."""
         return len(self.index)
+
+    def to_full(self, values, fill: float = np.nan) -> np.ndarray:
+        """Scatter kept-node values onto the full node set (the package's one such scatter).
+
+        Parameters
+        ----------
+        values : array_like, shape (..., n_features)
+            Values over ``index``.
+        fill : float, optional
+            Value of the nodes that are not kept (NaN by default).
+
+        Returns
+        -------
+        numpy.ndarray, shape (..., n_total)
+        """
+        arr = np.asarray(values, dtype=np.float64)
+        if arr.ndim < 1 or arr.shape[-1] != self.n_features:
+            raise bad_value("values", f"array of shape {arr.shape}",
+                            f"has {arr.shape[-1] if arr.ndim else 0} entries but {self.name} keeps "
+                            f"{self.n_features} nodes", "pass values over the structure's kept nodes",
+                            ShapeMismatchError)
+        full = np.full((*arr.shape[:-1], int(self.n_total)), fill, dtype=np.float64)
+        full[..., np.asarray(self.index)] = arr
+        return full
 
     def matches(self, other: Structure) -> bool:
         """Whether ``other`` describes the same nodes (``==`` compares identity only).

@@ -270,15 +270,7 @@ def to_full(values: Any, structure: Structure, fill: float = np.nan) -> np.ndarr
     -------
     numpy.ndarray, shape (..., n_total)
     """
-    arr = np.asarray(values, dtype=np.float64)
-    if arr.shape[-1] != structure.n_features:
-        raise bad_value("values", f"array of shape {arr.shape}",
-                        f"has {arr.shape[-1]} entries but {structure.name} keeps "
-                        f"{structure.n_features} nodes",
-                        "pass values over the structure's kept nodes", ShapeMismatchError)
-    full = np.full((*arr.shape[:-1], int(structure.n_total)), fill, dtype=np.float64)
-    full[..., np.asarray(structure.index)] = arr
-    return full
+    return structure.to_full(values, fill)
 
 
 _FS_MORPH = re.compile(r"^(lh|rh)\.")

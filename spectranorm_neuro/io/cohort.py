@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util import blas_threads, check_n_modes
+from .._util import check_n_modes, check_positive_int, run_tasks
 from ..exceptions import (
     FileFormatError,
     IncompatibleModelError,
@@ -101,10 +101,8 @@ def _read_rows(rows: Sequence[Sequence[str]], structures: tuple[Structure, ...],
 
 
 def _encode_rows(rows, structures, map_index, basis, n_modes):
-    """Read and encode one chunk; BLAS runs on one thread so the result does not depend on n_jobs."""
-    data = _read_rows(rows, structures, map_index)
-    with blas_threads(1):
-        return basis.encode(data, n_modes=n_modes)
+    """Read and encode one chunk (``run_tasks`` runs it with BLAS on one thread: results do not depend on n_jobs)."""
+    return basis.encode(_read_rows(rows, structures, map_index), n_modes=n_modes)
 
 
 @dataclass(eq=False)
@@ -221,9 +219,7 @@ class Cohort:
 
 
 def _check_chunk(chunk_size: Any) -> int:
-    if not isinstance(chunk_size, (int, np.integer)) or isinstance(chunk_size, bool) or chunk_size < 1:
-        raise bad_value("chunk_size", chunk_size, "is not a positive integer", "pass e.g. chunk_size=64")
-    return int(chunk_size)
+    return check_positive_int(chunk_size, "chunk_size", 64)
 
 
 def encode_cohort(
@@ -262,9 +258,6 @@ def encode_cohort(
     numpy.ndarray, shape (n_subjects, n_modes)
         Coefficients in cohort order (``cohort.subjects``).
     """
-    from joblib import Parallel, delayed
-    from tqdm.auto import tqdm
-
     if not isinstance(cohort, Cohort):
         raise bad_value("cohort", type(cohort).__name__, "is not a Cohort",
                         "build one with read_bids_cohort or read_table_cohort")
@@ -280,13 +273,11 @@ def encode_cohort(
     out = np.empty((cohort.n_subjects, k), dtype=np.float64)
     bounds = [(s, min(s + chunk_size, cohort.n_subjects)) for s in range(0, cohort.n_subjects, chunk_size)]
     rows = cohort._rows(slice(None))
-    tasks = (delayed(_encode_rows)(rows[a:b], cohort.structures, cohort.map_index, basis, n_modes)
-             for a, b in bounds)
-    with tqdm(total=cohort.n_subjects, disable=not progress, unit="subject", desc="encoding maps") as bar:
-        results = Parallel(n_jobs=n_jobs, return_as="generator")(tasks)
-        for (a, b), coeffs in zip(bounds, results):
-            out[a:b] = coeffs
-            bar.update(b - a)
+    tasks = ((rows[a:b], cohort.structures, cohort.map_index, basis, n_modes) for a, b in bounds)
+    results = run_tasks(_encode_rows, tasks, n_jobs, total=cohort.n_subjects, progress=progress,
+                        desc="encoding maps", unit="subject", weights=(b - a for a, b in bounds))
+    for (a, b), coeffs in zip(bounds, results):
+        out[a:b] = coeffs
     return out
 
 
@@ -297,8 +288,7 @@ def _check_same_structures(basis_structures, structures) -> None:
     if is_default_layout(basis_structures):
         return  # a basis built without a layout: only the feature count can be checked
     same = len(basis_structures) == len(structures) and all(
-        a.name == b.name and a.n_total == b.n_total and np.array_equal(a.index, b.index)
-        for a, b in zip(basis_structures, structures))
+        a.matches(b) for a, b in zip(basis_structures, structures))
     if not same:
         raise bad_value("basis", [s.name for s in basis_structures],
                         f"has other structures/masks than the cohort ({[s.name for s in structures]})",

@@ -42,6 +42,16 @@ def load_volume(image: Any, argument: str = "image") -> nib.spatialimages.Spatia
                     "pass a path to a .nii/.nii.gz file or a nibabel image")
 
 
+def voxel_data(img, path: str) -> np.ndarray:
+    """The voxel array of a loaded image; a truncated or corrupt file raises a FileFormatError naming it."""
+    try:
+        return np.asanyarray(img.dataobj)
+    except Exception as exc:  # gzip/zlib/EOF/ValueError from a damaged file
+        raise bad_file("path", path, f"cannot be read: the file is truncated or damaged ({type(exc).__name__}: "
+                       f"{' '.join(str(exc).split())[:80]})", "restore or re-create the file",
+                       FileFormatError) from None
+
+
 def volume_structure(mask: Any, name: str = "Volume") -> Structure:
     """Build the :class:`Structure` of a voxel mask.
 
@@ -117,7 +127,7 @@ def read_nifti(path: str | os.PathLike, structure: Structure, map_index: int | N
                         FileFormatError)
     _check_grid(img, structure, name)
     ijk = np.unravel_index(np.asarray(structure.index), structure.shape)
-    data = np.asanyarray(img.dataobj)
+    data = voxel_data(img, str(path))
     if data.ndim == 3:
         if map_index not in (None, 0):
             raise bad_value("map_index", map_index, f"{name} holds a single 3-D map",

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 from scipy import sparse
 
-from .._util import check_n_modes
+from .._util import check_n_modes, check_positive_int
 from ..exceptions import IncompatibleModelError, InvalidInputError, ShapeMismatchError, bad_value
 from ..graphs._graph import Graph, Structure
 from ._common import STRUCTURE_TO_HEMI, normalize_hemi, resolve_structures
@@ -78,10 +78,7 @@ class QuerySet:
         self.features = None if features is None else np.asarray(features, dtype=np.int64)
         self.kind = kind
         self.labels = labels
-        if block_size is not None and (not isinstance(block_size, (int, np.integer)) or block_size < 1):
-            raise bad_value("block_size", block_size, "is not a positive integer",
-                            "pass e.g. block_size=4096")
-        self.block_size = None if block_size is None else int(block_size)
+        self.block_size = None if block_size is None else check_positive_int(block_size, "block_size", 4096)
         self._encoded = None
         if self.block_size is None:
             self._encoded = self._encode(0, self.n_queries)

@@ -81,7 +81,7 @@ class BundleReport:
                                    coefficients=coefficients, model_card=bundle.card, controls=self._mask(covariates),
                                    group_column=self.group_column, max_subjects=self.max_subjects, progress=progress,
                                    site_column=site if site in covariates.columns else None,
-                                   n_jobs=1 if n_jobs is None else n_jobs, atlas_labels=self.atlas_labels)
+                                   n_jobs=n_jobs, atlas_labels=self.atlas_labels)
 
 
 def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *, population: bool = False,

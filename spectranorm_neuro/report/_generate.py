@@ -13,11 +13,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from .._util import atomic_write_bytes, atomic_write_text, blas_threads, check_output_path
+from .._util import atomic_write_bytes, atomic_write_text, blas_threads, check_n_jobs, check_output_path
 from .._version import __version__
 from ..exceptions import InvalidInputError, OutputExistsError, bad_value
 from . import _inputs as checks
-from ._render import check_n_jobs, render_subjects
+from ._render import render_subjects
 from .brainviews import BrainRenderer, ColourScale, Panel
 from .calibration import calibration_summary, group_maps, parcel_stats, subject_stats
 from .centiles import CentileCharts, centile_charts
@@ -162,8 +162,9 @@ def generate_report(
         Up to this many detailed subjects are shown inside ``index.html``; more get own pages.
     n_top_parcels : int
         Number of parcels listed per subject.
-    n_jobs : int, optional
-        Worker processes for the per-subject figures (-1: all CPUs). Output does not depend on it.
+    n_jobs : int or None, optional
+        Workers for the per-subject figures (joblib semantics: -1 all CPUs, None joblib's default;
+        ``joblib.parallel_config`` chooses the backend, dask included). Output does not depend on it.
 
     Returns
     -------

@@ -82,10 +82,7 @@ class Block:
         numpy.ndarray, shape (..., n_total)
             The block's values at its kept nodes, NaN on masked nodes.
         """
-        values = np.asarray(values, dtype=np.float64)
-        out = np.full((*values.shape[:-1], self.structure.n_total), np.nan)
-        out[..., self.structure.index] = values[..., self.start:self.stop]
-        return out
+        return self.structure.to_full(np.asarray(values, dtype=np.float64)[..., self.start:self.stop])
 
 
 def check_zscores(zscores: Any) -> np.ndarray:

@@ -6,20 +6,18 @@ not depend on ``n_jobs`` or on the chunking. Files are written by the caller (ma
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
-from .._util import blas_threads
-from ..exceptions import bad_value
+from .._util import blas_threads, run_tasks
 from .brainviews import BrainRenderer, ColourScale, Panel
 from .centiles import CentileCharts
 from .figures import CentileChartFigure
 from .interactive import interactive_pages
 
-__all__ = ["SubjectFigures", "render_subjects", "check_n_jobs"]
+__all__ = ["SubjectFigures", "render_subjects"]
 
 CHUNK = 5
 
@@ -46,16 +44,6 @@ class SubjectFigures:
     interactive: list[tuple[str, str]]
 
 
-def check_n_jobs(n_jobs: int | None) -> int:
-    """Resolve ``n_jobs`` (None -> 1, -1 -> all CPUs) to a positive worker count."""
-    if n_jobs is None:
-        return 1
-    if isinstance(n_jobs, bool) or not isinstance(n_jobs, (int, np.integer)) or n_jobs == 0 or n_jobs < -1:
-        raise bad_value("n_jobs", n_jobs, "is not a positive integer or -1",
-                        "pass e.g. n_jobs=2 (or -1 for all CPUs)")
-    return int(os.cpu_count() or 1) if n_jobs == -1 else int(n_jobs)
-
-
 def _render_chunk(renderer: BrainRenderer, charts: CentileCharts | None, groups, levels,
                   tasks: Sequence[tuple[int, str, np.ndarray]], scale: ColourScale,
                   interactive: bool) -> list[SubjectFigures]:
@@ -75,7 +63,7 @@ def _render_chunk(renderer: BrainRenderer, charts: CentileCharts | None, groups,
 
 def render_subjects(renderer: BrainRenderer, charts: CentileCharts | None, groups: np.ndarray | None,
                     levels: Sequence[str], zscores: np.ndarray, ids: Sequence[str], scale: ColourScale,
-                    interactive: bool = False, n_jobs: int = 1) -> Iterator[SubjectFigures]:
+                    interactive: bool = False, n_jobs: int | None = 1) -> Iterator[SubjectFigures]:
     """Render the detailed subjects' figures, yielding them in subject order.
 
     Parameters
@@ -92,8 +80,9 @@ def render_subjects(renderer: BrainRenderer, charts: CentileCharts | None, group
         Colour scale of the z-maps.
     interactive : bool
         Also build nilearn interactive pages.
-    n_jobs : int
-        Worker processes (1 renders in this process).
+    n_jobs : int or None
+        Workers (joblib semantics, through the package's one runner ``_util.run_tasks``, so
+        ``joblib.parallel_config`` chooses the backend; 1 renders in this process).
 
     Yields
     ------
@@ -101,13 +90,6 @@ def render_subjects(renderer: BrainRenderer, charts: CentileCharts | None, group
     """
     tasks = [(i, str(ids[i]), zscores[i]) for i in range(len(ids))]
     chunks = [tasks[a:a + CHUNK] for a in range(0, len(tasks), CHUNK)]
-    if n_jobs <= 1 or len(chunks) <= 1:
-        for chunk in chunks:
-            yield from _render_chunk(renderer, charts, groups, levels, chunk, scale, interactive)
-        return
-    from joblib import Parallel, delayed
-
-    parallel = Parallel(n_jobs=min(n_jobs, len(chunks)), backend="loky", return_as="generator")
-    for result in parallel(delayed(_render_chunk)(renderer, charts, groups, levels, chunk, scale, interactive)
-                           for chunk in chunks):
+    arguments = ((renderer, charts, groups, levels, chunk, scale, interactive) for chunk in chunks)
+    for result in run_tasks(_render_chunk, arguments, 1 if len(chunks) <= 1 else n_jobs):
         yield from result

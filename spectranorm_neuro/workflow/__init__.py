@@ -35,7 +35,7 @@ from .bundle import (
     space_label,
 )
 from .card import basis_space, build_model_card, format_card, held_out_metrics, record_adaptation
-from .cohorts import covariates_frame, load_cohort, select_subjects
+from .cohorts import covariates_frame, load_basis, load_cohort, select_subjects
 from .fitting import FitResult, fit_model, holdout_mask
 from .output import OUTPUT_RECORD, check_destination, clean_leftovers, is_package_output, staged_directory
 from .parcels import PARCEL_KINDS, Atlas, read_atlas
@@ -56,7 +56,7 @@ __all__ = [
     "check_compatible", "space_label",
     "build_model_card", "format_card", "held_out_metrics", "record_adaptation", "basis_space",
     "basis_graph", "make_basis", "Atlas", "PARCEL_KINDS", "read_atlas",
-    "load_cohort", "covariates_frame", "select_subjects",
+    "load_basis", "load_cohort", "covariates_frame", "select_subjects",
     "FitResult", "fit_model", "holdout_mask",
     "OUTPUT_RECORD", "check_destination", "staged_directory", "clean_leftovers", "is_package_output",
     "MAP_KINDS", "check_covariates", "encoded_queries", "score", "score_and_write", "write_maps",

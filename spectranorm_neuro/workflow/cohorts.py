@@ -16,11 +16,37 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ..exceptions import FileFormatError, IncompatibleModelError, InvalidInputError, UsageError, bad_value
+from ..exceptions import (
+    FileFormatError,
+    IncompatibleModelError,
+    InvalidInputError,
+    SpectraNormError,
+    UsageError,
+    bad_value,
+)
 from ..io import Cohort, normalize_entities, parse_bids_name, read_bids_cohort, read_table_cohort
 from .bundle import ModelBundle, space_label
 
-__all__ = ["load_cohort", "covariates_frame", "files_space", "bids_spaces", "select_subjects"]
+__all__ = ["load_basis", "load_cohort", "covariates_frame", "files_space", "bids_spaces", "select_subjects"]
+
+
+def load_basis(path: str | os.PathLike, argument: str = "--basis"):
+    """Read a basis file, naming ``argument`` (the option it came from) in every error.
+
+    Returns
+    -------
+    EigenmodeBasis
+    """
+    from ..basis import EigenmodeBasis
+
+    if not Path(path).exists():
+        raise bad_value(argument, str(path), "does not exist",
+                        "compute one with `spectranorm-neuro basis ... --out basis.npz`", InvalidInputError)
+    try:
+        return EigenmodeBasis.load(path)
+    except SpectraNormError as exc:
+        text = str(exc)
+        raise type(exc)(f"{argument}={text.removeprefix('path=')}" if text.startswith("path=") else text) from None
 
 
 def _space_of(entities: dict) -> dict[str, str]:

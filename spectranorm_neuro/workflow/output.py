@@ -223,6 +223,8 @@ def staged_directory(dest: str | os.PathLike, overwrite: bool = False, argument:
     token = f"snm-{os.getpid()}-{secrets.token_hex(4)}"
     stage = parent / f".{dest.name}.{token}.staging"
     previous = parent / f".{dest.name}.{token}.previous"
+    created = [p for p in (parent, *parent.parents) if not p.exists()]  # parents this run makes
+    done = False
     try:
         with os_errors(dest, argument):
             parent.mkdir(parents=True, exist_ok=True)
@@ -241,6 +243,7 @@ def staged_directory(dest: str | os.PathLike, overwrite: bool = False, argument:
                 _test_kill("moved-aside")
             replace_folder(stage, dest, previous)
             _test_kill("swapped")
+            done = True
     finally:
         shutil.rmtree(stage, ignore_errors=True)
         if previous.exists():
@@ -248,3 +251,14 @@ def staged_directory(dest: str | os.PathLike, overwrite: bool = False, argument:
                 shutil.rmtree(previous, ignore_errors=True)
             else:
                 os.rename(previous, dest)
+        if not done:
+            _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders a failed run created (deepest first), if they are still empty."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            return
