@@ -178,3 +178,17 @@ def test_n_modes_is_a_total_everywhere():
         assert "in all" in text and "per hemisphere" not in text, (command, text)
     assert DemoSettings(small=True).n_modes == 40 and DemoSettings().n_modes == 160
     assert DemoSettings(n_modes=100).n_modes == 100
+
+
+def test_reading_commands_list_only_their_options(capsys):
+    for command in ("info", "sys-info"):
+        with pytest.raises(SystemExit):
+            cli_main.build_parser().parse_args([command, "--help"])
+        text = capsys.readouterr().out
+        assert "--config" in text and "--quiet" in text
+        assert not any(opt in text for opt in ("--n-jobs", "--seed", "--overwrite", "--scheduler")), command
+    with pytest.raises(SystemExit):
+        cli_main.build_parser().parse_args(["fit", "--help"])
+    text = capsys.readouterr().out
+    assert all(opt in text for opt in ("--n-jobs", "--seed", "--overwrite", "--scheduler"))
+    assert cli_main.main(["sys-info", "--json", "-q"]) == 0

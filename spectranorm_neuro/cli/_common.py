@@ -79,14 +79,24 @@ class Run:
         print(f"warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
-def common_options() -> argparse.ArgumentParser:
-    """Parent parser with the options every command accepts."""
+def common_options(compute: bool = True) -> argparse.ArgumentParser:
+    """Parent parser with the options every command accepts.
+
+    Parameters
+    ----------
+    compute : bool, optional
+        Include ``--n-jobs``, ``--seed`` and ``--overwrite`` (commands that compute or write; ``info``
+        and ``sys-info`` get only the verbosity and ``--config`` options).
+    """
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("common options")
-    group.add_argument("--n-jobs", type=n_jobs_option, default=1, metavar="N",
-                       help="parallel workers (joblib; -1 = all cores; results do not depend on it). Default 1")
-    group.add_argument("--seed", type=int, default=0, help="seed of every random step. Default 0")
-    group.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    if compute:
+        group.add_argument("--n-jobs", type=n_jobs_option, default=1, metavar="N",
+                           help="parallel workers (joblib; -1 = all cores; results do not depend on it). Default 1")
+        group.add_argument("--seed", type=int, default=0, help="seed of every random step. Default 0")
+        group.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    else:
+        parent.set_defaults(n_jobs=1, seed=0, overwrite=False, scheduler=None)
     verbosity = group.add_mutually_exclusive_group()
     verbosity.add_argument("-q", "--quiet", action="store_true",
                            help="print only warnings and errors (no progress bars)")

@@ -202,13 +202,14 @@ def _add_info(sub, parent) -> None:
     p.add_argument("--out", type=Path, required=True, help="adapted bundle to write (folder or .zip)")
     p.set_defaults(handler="adapt")
 
-    p = sub.add_parser("info", parents=[parent], help="verify a bundle and print its model card",
+    light = common_options(compute=False)  # reading commands: no --n-jobs, --seed, --overwrite, --scheduler
+    p = sub.add_parser("info", parents=[light], help="verify a bundle and print its model card",
                        epilog="example: spectranorm-neuro info model_bundle")
     p.add_argument("bundle", type=Path, help="model bundle (folder or .zip)")
     p.add_argument("--json", action="store_true", help="print the model card as JSON")
     p.set_defaults(handler="info")
 
-    p = sub.add_parser("sys-info", parents=[parent], help="versions and machine facts for bug reports")
+    p = sub.add_parser("sys-info", parents=[light], help="versions and machine facts for bug reports")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler="sys-info")
 
