@@ -81,3 +81,16 @@ def test_python_workflow_runs(tmp_path, monkeypatch, capsys):
     assert namespace["adapted"].card["adaptations"][0]["levels"] == {"site": ["D"]}
     assert (tmp_path / "report" / "index.html").is_file()
     assert len(list((tmp_path / "harmonized").rglob("*_desc-harmonized_thickness.*.gii"))) == 12
+
+
+def test_config_example_gives_fit_and_apply_their_options(tmp_path):
+    from spectranorm_neuro.cli._config import parse_with_config
+
+    (toml,) = _blocks(_section("Command line"), "toml")
+    (tmp_path / "study.toml").write_text(toml)
+    fit = parse_with_config(build_parser(), ["fit", "--config", str(tmp_path / "study.toml")])
+    assert (fit.measure, fit.numerical, fit.batch, fit.holdout, str(fit.out)) == ("thickness", ["age"], ["site"],
+                                                                                  0.1, "bundle")
+    apply = parse_with_config(build_parser(), ["apply", "--config", str(tmp_path / "study.toml")])
+    assert (str(apply.bundle), str(apply.cohort), str(apply.out), apply.measure) == ("bundle", "patients", "zmaps",
+                                                                                     "thickness")
