@@ -290,6 +290,9 @@ def test_apply_and_harmonize_outputs_pass_the_bids_validator(study, bundle_dir, 
     assert list(participants.index) == list(expected.index)
     np.testing.assert_allclose(participants["age"], expected["age"])
     assert json.loads((harm_out / "participants.json").read_text())["age"]["Units"] == "years"
+    code, _, stderr = run_cli(["fit", harm_out, "--basis", study.root / "basis.npz", "--measure", "thickness",
+                               "--numerical", "age", "--out", tmp_path / "refit", "-q"])  # no --participants needed
+    assert code == 0, stderr
 
 
 def test_adapt_accepts_a_site_participants_json_does_not_declare(study, bundle_dir, tmp_path):
