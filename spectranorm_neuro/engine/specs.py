@@ -318,7 +318,7 @@ class NormativeModelSpec:
             else:
                 bad = col.isna().to_numpy()
             if bad.any():
-                rows = [str(r) for r in dataframe.index[bad][:5]]
+                rows = dataframe.index[bad][:5].tolist()
                 shown = [None if pd.isna(v) else v for v in col[bad].tolist()[:5]]
                 raise bad_value(f"{argument}[{name!r}]", shown,
                                 f"{int(bad.sum())} value(s) are missing, not finite or not numbers (rows {rows})",
