@@ -20,7 +20,6 @@ import numpy as np
 from .exceptions import InvalidInputError, OutputExistsError, ShapeMismatchError, bad_value
 
 __all__ = [
-    "staging_directory",
     "as_finite_array",
     "check_n_modes",
     "atomic_path",
@@ -37,6 +36,8 @@ __all__ = [
     "check_positive_int",
     "run_tasks",
     "replace_folder",
+    "sibling_path",
+    "clean_leftovers",
 ]
 
 
@@ -123,38 +124,13 @@ def check_output_path(path: str | os.PathLike, overwrite: bool) -> Path:
     return path
 
 
-def _umask() -> int:
+def _default_file_mode() -> int:
     mask = os.umask(0)
     os.umask(mask)
-    return mask
+    return 0o666 & ~mask
 
 
-_FILE_MODE = 0o666 & ~_umask()  # what open() gives a new file
-_DIR_MODE = 0o777 & ~_umask()  # what mkdir() gives a new folder
-
-
-def staging_directory(destination: str | os.PathLike, suffix: str = ".tmp") -> Path:
-    """Make an empty hidden folder next to ``destination``, to be renamed onto it when complete.
-
-    Unlike :func:`tempfile.mkdtemp` (``drwx------``), the folder gets the mode any folder the user
-    makes has (``0o777`` minus the umask), so shared outputs (model bundles, derivatives) are as
-    readable as the user's other files.
-
-    Parameters
-    ----------
-    destination : path-like
-        The final folder (its parent is created if needed).
-    suffix : str, optional
-
-    Returns
-    -------
-    pathlib.Path
-    """
-    destination = Path(destination)
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", suffix=suffix, dir=destination.parent))
-    os.chmod(tmp, _DIR_MODE)
-    return tmp
+_FILE_MODE = _default_file_mode()
 
 
 @contextlib.contextmanager
@@ -380,6 +356,78 @@ def run_tasks(func, arguments, n_jobs: int | None = None, *, total: int | None =
                 for result in parallel(delayed(_pinned_task)(func, args) for args in wave):
                     bar.update(next(weights))
                     yield result
+
+
+def _host() -> str:
+    import socket
+
+    return "".join(c if c.isalnum() or c in ".-" else "_" for c in socket.gethostname()) or "host"
+
+
+def sibling_path(dest: str | os.PathLike, kind: str) -> Path:
+    """A hidden sibling of ``dest`` for this process's temporary folder (same file system).
+
+    Named ``.<dest name>.snm-<host>-<pid>-<random>.<kind>`` so that :func:`clean_leftovers` can tell
+    the leftovers of killed runs from those of runs still going.
+
+    Parameters
+    ----------
+    dest : path-like
+    kind : {"staging", "previous"}
+        A folder being written, or a previous output moved aside during a commit.
+    """
+    import secrets
+
+    dest = Path(dest)
+    return dest.absolute().parent / f".{dest.name}.snm-{_host()}-{os.getpid()}-{secrets.token_hex(4)}.{kind}"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def clean_leftovers(dest: str | os.PathLike) -> list[Path]:
+    """Remove what killed runs on this machine left next to ``dest`` (see :func:`sibling_path`).
+
+    A previous output moved aside is put back when ``dest`` is missing (the run was killed between
+    the two renames of :func:`replace_folder`). Leftovers of live processes, and of other machines
+    sharing the file system, are left alone.
+
+    Returns
+    -------
+    list of pathlib.Path
+        The leftovers removed or restored.
+    """
+    import re
+    import shutil
+
+    dest = Path(dest)
+    parent = dest.absolute().parent
+    prefix = f".{dest.name}.snm-"
+    pattern = re.compile(r"^(?P<host>.+)-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>staging|previous)$")
+    done = []
+    if not parent.is_dir():
+        return done
+    for entry in sorted(parent.iterdir()):
+        m = pattern.match(entry.name[len(prefix):]) if entry.name.startswith(prefix) else None
+        if not m or m["host"] != _host() or _alive(int(m["pid"])):
+            continue
+        if m["kind"] == "previous" and not dest.exists():
+            os.rename(entry, dest)
+        elif entry.is_dir() and not entry.is_symlink():
+            shutil.rmtree(entry, ignore_errors=True)
+        else:
+            entry.unlink()
+        done.append(entry)
+    return done
 
 
 def replace_folder(staged: str | os.PathLike, dest: str | os.PathLike, trash: str | os.PathLike) -> None:

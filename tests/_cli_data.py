@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 
 from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.cli import main
@@ -56,6 +57,22 @@ def make_study(root: Path) -> Study:
                     for p in clinic["participant_id"]]
     clinic.to_csv(root / "clinic.tsv", sep="\t", index=False)
     return Study(root, basis, cohorts, proc)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    """The study of :func:`make_study`, once per test module."""
+    return make_study(tmp_path_factory.mktemp("study"))
+
+
+@pytest.fixture(scope="module")
+def bundle_dir(study):
+    """A bundle folder fitted on the study's reference cohort by the command line."""
+    out = study.root / "bundle"
+    code, _, stderr = run_cli(["fit", study.root / "reference", "--basis", study.root / "basis.npz", *FIT_ARGS,
+                               "--out", out])
+    assert code == 0, stderr
+    return out
 
 
 def write_variant(root: Path, cohort: SyntheticCohort, structures, name: str, covariates: pd.DataFrame) -> Path:

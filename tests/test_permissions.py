@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from spectranorm_neuro._util import staging_directory
 from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.graphs import lattice_graph
 from spectranorm_neuro.snm import SpectralNormativeModel
@@ -40,14 +39,6 @@ def model():
                                                     influencing_mean=["age"], influencing_variance=["age"])
     m.fit(rng.normal(size=(40, 4)), cov, n_jobs=1)
     return m
-
-
-def test_staging_directory_has_the_mode_of_a_new_folder(tmp_path):
-    made = staging_directory(tmp_path / "out")
-    assert made.parent == tmp_path and made.name.startswith(".out.")
-    assert stat.S_IMODE(made.stat().st_mode) == 0o777 & ~_umask()
-    if _umask() & 0o044 == 0:  # the usual 022: others can read, as with mkdir
-        assert made.stat().st_mode & 0o055 == 0o055
 
 
 def test_saved_model_is_readable_like_any_user_file(model, tmp_path):

@@ -16,14 +16,12 @@ from spectranorm_neuro.workflow import (
 )
 from spectranorm_neuro.workflow.output import relative_files
 
-from ._cli_data import FIT_ARGS, make_study, run_cli
+from . import _cli_data
+from ._cli_data import FIT_ARGS, run_cli
+
+study = _cli_data.study  # the shared module-scoped fixture
 
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    return make_study(tmp_path_factory.mktemp("study"))
 
 
 def _same_tree(a, b):

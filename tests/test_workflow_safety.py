@@ -23,30 +23,19 @@ import numpy as np
 import pytest
 
 import spectranorm_neuro
-from spectranorm_neuro import _manifest
+from spectranorm_neuro import _manifest, _util
 from spectranorm_neuro.exceptions import FileFormatError, FormatVersionError, OutputExistsError
 from spectranorm_neuro.workflow import OUTPUT_RECORD, ModelBundle
 from spectranorm_neuro.workflow import bundle as bundle_module
 from spectranorm_neuro.workflow.output import relative_files
 
-from ._cli_data import FIT_ARGS, leftovers, make_study, run_cli
+from . import _cli_data
+from ._cli_data import FIT_ARGS, leftovers, run_cli
+
+study, bundle_dir = _cli_data.study, _cli_data.bundle_dir  # the shared module-scoped fixtures
 
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
 ROOT = Path(spectranorm_neuro.__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    return make_study(tmp_path_factory.mktemp("study"))
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(study):
-    out = study.root / "bundle"
-    code, _, stderr = run_cli(["fit", study.root / "reference", "--basis", study.root / "basis.npz", *FIT_ARGS,
-                               "--out", out])
-    assert code == 0, stderr
-    return out
 
 
 def _error_line(stderr: str) -> str:
@@ -90,6 +79,18 @@ def test_save_model_overwrite_replaces_only_a_saved_model(study, bundle_dir, tmp
     model.save_model(saved, overwrite=True)  # a saved model is replaced
     assert sorted(p.name for p in saved.iterdir()) == ["basis.npz", "manifest.json", "model.json", "params.npz",
                                                         "spec.json"]
+
+
+def test_basis_overwrite_replaces_only_a_basis_file(tmp_path):
+    notes = tmp_path / "notes.npz"
+    notes.write_text("not a basis")
+    _fails(["basis", "--lattice", "6", "5", "--n-modes", "3", "--out", notes, "--overwrite"], "--out",
+           "not a basis file")
+    assert notes.read_text() == "not a basis"
+    basis = tmp_path / "basis.npz"
+    assert run_cli(["basis", "--lattice", "6", "5", "--n-modes", "3", "--out", basis, "-q"])[0] == 0
+    _fails(["basis", "--lattice", "6", "5", "--n-modes", "4", "--out", basis], "--out", "already exists")
+    assert run_cli(["basis", "--lattice", "6", "5", "--n-modes", "4", "--out", basis, "--overwrite", "-q"])[0] == 0
 
 
 # 2 and 4 ------------------------------------------------------------------------------------------
@@ -146,14 +147,18 @@ def test_leftovers_of_a_killed_run_are_cleaned_and_a_moved_aside_output_restored
     assert run_cli(["apply", bundle_dir, study.root / "clinic", "--select", "group=control", "--out", out,
                     "-q"])[0] == 0
     previous = _tree(out)
-    dead = 2**22 + 12345  # no such process
+    dead = f"{_util._host()}-{2**22 + 12345}"  # this machine, no such process
     staging = tmp_path / f".z.snm-{dead}-00ff.staging"
     staging.mkdir()
     (staging / "half.gii").write_text("half")
     os.rename(out, tmp_path / f".z.snm-{dead}-00ff.previous")  # killed between the two renames
+    alive = tmp_path / f".z.snm-{_util._host()}-{os.getpid()}-00aa.staging"  # a run still going: kept
+    alive.mkdir()
+    other = tmp_path / f".z.snm-elsewhere-{2**22 + 12345}-00bb.staging"  # another machine's: kept
+    other.mkdir()
     code, _, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", out, "-q"])
     assert code == 1 and "already exists" in stderr  # the previous output is back, and protected
-    assert _tree(out) == previous and leftovers(out) == []
+    assert _tree(out) == previous and leftovers(out) == sorted([alive.name, other.name])
 
 
 # 5 ------------------------------------------------------------------------------------------------
@@ -294,3 +299,26 @@ def test_cheap_checks_come_before_any_computation(study, bundle_dir, tmp_path, m
                                "--out", empty])
     assert code == 0, stderr
     assert ModelBundle.load(empty).measure == "thickness"
+
+
+def test_a_killed_save_model_is_cleaned_by_the_next_save(bundle_dir, tmp_path):
+    model = ModelBundle.load(bundle_dir).model
+    saved = tmp_path / "m"
+    model.save_model(saved)
+    first = _tree(saved)
+    half = tmp_path / f".m.snm-{_util._host()}-{2**22 + 7}-0a0a.staging"  # a save killed half-way
+    half.mkdir()
+    (half / "spec.json").write_text("{")
+    model.save_model(saved, overwrite=True)
+    assert _tree(saved) == first and leftovers(saved) == []
+
+
+def test_a_bundle_that_cannot_be_written_leaves_nothing(study, bundle_dir, tmp_path, monkeypatch):
+    def full(model, card, root):
+        (root / "model_card.json").write_text("{}")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(root / "model" / "params.npz"))
+
+    monkeypatch.setattr(bundle_module, "_write_tree", full)
+    out = tmp_path / "new" / "dir" / "bundle.zip"
+    line = _fails(["adapt", bundle_dir, study.root / "newsite", "--out", out], "--out", "disk is full")
+    assert "--out=" in line and not (tmp_path / "new").exists()

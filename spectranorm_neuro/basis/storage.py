@@ -166,7 +166,7 @@ def _metadata(npz, path: Path) -> dict:
         raise bad_value("path", str(path), f"holds a {found!r} object, not an eigenmode basis",
                         "pass a file written by EigenmodeBasis.save", FileFormatError)
     version = meta.get("format_version")
-    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+    if isinstance(version, bool) or not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
         raise bad_value("path", str(path), f"has format version {version!r}; this release "
                         f"({__version__}) reads versions 1..{FORMAT_VERSION}",
                         "upgrade spectranorm_neuro, or re-save the basis with this release",

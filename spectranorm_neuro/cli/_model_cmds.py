@@ -11,8 +11,6 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from ..basis import EigenmodeBasis
-from ..exceptions import OutputExistsError, bad_value
 from ..workflow import (
     ModelBundle,
     adapt_bundle,
@@ -23,31 +21,20 @@ from ..workflow import (
     load_basis,
     space_label,
 )
-from ..workflow.output import os_errors
+from ..workflow.bases import check_basis_target, make_basis, save_basis_file
 from ._common import Run, UsageError, load_cohort
 
-__all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info", "make_basis"]
-
-
-def make_basis(args) -> EigenmodeBasis:
-    """Build the basis described by the ``basis`` command's options (``workflow.basis.make_basis``)."""
-    from ..workflow.basis import make_basis as build
-
-    return build(args.n_modes, args.laplacian, {k: getattr(args, k, None) for k in ("space", "den", "res")},
-                 mesh=args.mesh, mask=args.mask, lattice=args.lattice, hemi=args.hemi,
-                 cortex_mask=args.cortex_mask, surface=args.surface, connectivity=args.connectivity)
+__all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info"]
 
 
 def cmd_basis(run: Run) -> int:
     """``spectranorm-neuro basis``: compute an eigenmode basis and save it."""
     args = run.args
-    out = Path(args.out)
-    if out.exists() and not run.overwrite:
-        raise bad_value("--out", str(out), "already exists", "choose another output path or pass --overwrite",
-                        OutputExistsError)
-    basis = make_basis(args)
-    with os_errors(out, "--out"):
-        basis.save(out, overwrite=run.overwrite)
+    check_basis_target(args.out, run.overwrite)
+    basis = make_basis(args.n_modes, args.mesh, args.mask, args.lattice, hemi=args.hemi,
+                       cortex_mask=args.cortex_mask, surface=args.surface, connectivity=args.connectivity,
+                       laplacian=args.laplacian, space=args.space, den=args.den, res=args.res)
+    save_basis_file(basis, args.out, overwrite=run.overwrite)
     space = space_label(basis_space(basis))
     run.say(f"Wrote {args.out}: {basis.n_modes} modes ({basis.provenance.get('laplacian')}) over "
             f"{basis.n_features} features ({', '.join(s.name for s in basis.structures)}), space {space}")

@@ -9,23 +9,28 @@ A saved :class:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel` is a 
     basis.npz       the eigenmode basis, in the basis format (see ``spectranorm_neuro.basis``)
 
 Writing happens in a temporary sibling directory renamed into place at the end, so a reader never
-sees a half-written model. Loading checks the format name, refuses format versions newer than this
-release understands (:class:`FormatVersionError`), verifies every checksum
-(:class:`ChecksumError`), and reads arrays without unpickling.
+sees a half-written model (leftovers of a killed save are removed by the next save); an existing
+folder is replaced (``overwrite=True``) only when it holds a saved model and nothing else.
+Loading checks the format name, refuses format versions that are not known integers or newer
+than this release understands (:class:`FormatVersionError`), verifies every checksum
+(:class:`ChecksumError`), and reads arrays without unpickling (a damaged array file is a
+:class:`FileFormatError`).
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 
 from .._manifest import read_json, read_manifest, verify_manifest, write_manifest
-from .._util import json_default, replace_folder, staging_directory, write_npz
+from .._util import clean_leftovers, json_default, replace_folder, sibling_path, write_npz
 from ..basis import EigenmodeBasis
-from ..exceptions import FileFormatError, OutputExistsError, bad_value
+from ..exceptions import FileFormatError, OutputExistsError, SpectraNormError, bad_value
 from .covariance import CovarianceParams
 from .direct import DirectNormativeModel, DirectParams
 from .specs import NormativeModelSpec
@@ -63,7 +68,11 @@ def _prepare(directory, overwrite: bool) -> tuple[Path, Path]:
                 raise bad_value("directory", str(directory), "holds files that are not a model saved by "
                                 "spectranorm_neuro, so it is not replaced even with overwrite=True",
                                 "pass a new or empty directory", OutputExistsError)
-    return directory, staging_directory(directory)
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    clean_leftovers(directory)
+    tmp = sibling_path(directory, "staging")
+    tmp.mkdir()
+    return directory, tmp
 
 
 def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
@@ -94,7 +103,7 @@ def save_spectral_model(model, directory, overwrite: bool = False) -> Path:
             write_npz(fh, arrays)
         model.eigenmode_basis.save(tmp / "basis.npz")
         write_manifest(tmp, _FILES, FORMAT_NAME, FORMAT_VERSION)
-        replace_folder(tmp, directory, f"{tmp}.old")
+        replace_folder(tmp, directory, sibling_path(directory, "previous"))
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
@@ -120,9 +129,16 @@ def load_spectral_model(directory, model_class):
     directory = Path(directory)
     spec = NormativeModelSpec.from_dict(read_json(directory / "spec.json"))
     model_params = read_json(directory / "model.json")
-    with np.load(directory / "params.npz", allow_pickle=False) as arrays:
-        direct = DirectParams.from_arrays(arrays, "direct_")
-        cov = CovarianceParams.from_arrays(arrays, "covariance_")
+    try:
+        with np.load(directory / "params.npz", allow_pickle=False) as arrays:
+            direct = DirectParams.from_arrays(arrays, "direct_")
+            cov = CovarianceParams.from_arrays(arrays, "covariance_")
+    except SpectraNormError:
+        raise
+    except (ValueError, KeyError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
+        raise bad_value("params.npz", str(directory / "params.npz"), f"cannot be read ({type(exc).__name__}: "
+                        f"{' '.join(str(exc).split())[:100]})", "restore the saved model from its source",
+                        FileFormatError) from None
     basis = EigenmodeBasis.load(directory / "basis.npz")
     model = model_class(basis, DirectNormativeModel(spec))
     model.direct_params, model.covariance_params, model.model_params = direct, cov, model_params

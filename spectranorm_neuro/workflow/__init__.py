@@ -15,6 +15,7 @@ the same bytes::
     apply_bundle(bundle, patients, "zmaps", space=space)       # BIDS derivatives, complete or absent
 
 Parts
+    :func:`make_basis` (the basis of a mesh, mask or lattice, :func:`save_basis_file`);
     :class:`ModelBundle` (``load``, ``save``, ``verify``, ``card``, ``describe``), the model card
     (:func:`build_model_card`, :func:`format_card`); :func:`load_cohort`; the steps
     :func:`fit_bundle`, :func:`apply_bundle`, :func:`adapt_bundle`, :func:`harmonize_bundle`;
@@ -23,7 +24,7 @@ Parts
     cohort is :func:`spectranorm_neuro.report.bundle_report`.
 """
 
-from .basis import basis_graph, make_basis
+from .bases import check_basis_target, known_cortex_label, make_basis, make_graph, save_basis_file
 from .bundle import (
     BUNDLE_FORMAT,
     BUNDLE_FORMAT_VERSION,
@@ -52,10 +53,11 @@ from .steps import (
 )
 
 __all__ = [
+    "make_graph", "make_basis", "check_basis_target", "save_basis_file",
     "BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "ModelBundle", "load_bundle", "save_bundle", "check_bundle_target",
     "check_compatible", "space_label",
     "build_model_card", "format_card", "held_out_metrics", "record_adaptation", "basis_space",
-    "basis_graph", "make_basis", "Atlas", "PARCEL_KINDS", "read_atlas",
+    "known_cortex_label", "Atlas", "PARCEL_KINDS", "read_atlas",
     "load_basis", "load_cohort", "covariates_frame", "select_subjects",
     "FitResult", "fit_model", "holdout_mask",
     "OUTPUT_RECORD", "check_destination", "staged_directory", "clean_leftovers", "is_package_output",

@@ -31,13 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
 from .._manifest import MAX_JSON_BYTES, check_format_version, read_json, read_manifest, verify_manifest, write_manifest
-from .._util import atomic_path, json_default, replace_folder
+from .._util import atomic_path, clean_leftovers, json_default, replace_folder, sibling_path
 from ..engine.persistence import FORMAT_NAME as MODEL_FORMAT_NAME
 from ..engine.persistence import FORMAT_VERSION as MODEL_FORMAT_VERSION
 from ..engine.spectral import SpectralNormativeModel
 from ..exceptions import FileFormatError, IncompatibleModelError, OutputExistsError, UnsafeFormatError, bad_value
 from .card import format_card
-from .output import os_errors, relative_files
+from .output import made_parents, os_errors, relative_files
 
 __all__ = ["BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "MAX_BUNDLE_BYTES", "MAX_BUNDLE_MEMBERS", "ModelBundle",
            "save_bundle", "load_bundle", "read_bundle_manifest", "check_compatible", "check_bundle_target",
@@ -208,21 +208,19 @@ def save_bundle(model: SpectralNormativeModel, path: str | os.PathLike, card: di
     pathlib.Path
     """
     path = check_bundle_target(path, overwrite, argument)
-    with os_errors(path, argument):
-        parent = path.absolute().parent
-        parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent))
+    with os_errors(path, argument), made_parents(path):
+        clean_leftovers(path)
+        tree = sibling_path(path, "staging")
         try:
-            tree = tmp / "bundle"
             tree.mkdir()
             _write_tree(model, card, tree)
             if path.suffix.lower() == ".zip" and not path.is_dir():
                 with atomic_path(path, overwrite=True) as part:
                     _zip_tree(tree, part)
             else:
-                replace_folder(tree, path, tmp / "previous")
+                replace_folder(tree, path, sibling_path(path, "previous"))
         finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tree, ignore_errors=True)
     return path
 
 

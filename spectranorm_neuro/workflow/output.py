@@ -25,24 +25,21 @@ import contextlib
 import errno
 import json
 import os
-import re
-import secrets
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 from .._manifest import read_json
-from .._util import replace_folder
+from .._util import clean_leftovers, replace_folder, sibling_path
 from .._version import __version__
 from ..exceptions import FileFormatError, OutputExistsError, OutputWriteError, bad_value
 
 __all__ = ["OUTPUT_RECORD", "OUTPUT_FORMAT", "check_destination", "staged_directory", "relative_files",
-           "is_package_output", "clean_leftovers", "os_errors"]
+           "is_package_output", "clean_leftovers", "os_errors", "made_parents"]
 
 #: Completion record written last into every output folder (it also marks the folder as ours).
 OUTPUT_RECORD = ".spectranorm_output.json"
 OUTPUT_FORMAT = "spectranorm_neuro.output"
-_LEFTOVER = re.compile(r"^\.(?P<name>.+)\.snm-(?P<pid>\d+)-[0-9a-f]+\.(?P<kind>staging|previous)$")
 _TEST_KILL = "SPECTRANORM_NEURO_TEST_KILL_AT"  # tests only: SIGKILL this process at a named commit step
 
 _OS_PROBLEMS = {
@@ -75,57 +72,37 @@ def os_error(exc: OSError, dest: str | os.PathLike, argument: str) -> OutputWrit
     return bad_value(argument, str(dest), problem, fix.format(arg=argument), OutputWriteError)
 
 
+_WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EROFS)
+
+
+def _ours_to_name(exc: OSError, dest: Path) -> bool:
+    """Whether ``exc`` is about writing ``dest`` (or its staging sibling) rather than reading an input."""
+    if exc.errno in _WRITE_ERRNOS or exc.filename is None:
+        return True
+    target = Path(os.fsdecode(exc.filename)).absolute()
+    parent = dest.absolute().parent
+    if target == parent:
+        return True
+    if parent in target.parents:
+        first = target.relative_to(parent).parts[0]
+        return first == dest.name or first.startswith(f".{dest.name}.")
+    return target in dest.absolute().parents  # a parent folder that cannot be made
+
+
 @contextlib.contextmanager
 def os_errors(dest: str | os.PathLike, argument: str = "--out") -> Iterator[None]:
-    """Turn operating-system errors raised inside the block into :func:`os_error` (naming ``argument``)."""
+    """Turn operating-system errors about writing ``dest`` into :func:`os_error` (naming ``argument``).
+
+    Errors about other files (an input that cannot be read) pass through unchanged.
+    """
     try:
         yield
     except OutputExistsError:
         raise
     except OSError as exc:
-        if isinstance(exc, OutputWriteError):
+        if isinstance(exc, OutputWriteError) or not _ours_to_name(exc, Path(dest)):
             raise
         raise os_error(exc, dest, argument) from None
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def clean_leftovers(dest: str | os.PathLike) -> list[Path]:
-    """Remove what killed runs left next to ``dest`` (staging folders, previous outputs moved aside).
-
-    A previous output moved aside is put back when ``dest`` is missing (the run was killed between
-    the two renames of the commit). Leftovers of runs still alive are left alone.
-
-    Returns
-    -------
-    list of pathlib.Path
-        The leftovers removed or restored.
-    """
-    dest = Path(dest)
-    parent = dest.absolute().parent
-    if not parent.is_dir():
-        return []
-    done = []
-    for entry in sorted(parent.iterdir()):
-        m = _LEFTOVER.match(entry.name)
-        if not m or m["name"] != dest.name or _alive(int(m["pid"])):
-            continue
-        if m["kind"] == "previous" and not dest.exists():
-            os.rename(entry, dest)
-        else:
-            shutil.rmtree(entry, ignore_errors=True)
-        done.append(entry)
-    return done
 
 
 def _writable_parent(dest: Path, argument: str) -> None:
@@ -219,19 +196,12 @@ def staged_directory(dest: str | os.PathLike, overwrite: bool = False, argument:
         The staging folder (a hidden sibling of ``dest``); removed afterwards in every case.
     """
     dest = check_destination(dest, overwrite, argument)
-    parent = dest.absolute().parent
-    token = f"snm-{os.getpid()}-{secrets.token_hex(4)}"
-    stage = parent / f".{dest.name}.{token}.staging"
-    previous = parent / f".{dest.name}.{token}.previous"
-    created = [p for p in (parent, *parent.parents) if not p.exists()]  # parents this run makes
-    done = False
-    try:
-        with os_errors(dest, argument):
-            parent.mkdir(parents=True, exist_ok=True)
+    stage = sibling_path(dest, "staging")
+    previous = sibling_path(dest, "previous")
+    with os_errors(dest, argument), made_parents(dest):
+        try:
             stage.mkdir()
-        with os_errors(dest, argument):
             yield stage
-        with os_errors(dest, argument):
             check_destination(dest, overwrite, argument)  # nothing appeared meanwhile
             _test_kill("staged")
             _record(stage, command)
@@ -243,22 +213,33 @@ def staged_directory(dest: str | os.PathLike, overwrite: bool = False, argument:
                 _test_kill("moved-aside")
             replace_folder(stage, dest, previous)
             _test_kill("swapped")
-            done = True
-    finally:
-        shutil.rmtree(stage, ignore_errors=True)
-        if previous.exists():
-            if dest.exists():
-                shutil.rmtree(previous, ignore_errors=True)
-            else:
-                os.rename(previous, dest)
-        if not done:
-            _remove_empty(created)
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+            if previous.exists():
+                if dest.exists():
+                    shutil.rmtree(previous, ignore_errors=True)
+                else:
+                    os.rename(previous, dest)
 
 
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders a failed run created (deepest first), if they are still empty."""
-    for folder in folders:
-        try:
-            folder.rmdir()
-        except OSError:
-            return
+@contextlib.contextmanager
+def made_parents(dest: str | os.PathLike) -> Iterator[Path]:
+    """Create the parent folders of ``dest``; remove those this call made if the block fails.
+
+    Yields
+    ------
+    pathlib.Path
+        The parent folder.
+    """
+    parent = Path(dest).absolute().parent
+    created = [p for p in (parent, *parent.parents) if not p.exists()]  # deepest first
+    parent.mkdir(parents=True, exist_ok=True)
+    try:
+        yield parent
+    except BaseException:
+        for folder in created:
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
