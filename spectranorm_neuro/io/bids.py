@@ -26,10 +26,15 @@ Aliases (normalised by :func:`normalize_entities`)
 Derivatives layout
 ------------------
 ``<root>/sub-<label>[/ses-<label>]/<datatype>/<name>`` with names such as
-``sub-01_ses-1_hemi-L_space-fsaverage_den-10k_desc-zscore_thickness.func.gii`` or
+``sub-01_ses-1_hemi-L_space-fsaverage_den-10k_desc-zscore_thickness.shape.gii`` (``.shape.gii`` for
+the anatomical measures of :data:`SHAPE_MEASURES`, as sMRIPrep names them, else ``.func.gii``) or
 ``sub-01_space-MNI152NLin2009aSym_res-2_desc-zscore_GMV.nii.gz``; ``desc-`` takes a value from
-:data:`DESC_VOCABULARY`. The per-cohort summary goes to
-``<root>/group/desc-<desc>summary_<measure>.tsv`` with a JSON sidecar describing its columns.
+:data:`DESC_VOCABULARY`. Every map has a JSON sidecar (:func:`map_sidecar`: what it is, its units,
+which model). The per-cohort summary goes to ``<root>/group/desc-<desc>summary_<measure>.tsv`` with a
+JSON sidecar describing its columns. The dataset root holds ``dataset_description.json``
+(``GeneratedBy`` with version and ``CodeURL``, ``SourceDatasets``), ``README.md`` and a
+``.bidsignore`` (:data:`BIDSIGNORE_PATTERNS`); with these, every dataset the package writes passes
+the official BIDS validator (bids-validator-deno 3.0.2) with 0 errors.
 """
 
 from __future__ import annotations
