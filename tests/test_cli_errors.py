@@ -215,3 +215,17 @@ def test_messages_name_the_option_and_show_the_bad_value(study, bundle_dir, tmp_
     # a Python argument name of the workflow becomes the command's option
     _fails(["report", bundle_dir, study.root / "clinic", "--out", tmp_path / "r", "--group-column", "Group"],
            tmp_path / "r", "--group-column='Group'")
+
+
+def test_missing_covariate_values_are_named_by_option_and_file_before_encoding(study, tmp_path):
+    ref = study.cohorts["reference"]
+    cov = ref.covariates.copy()
+    cov["age"] = cov["age"].astype(object)
+    cov.iloc[[3, 7], cov.columns.get_loc("age")] = [None, "unknown"]
+    root = write_variant(tmp_path, ref, study.basis.structures, "gaps", cov)
+    out = tmp_path / "b"
+    got, stdout, stderr = run_cli(["fit", root, "--basis", study.root / "basis.npz", *FIT_ARGS, "--out", out])
+    assert got == 1 and "Encoding" not in stdout and not out.exists()
+    ids = list(cov.index[[3, 7]])
+    assert f"--numerical age=[None, 'unknown']: 2 value(s) in {root}" in stderr, stderr
+    assert f"(subjects {ids})" in stderr and "Fix: fill them in" in stderr

@@ -120,6 +120,21 @@ def check_fit_options(numerical: Sequence[str], categorical: Sequence[str], batc
                             + " or add the columns to participants.tsv / the table", InvalidInputError)
 
 
+def _check_covariate_values(cohort: Cohort, numerical: Sequence[str], categorical: Sequence[str]) -> None:
+    """Missing or non-numeric covariate values, named by option and file, before any map is read."""
+    for opt, names in (("--numerical", numerical), ("--categorical", categorical)):
+        for name in names:
+            col = cohort.covariates[name]
+            values = pd.to_numeric(col, errors="coerce") if opt == "--numerical" else col
+            bad = values.isna().to_numpy() | (np.isinf(values.to_numpy(dtype=float)) if opt == "--numerical" else False)
+            if bad.any():
+                shown = [None if pd.isna(v) else v for v in col[bad].tolist()[:5]]
+                raise bad_value(f"{opt} {name}", shown, f"{int(bad.sum())} value(s) in {cohort.source or 'the table'} "
+                                f"are missing{' or not numbers' if opt == '--numerical' else ''} (subjects "
+                                f"{list(cohort.covariates.index[bad][:5])})",
+                                "fill them in, or leave those subjects out (e.g. remove their rows)", InvalidInputError)
+
+
 def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, numerical: Sequence[str] = (),
                categorical: Sequence[str] = (), batch: Sequence[str] = (), nonlinear: Sequence[str] = (),
                mean: Sequence[str] | None = None, variance: Sequence[str] | None = None, model_type: str = "HBR",
@@ -164,6 +179,7 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     check_fit_options(numerical, categorical, batch, nonlinear, holdout, cohort.covariates.columns)
     check_n_modes(n_modes, basis.n_modes, "--n-modes")  # before the (long) encoding
+    _check_covariate_values(cohort, numerical, categorical)
     if out is not None:
         out = check_bundle_target(out, overwrite)
     space = dict(space or files_space(cohort.files.to_numpy().ravel()) or basis_space(basis))
