@@ -21,15 +21,13 @@ from spectranorm_neuro.cli import main
 from spectranorm_neuro.io import encode_cohort, parse_bids_name, read_bids_cohort, vertex_queries
 from spectranorm_neuro.workflow import load_bundle
 
-from ._cli_data import FIT_ARGS, N_MODES, make_study, run_cli, write_band_annot
+from . import _cli_data
+from ._cli_data import FIT_ARGS, N_MODES, run_cli, write_band_annot
 from ._validator import bids_errors
 
+study = _cli_data.study  # the shared module-scoped fixture
+
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    return make_study(tmp_path_factory.mktemp("study"))
 
 
 @pytest.fixture(scope="module")

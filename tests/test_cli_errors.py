@@ -12,23 +12,12 @@ import pytest
 from spectranorm_neuro.graphs._graph import Structure
 from spectranorm_neuro.io import write_gifti
 
-from ._cli_data import FIT_ARGS, leftovers, make_study, run_cli, write_variant
+from . import _cli_data
+from ._cli_data import FIT_ARGS, leftovers, run_cli, write_variant
+
+study, bundle_dir = _cli_data.study, _cli_data.bundle_dir  # the shared module-scoped fixtures
 
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory):
-    return make_study(tmp_path_factory.mktemp("study"))
-
-
-@pytest.fixture(scope="module")
-def bundle_dir(study):
-    out = study.root / "bundle"
-    code, _, stderr = run_cli(["fit", study.root / "reference", "--basis", study.root / "basis.npz", *FIT_ARGS,
-                               "--out", out])
-    assert code == 0, stderr
-    return out
 
 
 def _fails(argv, out, *needles, code=1):

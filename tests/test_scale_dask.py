@@ -398,3 +398,23 @@ def test_cli_fit_and_apply_with_scheduler_equal_the_local_run(cluster, client, t
         np.testing.assert_array_equal(remote[name], values, err_msg=name)
     summary = "group/desc-zscoresummary_thickness.tsv"
     assert (outs["dask"] / summary).read_text() == (outs["local"] / summary).read_text()
+
+
+def _block_shape(rows, cols, pred):
+    return rows, cols, pred.predictions["harmonized"].shape
+
+
+def test_iter_predict_harmonized_blocks_and_worker_transform(lattice):
+    m, test, Cte, Q = lattice["model"], lattice["test"], lattice["Cte"], lattice["Q"]
+    got = np.empty((len(test), Q.shape[1]))
+    for rows, cols, block in m.iter_predict(Q, test, observed=Cte, harmonize_without=["site"], subject_block=7,
+                                            query_block=50):
+        got[rows, cols] = block.predictions["harmonized"]
+    np.testing.assert_allclose(got, m.harmonize(Q, test, Cte, ["site"]), rtol=1e-10, atol=1e-12)
+    # a transform runs where the block is computed (here two workers) and its result is what comes back
+    shapes = list(m.iter_predict(Q, test, observed=Cte, harmonize_without=["site"], subject_block=7,
+                                 query_block=Q.shape[1], n_jobs=2, transform=_block_shape))
+    assert all(res == (r, c, (r.stop - r.start, Q.shape[1])) for r, c, res in shapes)
+    assert [r for r, _, _ in shapes] == [slice(a, min(a + 7, len(test))) for a in range(0, len(test), 7)]
+    with pytest.raises(InvalidInputError, match=r"harmonize_without.*observed"):
+        next(m.iter_predict(Q, test, harmonize_without=["site"]))

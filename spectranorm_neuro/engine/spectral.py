@@ -159,10 +159,20 @@ def _fit_covariance_block(block: slice, spec, z: np.ndarray, covariates: pd.Data
     return fit_covariance(spec, z, covariates, pairs[block])
 
 
-def _block_predictions(sp: SpectralPredictions, Q: np.ndarray, coeffs: np.ndarray | None, index
-                       ) -> NormativePredictions:
-    """Predictions of one block: ``sp`` for (b_subjects,) subjects, ``Q`` (n_modes, b_queries)."""
-    return sp.query_predictions(Q, coeffs, index, query_block=Q.shape[1] or 1)
+def _block_predictions(sp: SpectralPredictions, Q: np.ndarray, coeffs: np.ndarray | None, index,
+                       sp_without: SpectralPredictions | None = None, block: tuple | None = None, transform=None):
+    """Predictions of one block: ``sp`` for (b_subjects,) subjects, ``Q`` (n_modes, b_queries).
+
+    With ``sp_without`` (the same subjects predicted without some covariates) the block also holds
+    ``harmonized``: each observed value moved to the same centile of those predictions. With
+    ``transform``, returns ``transform(rows, cols, predictions)`` (``block`` is ``(rows, cols)``).
+    """
+    width = min(Q.shape[1], QUERY_BLOCK) or 1  # products over at most QUERY_BLOCK queries at a time
+    pred = sp.query_predictions(Q, coeffs, index, query_block=width)
+    if sp_without is not None:
+        wo = sp_without.query_predictions(Q, None, index, query_block=width).predictions
+        pred.predictions["harmonized"] = wo["mu_estimate"] + pred.predictions["z-score"] * wo["std_estimate"]
+    return pred if transform is None else transform(*block, pred)
 
 
 def _check_block(value, argument: str) -> int:
@@ -454,8 +464,8 @@ class SpectralNormativeModel:
     def iter_predict(self, encoded_query, test_covariates: pd.DataFrame, observed=None, predict_without=(),
                      n_modes: int | None = None, subject_block: int = SUBJECT_BLOCK,
                      query_block: int = QUERY_BLOCK, spectral_predictions: SpectralPredictions | None = None,
-                     unseen_batch: str = "error", n_jobs: int | None = 1, progress: bool | None = None
-                     ) -> Iterator[tuple[slice, slice, NormativePredictions]]:
+                     unseen_batch: str = "error", n_jobs: int | None = 1, progress: bool | None = None,
+                     harmonize_without=None, transform=None) -> Iterator[tuple[slice, slice, NormativePredictions]]:
         """Stream the predictions of many subjects and queries block by block, in bounded memory.
 
         The same numbers as :meth:`predict` (and, with ``observed``, :meth:`evaluate`'s z-scores,
@@ -492,6 +502,13 @@ class SpectralNormativeModel:
             ``joblib.parallel_config(n_jobs=...)`` sets).
         progress : bool, optional
             Show a progress bar (blocks).
+        harmonize_without : list of str, optional
+            With ``observed``: each block also holds ``harmonized``, the observed values moved to
+            the same centile of the predictions without these covariates (as :meth:`harmonize`).
+        transform : callable, optional
+            ``transform(subjects, queries, predictions)`` run where the block is computed (a joblib
+            worker), e.g. to write the block's maps; its result is yielded instead of the
+            predictions, so large blocks need not travel back to the caller.
 
         Yields
         ------
@@ -518,13 +535,19 @@ class SpectralNormativeModel:
         C = None if observed is None else self._coeffs(observed, "observed", n_subj, k)
         sp = self._resolve_spectral_predictions(spectral_predictions, test_covariates, predict_without, k,
                                                 unseen_batch, None)
+        if harmonize_without is not None and C is None:
+            raise bad_value("harmonize_without", list(harmonize_without), "needs the observed maps",
+                            "pass observed=coefficients as well")
+        sp_wo = None if harmonize_without is None else self.compute_spectral_predictions(
+            test_covariates, list(harmonize_without), k, unseen_batch)
         index = test_covariates.index
         blocks = [(rows, cols) for rows in _blocks(n_subj, subject_block) for cols in _blocks(n_q, query_block)]
 
         def arguments():
             for rows, cols in blocks:
                 yield (sp.subset(rows), np.ascontiguousarray(Q[:, cols]),
-                       None if C is None else np.ascontiguousarray(C[rows]), index[rows])
+                       None if C is None else np.ascontiguousarray(C[rows]), index[rows],
+                       None if sp_wo is None else sp_wo.subset(rows), (rows, cols), transform)
 
         def generate():
             results = _stream_tasks(_block_predictions, arguments(), n_jobs)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._util import blas_threads, check_n_jobs, check_positive_int, run_tasks
+from .._util import check_n_jobs, check_positive_int, run_tasks
 from ..exceptions import ExtrapolationWarning, InvalidInputError, UnseenCategoryError, bad_value
 from ..io import DerivativesWriter, build_bids_name, cohort_summary, vertex_queries, write_summary
 
@@ -125,6 +125,38 @@ def _check_kinds(kinds: Sequence[str], argument: str = "kinds") -> list[str]:
     return kinds
 
 
+def _harmonize_without(model, population: bool, harmonize_without: Sequence[str] | None) -> list[str]:
+    """Covariates the harmonized maps are freed of.
+
+    With nothing to remove (or population scoring) these are the scoring's own covariates, so the
+    harmonized values are the observed ones.
+    """
+    batch = list(model.spec.batch_covariates)
+    remove = batch if harmonize_without is None else list(harmonize_without)
+    return remove if remove and not population else (batch if population else [])
+
+
+def _stream(model, coefficients, covariates: pd.DataFrame, kinds: Sequence[str], population: bool,
+            Q: np.ndarray | None, block: int, n_jobs, progress: bool, harmonize_without, transform=None):
+    """``model.iter_predict`` over blocks of subjects and every query, with harmonized maps when asked."""
+    block = check_positive_int(block, "block", WRITE_BLOCK)
+    n_jobs = check_n_jobs(n_jobs)
+    Q = encoded_queries(model) if Q is None else Q
+    C = np.ascontiguousarray(np.asarray(coefficients, dtype=np.float64)[:, :Q.shape[0]])
+    without = list(model.spec.batch_covariates) if population else []
+    harmonize = _harmonize_without(model, population, harmonize_without) if "harmonized" in kinds else None
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ExtrapolationWarning)  # reported once by check_covariates
+        yield from model.iter_predict(Q, covariates, observed=C, predict_without=without, subject_block=block,
+                                      query_block=max(Q.shape[1], 1), n_jobs=n_jobs, progress=progress,
+                                      harmonize_without=harmonize, transform=transform)
+
+
+def _maps(pred, kinds: Sequence[str]) -> dict[str, np.ndarray]:
+    p = pred.predictions
+    return {kind: p[_KEYS.get(kind, kind)] for kind in kinds}
+
+
 def iter_maps(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: Sequence[str],
               population: bool = False, Q: np.ndarray | None = None, block: int = SUBJECT_BLOCK,
               n_jobs: int | None = None, progress: bool = False,
@@ -155,33 +187,30 @@ def iter_maps(model, coefficients: np.ndarray, covariates: pd.DataFrame, kinds: 
     maps : dict of str to numpy.ndarray, each (n_block, n_features)
     """
     kinds = _check_kinds(kinds)
-    block = check_positive_int(block, "block", WRITE_BLOCK)
-    n_jobs = check_n_jobs(n_jobs)
-    Q = encoded_queries(model) if Q is None else Q
-    k = Q.shape[0]
-    batch = list(model.spec.batch_covariates)
-    remove = batch if harmonize_without is None else list(harmonize_without)
-    without = batch if population else []
-    C = np.ascontiguousarray(np.asarray(coefficients, dtype=np.float64)[:, :k])
-    sp_without = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ExtrapolationWarning)  # reported once by check_covariates
-        if "harmonized" in kinds and remove and not population:
-            sp_without = model.compute_spectral_predictions(covariates, remove, k)
-        stream = model.iter_predict(Q, covariates, observed=C, predict_without=without, subject_block=block,
-                                    query_block=max(Q.shape[1], 1), n_jobs=n_jobs, progress=progress)
-        for rows, _, pred in stream:
-            p = pred.predictions
-            out = {kind: p[_KEYS[kind]] for kind in kinds if kind in _KEYS}
-            if "harmonized" in kinds:
-                with blas_threads(1):
-                    if sp_without is None:
-                        out["harmonized"] = C[rows] @ Q
-                    else:
-                        wo = model.predict(Q, covariates.iloc[rows], predict_without=remove, n_modes=k,
-                                           spectral_predictions=sp_without.subset(rows)).predictions
-                        out["harmonized"] = wo["mu_estimate"] + p["z-score"] * wo["std_estimate"]
-            yield rows, out
+    for rows, _, pred in _stream(model, coefficients, covariates, kinds, population, Q, block, n_jobs, progress,
+                                 harmonize_without):
+        yield rows, _maps(pred, kinds)
+
+
+class _BlockWriter:
+    """``iter_predict`` transform of :func:`score_and_write`: writes a block's maps where it is computed.
+
+    Returns the written paths, the kept maps and the block's z summary rows.
+    """
+
+    def __init__(self, writer: DerivativesWriter, subjects: list[str], measure: str, structures, space: dict,
+                 kinds: list[str], computed: list[str], keep: list[str], summary: bool):
+        self.writer, self.subjects, self.measure = writer, subjects, measure
+        self.structures, self.space = tuple(structures), dict(space)
+        self.kinds, self.computed, self.keep, self.summary = kinds, computed, keep, summary
+
+    def __call__(self, rows: slice, cols: slice, pred) -> tuple[dict, dict, pd.DataFrame | None]:
+        maps = _maps(pred, self.computed)
+        subjects = self.subjects[rows]
+        paths = _write_block(self.writer, {k: maps[k] for k in self.kinds}, subjects, self.measure, self.structures,
+                             self.space)
+        table = cohort_summary(maps["zscore"], subjects) if self.summary else None
+        return paths, {k: maps[k] for k in self.keep}, table
 
 
 def _check_subjects(subjects: Sequence[str], n_rows: int) -> list[str]:
@@ -265,9 +294,10 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
                     ) -> tuple[list[Path], dict[str, np.ndarray]]:
     """Score a cohort and write its maps block by block (what :func:`score` + :func:`write_maps` do together).
 
-    Blocks of subjects are predicted by ``model.iter_predict`` (joblib workers) and each block is
-    written as it arrives (BIDS derivatives: GIFTI per hemisphere / NIfTI per volume), so memory
-    holds a few blocks, never the cohort's maps. The files are those :func:`write_maps` writes
+    Blocks of subjects are predicted by ``model.iter_predict`` (joblib workers), and each worker
+    writes its block (BIDS derivatives: GIFTI per hemisphere / NIfTI per volume; the ``transform``
+    of ``iter_predict``), so memory holds a few blocks, never the cohort's maps. On a cluster the
+    output folder must be on a file system every worker shares. The files are those :func:`write_maps` writes
     for :func:`score`'s maps, with the same values.
 
     Parameters
@@ -325,16 +355,16 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
     kept = {kind: np.empty((n, Q.shape[1])) for kind in keep}
     written: dict[str, list[Path]] = {kind: [] for kind in kinds}
     tables = []
-    for rows, maps in iter_maps(model, coefficients, covariates, computed, population, Q,
-                                WRITE_BLOCK if block is None else block, n_jobs, progress, harmonize_without):
-        paths = _write_block(writer, {k: maps[k] for k in kinds}, subjects[rows], measure, tuple(structures),
-                             dict(space))
+    task = _BlockWriter(writer, subjects, measure, structures, space, kinds, computed, keep, summary)
+    for rows, _, (paths, maps, table) in _stream(model, coefficients, covariates, computed, population, Q,
+                                                 WRITE_BLOCK if block is None else block, n_jobs, progress,
+                                                 harmonize_without, task):
         for kind in kinds:
             written[kind] += paths[kind]
         for kind in keep:
             kept[kind][rows] = maps[kind]
-        if summary:
-            tables.append(cohort_summary(maps["zscore"], subjects[rows]))
+        if table is not None:
+            tables.append(table)
     out = [path for kind in kinds for path in written[kind]]
     if summary:
         table = pd.concat(tables) if tables else cohort_summary(np.empty((0, Q.shape[1])), [])
