@@ -2,6 +2,9 @@
 
 Prints wall-clock seconds of:
 
+* ``spectranorm-neuro --help`` and ``spectranorm-neuro fit --help`` in a fresh interpreter (best of
+  5), next to ``python -c pass`` in the same run (target: ``--help`` <= 0.5 s; nothing heavy is
+  imported before a command runs);
 * ``spectranorm-neuro demo`` (default size: 400 training subjects, both fsaverage5 hemispheres,
   80 modes per hemisphere, 40 + 40 held-out subjects, report with 6 subjects in detail), and the
   planted-deviation check it reports (target: <= 120 s on 2 cores, check passed);
@@ -41,6 +44,27 @@ def timed(argv: list[str]) -> float:
     return elapsed
 
 
+def help_times(repeats: int = 5) -> dict:
+    """Best-of wall time of ``--help`` in a fresh interpreter, and of a bare interpreter, same run."""
+    import subprocess
+    import sys
+
+    def best(argv: list[str]) -> float:
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            # from a neutral folder: `python -c` puts the working directory first on sys.path
+            subprocess.run(argv, capture_output=True, check=True, cwd=tempfile.gettempdir())
+            times.append(time.perf_counter() - t0)
+        return min(times)
+
+    cli = [sys.executable, "-c", "from spectranorm_neuro.cli import main; raise SystemExit(main())"]
+    out = {"python_c_pass_s": best([sys.executable, "-c", "pass"]), "help_s": best([*cli, "--help"]),
+           "fit_help_s": best([*cli, "fit", "--help"])}
+    out["help_over_bare_python"] = out["help_s"] / out["python_c_pass_s"]
+    return out
+
+
 def run(small: bool) -> dict:
     tmp = Path(tempfile.mkdtemp(prefix="bench_cli_"))
     try:
@@ -65,10 +89,14 @@ def main_bench() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="the reduced demo")
     parser.add_argument("--json", type=Path, help="also write the figures as JSON")
+    parser.add_argument("--help-only", action="store_true", help="only the --help timings")
     args = parser.parse_args()
-    res = run(args.small)
+    res = help_times()
+    if not args.help_only:
+        res.update(run(args.small))
     for key, value in res.items():
-        print(f"{key:22s} {value if not isinstance(value, float) else f'{value:.1f}'}")
+        shown = value if not isinstance(value, float) else f"{value:.3f}" if value < 10 else f"{value:.1f}"
+        print(f"{key:22s} {shown}")
     if args.json:
         args.json.write_text(json.dumps(res, indent=2))
 

@@ -96,3 +96,15 @@ def leftovers(path: Path) -> list[str]:
 
 def finite_rows(maps: np.ndarray) -> np.ndarray:
     return maps[:, np.isfinite(maps).all(axis=0)]
+
+
+def write_band_annot(path, n_parcels: int = 4):
+    """A synthetic left-hemisphere .annot on fsaverage5: parcels are bands of the y coordinate."""
+    import nibabel as nib
+
+    y = fsaverage5_graph("left", cortex_mask=None).coords[:, 1]
+    labels = np.digitize(y, np.quantile(y, np.linspace(0, 1, n_parcels + 1)[1:-1])).astype(np.int32)
+    ctab = np.array([[40 * i, 200 - 40 * i, 100, 0, 0] for i in range(n_parcels)], dtype=np.int32)
+    names = ["unknown", *[f"band{i}" for i in range(1, n_parcels)]]  # colour index 0: no region (FreeSurfer)
+    nib.freesurfer.write_annot(str(path), labels, ctab, names, fill_ctab=True)
+    return labels, names

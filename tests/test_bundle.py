@@ -226,3 +226,21 @@ def test_bundle_survives_a_move(fitted, tmp_path):
     shutil.move(str(path), str(moved))
     for a, b in zip(_predictions(model, cov), _predictions(load_bundle(moved).model, cov)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_card_records_no_local_absolute_path(fitted, tmp_path):
+    import copy
+
+    model, _, cov, _ = fitted
+    model = copy.deepcopy(model)
+    model.eigenmode_basis.provenance.update({"source": str(tmp_path / "masks" / "gm_mask.nii.gz"),
+                                            "parts": [{"source": "/home/me/surf/lh.white"}]})
+    card = build_model_card(model, cov, measure="GMV", space={}, seed=0,
+                            source=str(tmp_path / "study" / "derivatives" / "participants.tsv"))
+    text = json.dumps(card)
+    assert str(tmp_path) not in text and "/home/me" not in text
+    assert card["training"]["source"] == "derivatives"
+    assert card["basis"]["provenance"]["source"] == "gm_mask.nii.gz"
+    assert card["basis"]["provenance"]["parts"] == [{"source": "lh.white"}]
+    relative = build_model_card(model, cov, measure="GMV", space={}, seed=0, source="data/reference")
+    assert relative["training"]["source"] == "data/reference"

@@ -8,6 +8,8 @@ against the known truth of the synthetic process (planted patches, site counts, 
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 
 import nibabel as nib
 import numpy as np
@@ -21,7 +23,8 @@ from spectranorm_neuro.io import encode_cohort, parse_bids_name, read_bids_cohor
 from spectranorm_neuro.workflow import load_bundle
 
 from . import _cli_data
-from ._cli_data import FIT_ARGS, N_MODES, run_cli
+from ._cli_data import FIT_ARGS, N_MODES, run_cli, write_band_annot
+from ._validator import bids_errors
 
 study = _cli_data.study  # the shared module-scoped fixture
 
@@ -53,7 +56,7 @@ def _python_scores(bundle_path, cohort_root, predict_without=()):
 def _read_maps(out, subjects, desc, structure):
     arrays, intents = [], set()
     for sub in subjects:
-        path = out / sub / "anat" / f"{sub}_hemi-L_space-fsaverage_den-10k_desc-{desc}_thickness.func.gii"
+        path = out / sub / "anat" / f"{sub}_hemi-L_space-fsaverage_den-10k_desc-{desc}_thickness.shape.gii"
         img = nib.load(path)
         intents.add(nib.nifti1.intent_codes.niistring[img.darrays[0].intent])
         assert dict(img.meta)["AnatomicalStructurePrimary"] == "CortexLeft"
@@ -135,7 +138,7 @@ def test_apply_writes_bids_maps_equal_to_python_api(study, bundle_dir, tmp_path)
         got, intents = _read_maps(out, cohort.subjects, desc, structure)
         assert intents == {intent}
         np.testing.assert_allclose(got, pred[key].astype(np.float32), rtol=1e-6, atol=1e-6)
-    for path in out.rglob("*.func.gii"):
+    for path in out.rglob("*.shape.gii"):
         ents = parse_bids_name(path)
         assert (ents["hemi"], ents["space"], ents["den"], ents["suffix"]) == ("L", "fsaverage", "10k", "thickness")
         assert ents["desc"] in ("zscore", "centile", "mu", "sd")
@@ -152,7 +155,7 @@ def test_apply_writes_bids_maps_equal_to_python_api(study, bundle_dir, tmp_path)
     np.testing.assert_array_equal(summary["n_abs_z_gt_2"], (np.abs(z) > 2).sum(axis=1))
     desc = json.loads((out / "dataset_description.json").read_text())
     assert desc["DatasetType"] == "derivative"
-    assert json.loads((out / "spectranorm_apply.json").read_text())["n_subjects"] == 12
+    assert json.loads(next(out.rglob("*_desc-zscore_thickness.json")).read_text())["Model"]["Command"].endswith("apply")
 
 
 def test_apply_projected_and_smoothed_maps_say_which_z(study, bundle_dir, tmp_path):
@@ -166,13 +169,13 @@ def test_apply_projected_and_smoothed_maps_say_which_z(study, bundle_dir, tmp_pa
     projected = model.evaluate(Q, C, cov).predictions["z-score"]
     np.testing.assert_allclose(got, projected.astype(np.float32), rtol=1e-5, atol=1e-5)
     assert np.max(np.abs(projected - exact["z-score"])) > 0.1
-    path = next(out.rglob("*desc-zscore_thickness.func.gii"))
+    path = next(out.rglob("*desc-zscore_thickness.shape.gii"))
     assert dict(nib.load(path).meta)["SpectraNormZ"] == "projected"
-    assert json.loads((out / "spectranorm_apply.json").read_text())["z"]["SpectraNormZ"] == "projected"
+    assert json.loads(next(out.rglob("*_desc-zscore_thickness.json")).read_text())["ZScore"] == "projected"
     smooth = tmp_path / "smooth"
     code, _, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", smooth, "--fwhm", "10"])
     assert code == 0, stderr
-    meta = dict(nib.load(next(smooth.rglob("*desc-zscore_thickness.func.gii"))).meta)
+    meta = dict(nib.load(next(smooth.rglob("*desc-zscore_thickness.shape.gii"))).meta)
     assert meta["SpectraNormZ"] == "smoothed" and meta["SpectraNormFWHMmm"] == "10"
     got, _ = _read_maps(smooth, cohort.subjects, "zscore", structure)
     W = io.kernel_queries(model.eigenmode_basis, {"L": "fsaverage5"}, fwhm=10.0)
@@ -213,7 +216,7 @@ def test_unseen_site_population_then_adapt(study, bundle_dir, tmp_path):
     assert "site: D" in stdout
     card = json.loads(run_cli(["info", adapted, "--json"])[1])
     assert card["adaptations"] == [{"levels": {"site": ["D"]}, "n_subjects": 16,
-                                    "source": str(study.root / "newsite")}]
+                                    "source": "newsite"}]  # no local path
     again = tmp_path / "again"
     code, _, stderr = run_cli(["apply", adapted, study.root / "newsite_test", "--out", again])
     assert code == 0, stderr
@@ -286,3 +289,98 @@ def test_sys_info_and_seeded_reproducibility(study, tmp_path):
     for key in a.files:
         np.testing.assert_array_equal(a[key], b[key])
     assert (outs[0] / "model_card.json").read_text() == (outs[1] / "model_card.json").read_text()
+
+
+def test_apply_and_harmonize_outputs_pass_the_bids_validator(study, bundle_dir, tmp_path):
+    # every dataset the commands read (written by the demo's writer) or write: 0 validator errors
+    for name in ("reference", "clinic"):
+        assert bids_errors(study.root / name) == [], name
+    apply_out, harm_out = tmp_path / "z", tmp_path / "harm"
+    assert run_cli(["apply", bundle_dir, study.root / "clinic", "--out", apply_out, "-q"])[0] == 0
+    assert run_cli(["harmonize", bundle_dir, study.root / "clinic", "--out", harm_out, "-q"])[0] == 0
+    for out in (apply_out, harm_out):
+        assert bids_errors(out) == [], out
+        assert not list(out.glob("spectranorm_*.json"))  # provenance is in the description and the sidecars
+        desc = json.loads((out / "dataset_description.json").read_text())
+        # the source, relative to the output: no local absolute path
+        assert desc["SourceDatasets"] == [{"URL": Path(os.path.relpath(study.root / "clinic", out)).as_posix()}]
+    side = json.loads(next(apply_out.rglob("*_desc-centile_thickness.json")).read_text())
+    assert side["Units"] == "percentile (0-100)" and side["Model"]["NModes"] == N_MODES
+    assert side["Model"]["Bundle"] == "bundle" and len(side["Model"]["ModelCardSHA256"]) == 64
+    harm_side = json.loads(next(harm_out.rglob("*_desc-harmonized_thickness.json")).read_text())
+    assert harm_side["Model"]["HarmonizedWithout"] == ["site"]
+    # harmonize carries the covariates along, so its output is a cohort the other commands read as it is
+    participants = pd.read_csv(harm_out / "participants.tsv", sep="\t", index_col=0)
+    expected = study.cohorts["clinic"].covariates
+    assert list(participants.index) == list(expected.index)
+    np.testing.assert_allclose(participants["age"], expected["age"])
+    assert json.loads((harm_out / "participants.json").read_text())["age"]["Units"] == "years"
+    code, _, stderr = run_cli(["fit", harm_out, "--basis", study.root / "basis.npz", "--measure", "thickness",
+                               "--numerical", "age", "--out", tmp_path / "refit", "-q"])  # no --participants needed
+    assert code == 0, stderr
+
+
+def test_adapt_accepts_a_site_participants_json_does_not_declare(study, bundle_dir, tmp_path):
+    import shutil
+
+    data = tmp_path / "newsite"
+    shutil.copytree(study.root / "newsite", data)
+    side = json.loads((data / "participants.json").read_text())
+    side["site"]["Levels"] = {"A": "A", "B": "B", "C": "C"}  # the reference sites only, as a user would copy it
+    (data / "participants.json").write_text(json.dumps(side))
+    code, stdout, stderr = run_cli(["adapt", bundle_dir, data, "--out", tmp_path / "adapted"])
+    assert code == 0, stderr
+    assert "site: D" in stdout
+    assert "['D'], not among its declared Levels" in stderr and '"D": "D"' in stderr  # the exact edit
+
+
+def test_outputs_are_readable_like_any_user_file_and_cards_hold_no_local_paths(study, bundle_dir, tmp_path):
+    from .test_permissions import assert_user_modes
+
+    assert_user_modes(bundle_dir)  # fit's bundle folder: not drwx------
+    out = tmp_path / "adapted"
+    assert run_cli(["adapt", bundle_dir, study.root / "newsite", "--out", out, "-q"])[0] == 0
+    assert_user_modes(out)
+    assert run_cli(["apply", bundle_dir, study.root / "clinic", "--out", tmp_path / "z", "-q"])[0] == 0
+    assert_user_modes(tmp_path / "z")
+    for folder in (bundle_dir, out):
+        text = (folder / "model_card.json").read_text()
+        assert str(study.root) not in text and str(tmp_path) not in text, folder
+        assert "/" not in json.loads(text)["training"]["source"]
+
+
+def test_apply_atlas_writes_parcel_tables_and_maps_equal_to_the_python_api(study, bundle_dir, tmp_path):
+    from spectranorm_neuro.io import atlas_queries
+
+    labels, names = write_band_annot(tmp_path / "lh.bands.annot")
+    out = tmp_path / "z"
+    code, stdout, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", out,
+                                    "--atlas", tmp_path / "lh.bands.annot"])
+    assert code == 0, stderr
+    assert "3 parcels of bands" in stdout
+    cohort, _, model, C, cov = _python_scores(bundle_dir, study.root / "clinic")
+    q = atlas_queries(model.eigenmode_basis, tmp_path / "lh.bands.annot")
+    expected = model.evaluate(q.encoded, C, cov).predictions
+    table = pd.read_csv(out / "group" / "atlas-bands_desc-zscore_thickness.tsv", sep="\t", index_col=0)
+    assert list(table.index) == cohort.subjects and list(table.columns) == names[1:]
+    np.testing.assert_allclose(table.to_numpy(), expected["z-score"], rtol=1e-8, atol=1e-9)
+    centiles = pd.read_csv(out / "group" / "atlas-bands_desc-centile_thickness.tsv", sep="\t", index_col=0)
+    np.testing.assert_allclose(centiles.to_numpy(), expected["centiles"], rtol=1e-8, atol=1e-9)
+    # the parcel maps: every kept vertex holds its parcel's z-score, the medial wall stays empty
+    structure = model.eigenmode_basis.structures[0]
+    sub = cohort.subjects[0]
+    img = nib.load(next(out.rglob(f"{sub}_hemi-L_space-fsaverage_den-10k_atlas-bands_desc-zscore_thickness.shape.gii")))
+    values = np.asarray(img.darrays[0].data)
+    kept = np.asarray(structure.index)
+    inside = kept[labels[kept] > 0]
+    np.testing.assert_allclose(values[inside], expected["z-score"][0][labels[inside] - 1].astype(np.float32),
+                               rtol=1e-6)
+    assert np.isnan(np.delete(values, inside)).all() and inside.size < kept.size  # medial wall, "unknown": empty
+    side = json.loads(next(out.rglob(f"{sub}_*_atlas-bands_desc-zscore_thickness.json")).read_text())
+    assert side["Atlas"] == {"Name": "bands", "Files": ["lh.bands.annot"], "NParcels": 3}
+    assert bids_errors(out) == []
+    # a wrong atlas names --atlas and the file
+    (tmp_path / "bad.annot").write_text("not an atlas")
+    code, _, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", tmp_path / "z2",
+                               "--atlas", tmp_path / "bad.annot"])
+    assert code == 1 and "--atlas=" in stderr and "bad.annot" in stderr

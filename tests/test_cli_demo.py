@@ -12,7 +12,8 @@ import pytest
 from spectranorm_neuro.io import parse_bids_name
 from spectranorm_neuro.workflow.demo import planted_check
 
-from ._cli_data import FIT_ARGS, leftovers, make_study, run_cli
+from ._cli_data import FIT_ARGS, leftovers, make_study, run_cli, write_band_annot
+from ._validator import bids_errors
 
 pytestmark = pytest.mark.filterwarnings("ignore::spectranorm_neuro.exceptions.ExtrapolationWarning")
 
@@ -45,11 +46,13 @@ def test_demo_small_recovers_the_planted_deviations(tmp_path):
                 "data/reference/participants.tsv", "data/clinic/dataset_description.json",
                 "derivatives/group/desc-zscoresummary_thickness.tsv"):
         assert (out / rel).is_file(), rel
-    zmaps = sorted((out / "derivatives").rglob("*desc-zscore_thickness.func.gii"))
+    zmaps = sorted((out / "derivatives").rglob("*desc-zscore_thickness.shape.gii"))
     assert len(zmaps) == 20
     ents = parse_bids_name(zmaps[0])
     assert (ents["space"], ents["den"], ents["hemi"]) == ("fsaverage", "10k", "L")
     assert nib.nifti1.intent_codes.niistring[nib.load(zmaps[0]).darrays[0].intent] == "NIFTI_INTENT_ZSCORE"
+    for dataset in ("data/reference", "data/clinic", "derivatives"):  # 0 errors of the official validator
+        assert bids_errors(out / dataset) == [], dataset
     participants = pd.read_csv(out / "data" / "reference" / "participants.tsv", sep="\t")
     assert len(participants) == 150 and set(participants["site"]) == {"A", "B", "C"}
     html = (out / "report" / "index.html").read_text()
@@ -69,9 +72,13 @@ def test_report_command(tmp_path):
     assert run_cli(["fit", tmp_path / "reference", "--basis", tmp_path / "basis.npz", *FIT_ARGS,
                     "--out", bundle, "-q"])[0] == 0
     out = tmp_path / "report"
+    write_band_annot(tmp_path / "lh.bands.annot")
     code, stdout, stderr = run_cli(["report", bundle, tmp_path / "clinic", "--out", out, "--group-column", "group",
-                                    "--controls", "group=control", "--max-subjects", "2"])
+                                    "--controls", "group=control", "--max-subjects", "2",
+                                    "--atlas", tmp_path / "lh.bands.annot"])
     assert code == 0, stderr
+    pages = " ".join(p.read_text() for p in out.rglob("*.html"))
+    assert "band2" in pages  # --atlas: the report names the atlas regions
     html = (out / "index.html").read_text()
     ids = study.cohorts["clinic"].covariates.index
     assert all(i in html for i in ids)  # every subject in the summary table
@@ -91,3 +98,4 @@ def test_report_command(tmp_path):
                                     "--max-subjects", "1"])
     assert code == 0, stderr
     assert (z / "report" / "index.html").is_file() and "report/index.html" in stdout
+    assert bids_errors(z) == []  # the report inside the derivatives is listed in .bidsignore

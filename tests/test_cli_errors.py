@@ -186,3 +186,35 @@ def test_usage_errors_exit_2(study, bundle_dir, tmp_path):
             "--out", out], out, "--measure", code=2)
     _fails(["fit", study.root / "reference", "--basis", study.root / "basis.npz", *FIT_ARGS, "--holdout", "1.5",
             "--out", out], out, "--holdout=1.5", "[0, 1)")
+
+
+def test_messages_name_the_option_and_show_the_bad_value(study, bundle_dir, tmp_path):
+    basis, out = study.root / "basis.npz", tmp_path / "b"
+    args = ["fit", study.root / "reference", "--basis", basis, "--out", out]
+    # a covariate typo: named by its option, with the close match, before any encoding
+    got, stdout, stderr = run_cli([*args, "--measure", "thickness", "--numerical", "agee", "--categorical", "sex",
+                                   "site", "--batch", "site"])
+    assert got == 1 and "Encoding" not in stdout
+    assert "--numerical=['agee']: are not columns" in stderr and "'agee' -> 'age'?" in stderr
+    # a measure that is not there: the measures that are
+    _fails([*args, *FIT_ARGS[2:], "--measure", "thick"], out, "--measure='thick'", "['thickness']")
+    # --n-modes beyond the basis: before encoding
+    got, stdout, stderr = run_cli([*args, *FIT_ARGS, "--n-modes", "500"])
+    assert got == 1 and "Encoding" not in stdout and "--n-modes=500: is outside the 20 available modes" in stderr
+    # a Python argument name of the workflow becomes the command's option
+    _fails(["report", bundle_dir, study.root / "clinic", "--out", tmp_path / "r", "--group-column", "Group"],
+           tmp_path / "r", "--group-column='Group'")
+
+
+def test_missing_covariate_values_are_named_by_option_and_file_before_encoding(study, tmp_path):
+    ref = study.cohorts["reference"]
+    cov = ref.covariates.copy()
+    cov["age"] = cov["age"].astype(object)
+    cov.iloc[[3, 7], cov.columns.get_loc("age")] = [None, "unknown"]
+    root = write_variant(tmp_path, ref, study.basis.structures, "gaps", cov)
+    out = tmp_path / "b"
+    got, stdout, stderr = run_cli(["fit", root, "--basis", study.root / "basis.npz", *FIT_ARGS, "--out", out])
+    assert got == 1 and "Encoding" not in stdout and not out.exists()
+    ids = list(cov.index[[3, 7]])
+    assert f"--numerical age=[None, 'unknown']: 2 value(s) in {root}" in stderr, stderr
+    assert f"(subjects {ids})" in stderr and "Fix: fill them in" in stderr

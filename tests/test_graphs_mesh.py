@@ -359,3 +359,14 @@ def test_largest_component_keeps_faces_of_a_mesh_graph():
     g.stiffness = None
     with pytest.raises(InvalidInputError, match=r"has neither an adjacency nor a stiffness matrix.*Fix"):
         largest_component(g)
+
+
+def test_fsaverage5_drops_the_medial_wall_by_default():
+    from spectranorm_neuro.graphs.mesh import fsaverage5_cortex_mask
+
+    default = fsaverage5_graph("left")
+    keep_all = fsaverage5_graph("left", cortex_mask=None)
+    cortex = np.asarray(fsaverage5_cortex_mask("left"), bool)
+    assert keep_all.structures[0].n_features == 10242
+    assert default.structures[0].n_features == int(cortex.sum()) < 10242
+    np.testing.assert_array_equal(default.structures[0].index, np.flatnonzero(cortex))

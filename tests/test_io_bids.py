@@ -137,8 +137,8 @@ def test_derivatives_writer_surfaces_tree(tmp_path, layout, rng):
     )
     rel = sorted(str(p.relative_to(tmp_path / "deriv")) for p in paths)
     assert rel[:2] == [
-        "sub-01/ses-1/anat/sub-01_ses-1_hemi-L_space-fsaverage_den-10k_desc-zscore_thickness.func.gii",
-        "sub-01/ses-1/anat/sub-01_ses-1_hemi-R_space-fsaverage_den-10k_desc-zscore_thickness.func.gii",
+        "sub-01/ses-1/anat/sub-01_ses-1_hemi-L_space-fsaverage_den-10k_desc-zscore_thickness.shape.gii",
+        "sub-01/ses-1/anat/sub-01_ses-1_hemi-R_space-fsaverage_den-10k_desc-zscore_thickness.shape.gii",
     ]
     assert len(paths) == 6
     for path in paths:

@@ -135,7 +135,7 @@ def test_bids_cohort_read_encode_and_write_zmaps_back(tmp_path, sulcal, medial, 
             "den": "10k",
             "desc": "zscore",
             "suffix": "thickness",
-            "extension": ".func.gii",
+            "extension": ".shape.gii",
         }
         assert (
             io.build_bids_name(
@@ -377,7 +377,8 @@ def test_error_participants_without_maps_and_maps_without_participants(tmp_path,
 
 def test_error_missing_participants_file_names_it(tmp_path, sulcal, medial):
     make_dataset(tmp_path / "ds", sulcal, medial, n=2)
-    with pytest.raises(InvalidInputError, match=r"no file in .*ds \(thicknes\) fits.*Fix: check the measure"):
+    with pytest.raises(InvalidInputError,
+                       match=r"measure='thicknes': matches no map in .*ds; the maps there are of \['thickness'\]"):
         io.read_bids_cohort(tmp_path / "ds", "thicknes")
     (tmp_path / "ds" / "participants.tsv").unlink()
     with pytest.raises(
@@ -583,12 +584,14 @@ def test_multi_map_files_need_map_index(tmp_path):
     np.testing.assert_allclose(cohort.read(), stacks[:, 1].astype(np.float32))
 
 
-def test_participants_value_outside_declared_levels_is_an_error(tmp_path):
+def test_participants_value_outside_declared_levels_is_a_further_level(tmp_path):
+    # e.g. a new site to adapt a model to: kept (not turned into a missing value), with the exact edit
     from spectranorm_neuro.io.cohort import _typed_covariates
 
     frame = pd.DataFrame({"site": ["A", "B", "D"]}, index=["sub-1", "sub-2", "sub-3"])
     sidecar = {"site": {"Levels": {"A": "scanner A", "B": "scanner B"}}}
-    with pytest.raises(InvalidInputError, match=r"site=.*\['D'\].*participants\.json.*Fix: add \['D'\]"):
-        _typed_covariates(frame, sidecar, tmp_path / "participants.tsv")
+    with pytest.warns(SpectraNormWarning, match=r"participants\.json: column 'site' holds \['D'\].*add \"D\": \"D\""):
+        got = _typed_covariates(frame, sidecar, tmp_path / "participants.tsv")
+    assert list(got["site"]) == ["A", "B", "D"] and list(got["site"].cat.categories) == ["A", "B", "D"]
     ok = _typed_covariates(frame.iloc[:2], sidecar, tmp_path / "participants.tsv")
     assert list(ok["site"]) == ["A", "B"] and list(ok["site"].cat.categories) == ["A", "B"]

@@ -1,5 +1,6 @@
 """README.md stays true: its quick-start runs, its command-line examples parse, CI runs its test command."""
 
+import logging
 import re
 import shlex
 from pathlib import Path
@@ -24,11 +25,14 @@ def _blocks(text: str, language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", text, flags=re.S)
 
 
-def test_quick_start_runs_and_its_comments_are_true(tmp_path, monkeypatch):
+def test_quick_start_runs_silently_and_its_comments_are_true(tmp_path, monkeypatch, capfd, caplog):
     (code,) = _blocks(_section("Quick-start"), "python")
     monkeypatch.chdir(tmp_path)
     namespace: dict = {}
-    exec(compile(code, "README.md#quick-start", "exec"), namespace)
+    with caplog.at_level(logging.WARNING):
+        exec(compile(code, "README.md#quick-start", "exec"), namespace)
+    assert [r.getMessage() for r in caplog.records] == []  # no "Query moments not provided ..." or other
+    assert capfd.readouterr() == ("", "")
     z = namespace["z"]
     assert z.shape == (200, 2500)  # "(200, 2500) deviation map per subject"
     true_z = seed_lattice_cohort(200, seed=1)[4]  # the quick-start's test cohort: every pixel's true z
@@ -80,3 +84,16 @@ def test_python_workflow_runs(tmp_path, monkeypatch, capsys):
     assert namespace["adapted"].card["adaptations"][0]["levels"] == {"site": ["D"]}
     assert (tmp_path / "report" / "index.html").is_file()
     assert len(list((tmp_path / "harmonized").rglob("*_desc-harmonized_thickness.*.gii"))) == 12
+
+
+def test_config_example_gives_fit_and_apply_their_options(tmp_path):
+    from spectranorm_neuro.cli._config import parse_with_config
+
+    (toml,) = _blocks(_section("Command line"), "toml")
+    (tmp_path / "study.toml").write_text(toml)
+    fit = parse_with_config(build_parser(), ["fit", "--config", str(tmp_path / "study.toml")])
+    assert (fit.measure, fit.numerical, fit.batch, fit.holdout, str(fit.out)) == ("thickness", ["age"], ["site"],
+                                                                                  0.1, "bundle")
+    apply = parse_with_config(build_parser(), ["apply", "--config", str(tmp_path / "study.toml")])
+    assert (str(apply.bundle), str(apply.cohort), str(apply.out), apply.measure) == ("bundle", "patients", "zmaps",
+                                                                                     "thickness")

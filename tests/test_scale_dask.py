@@ -114,7 +114,7 @@ def _assemble(blocks, n_subj: int, n_q: int, keys=KEYS) -> dict[str, np.ndarray]
 
 def _gifti_tree(root) -> dict[str, np.ndarray]:
     return {str(p.relative_to(root)): np.asarray(nib.load(p).darrays[0].data)
-            for p in sorted(root.rglob("*.func.gii"))}
+            for p in sorted(root.rglob("*.shape.gii"))}
 
 
 # ---------------------------------------------------------------------------------------------- iter_predict
@@ -280,18 +280,18 @@ def test_score_and_write_streams_the_same_files_as_score_then_write(surface, tmp
 
 # ---------------------------------------------------------------------------------------------- --scheduler
 def test_scheduler_errors_name_the_option_and_the_fix(monkeypatch):
-    code, _, err = run_cli(["info", "nowhere", "--scheduler", "nonsense"])
+    code, _, err = run_cli(["apply", "nowhere", "nowhere", "--out", "nowhere_out", "--scheduler", "nonsense"])
     assert code == 1
     assert "--scheduler='nonsense'" in err and "is not a scheduler address" in err and "Fix: pass the address" in err
     with socket.socket() as s:  # a loopback port nobody listens on
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     monkeypatch.setattr(cli_main, "SCHEDULER_TIMEOUT", 0.5)
-    code, _, err = run_cli(["info", "nowhere", "--scheduler", f"tcp://127.0.0.1:{port}"])
+    code, _, err = run_cli(["apply", "nowhere", "nowhere", "--out", "nowhere_out", "--scheduler", f"tcp://127.0.0.1:{port}"])
     assert code == 1
     assert f"--scheduler='tcp://127.0.0.1:{port}': cannot be reached" in err and "dask scheduler" in err
     monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if the dask extra were not installed
-    code, _, err = run_cli(["info", "nowhere", "--scheduler", "tcp://127.0.0.1:8786"])
+    code, _, err = run_cli(["apply", "nowhere", "nowhere", "--out", "nowhere_out", "--scheduler", "tcp://127.0.0.1:8786"])
     assert code == 1 and err.count("\n") == 1
     assert "needs dask.distributed, which is not installed" in err
     assert 'pip install "spectranorm-neuro[dask]"' in err
@@ -299,9 +299,10 @@ def test_scheduler_errors_name_the_option_and_the_fix(monkeypatch):
 
 def test_n_jobs_defaults_to_the_whole_cluster_only_with_a_scheduler():
     parser = cli_main.build_parser()
-    for argv, expected in ((["info", "b"], 1), (["info", "b", "--scheduler", "tcp://h:1"], -1),
-                           (["info", "b", "--scheduler", "tcp://h:1", "--n-jobs", "3"], 3),
-                           (["info", "b", "--n-jobs", "2"], 2)):
+    apply = ["apply", "b", "c", "--out", "o"]  # a computing command (info and sys-info take no --n-jobs)
+    for argv, expected in ((apply, 1), ([*apply, "--scheduler", "tcp://h:1"], -1),
+                           ([*apply, "--scheduler", "tcp://h:1", "--n-jobs", "3"], 3), ([*apply, "--n-jobs", "2"], 2),
+                           (["info", "b"], 1)):
         args = parser.parse_args(argv)
         cli_main._resolve_n_jobs(args)
         assert args.n_jobs == expected, argv

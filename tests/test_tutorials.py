@@ -108,8 +108,8 @@ def test_shared_model_tutorial(tmp_path):
     # BIDS derivatives: 20 held-out controls + 10 patients, two hemispheres, z-scores and centiles
     deriv = tmp_path / "derivatives"
     assert json.loads((deriv / "dataset_description.json").read_text())["DatasetType"] == "derivative"
-    zmaps = sorted(deriv.glob("sub-*/anat/*_desc-zscore_thickness.func.gii"))
-    centiles = sorted(deriv.glob("sub-*/anat/*_desc-centile_thickness.func.gii"))
+    zmaps = sorted(deriv.glob("sub-*/anat/*_desc-zscore_thickness.shape.gii"))
+    centiles = sorted(deriv.glob("sub-*/anat/*_desc-centile_thickness.shape.gii"))
     assert len(zmaps) == len(centiles) == 60
     ents = parse_bids_name(zmaps[0])
     assert (ents["sub"], ents["hemi"], ents["space"], ents["den"]) == ("newc0001", "L", "fsaverage", "10k")

@@ -55,8 +55,9 @@ def test_python_workflow_writes_the_same_bytes_as_the_command_line(study, tmp_pa
     result = apply_bundle(loaded, clinic, tmp_path / "py_apply", maps=["zscore", "centile", "harmonized", "mu", "sd"],
                           space=space)
     files = _same_tree(tmp_path / "cli_apply", tmp_path / "py_apply")
-    assert OUTPUT_RECORD in files and "spectranorm_apply.json" in files
+    assert OUTPUT_RECORD in files and "dataset_description.json" in files and "spectranorm_apply.json" not in files
     assert len([f for f in files if f.endswith(".gii")]) == 5 * clinic.n_subjects
+    assert len([f for f in files if f.startswith("sub-") and f.endswith(".json")]) == 5 * clinic.n_subjects
     assert result.summary.shape[0] == clinic.n_subjects
 
     # harmonize: the same folder

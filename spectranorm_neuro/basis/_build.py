@@ -139,7 +139,7 @@ def basis_from_graph(cls, graph: Graph, n_modes: int, laplacian: str = "auto", *
     return cls(evals, evecs, mass, prov, graph.structures)
 
 
-def hemisphere_bases(n_modes: int, cortex_mask=None, surface: str = "midthickness", laplacian: str = "auto",
+def hemisphere_bases(n_modes: int, cortex_mask="auto", surface: str = "midthickness", laplacian: str = "auto",
                      *, n_threads: int | None = 1) -> dict:
     """Separate eigenmode bases of the two fsaverage5 hemispheres.
 
@@ -147,7 +147,7 @@ def hemisphere_bases(n_modes: int, cortex_mask=None, surface: str = "midthicknes
     ----------
     n_modes : int
         Modes per hemisphere.
-    cortex_mask, surface : see :func:`spectranorm_neuro.graphs.fsaverage5_graph`
+    cortex_mask, surface : see :func:`spectranorm_neuro.graphs.fsaverage5_graph` (default: medial wall dropped)
     laplacian : str, optional
         See :meth:`EigenmodeBasis.from_graph`.
     n_threads : int or None, optional

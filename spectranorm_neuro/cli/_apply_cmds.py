@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ..report import BundleReport, bundle_report
-from ..workflow import ModelBundle, apply_bundle, check_destination, harmonize_bundle, space_label
+from ..workflow import ModelBundle, apply_bundle, check_destination, harmonize_bundle, read_atlas, space_label
 from ._common import Run, load_cohort, parse_pair
 
 __all__ = ["cmd_apply", "cmd_harmonize", "cmd_report"]
@@ -18,22 +18,35 @@ def _load(run: Run):
     return bundle, cohort, space
 
 
+def _atlas(run: Run, bundle: ModelBundle):
+    """The ``--atlas`` file(s) read onto the bundle's basis (None without ``--atlas``)."""
+    args = run.args
+    return read_atlas(args.atlas, bundle.basis, args.atlas_name) if args.atlas else None
+
+
 def cmd_apply(run: Run) -> int:
     """``spectranorm-neuro apply``: bundle + cohort -> BIDS derivatives of z/centile (... ) maps + summary."""
     args = run.args
-    report = BundleReport(parse_pair(args.controls, "--controls"), args.group_column, args.max_subjects,
-                          threshold=args.threshold or None, min_cluster_area=args.min_cluster_area)
+    controls = parse_pair(args.controls, "--controls")
     bundle, cohort, space = _load(run)
+    atlas = _atlas(run, bundle)
+    report = BundleReport(controls, args.group_column, args.max_subjects,
+                          threshold=args.threshold or None, min_cluster_area=args.min_cluster_area,
+                          atlas_labels=atlas.report_labels() if atlas else None)
     result = apply_bundle(bundle, cohort, args.out, maps=args.maps, population=args.population,
                           measure=args.measure, space=space, attachments=[report] if args.report else [],
                           overwrite=run.overwrite, n_jobs=run.n_jobs, progress=run.progress, say=run.say,
-                          warn=run.warn, z=args.z, fwhm=args.fwhm)
+                          warn=run.warn, z=args.z, fwhm=args.fwhm, atlas=atlas)
     n_extreme = int(result.summary["n_abs_z_gt_2"].sum())
     n_values = int(result.summary["n_features"].sum())
     run.say(f"Wrote {', '.join(sorted({*args.maps, 'zscore'}))} maps of {result.n_subjects} subjects "
             f"({space_label(result.space)}) and the summary table into {args.out}")
     run.say(f"  {n_extreme} values with |z| > 2 ({100 * n_extreme / n_values:.2f}%, about 4.6% expected "
             "in healthy subjects)")
+    if atlas:
+        tables = [f.name for f in result.files if f.parent.name == "group" and f.name.startswith("atlas-")]
+        run.say(f"  {atlas.n_parcels} parcels of {atlas.name}: group/{', group/'.join(tables)} and per-subject "
+                f"parcel maps (atlas-{atlas.name})")
     if args.report:
         run.say(f"  report: {args.out}/report/index.html")
     return 0
@@ -55,9 +68,11 @@ def cmd_report(run: Run) -> int:
     args = run.args
     controls = parse_pair(args.controls, "--controls")
     bundle, cohort, space = _load(run)
+    atlas = _atlas(run, bundle)
     bundle_report(bundle, cohort, args.out, population=args.population, controls=controls,
                   group_column=args.group_column, max_subjects=args.max_subjects, space=space,
                   overwrite=run.overwrite, n_jobs=run.n_jobs, progress=run.progress, warn=run.warn,
-                  threshold=args.threshold or None, min_cluster_area=args.min_cluster_area)
+                  threshold=args.threshold or None, min_cluster_area=args.min_cluster_area,
+                  atlas_labels=atlas.report_labels() if atlas else None)
     run.say(f"Wrote the report {args.out}/index.html ({cohort.n_subjects} subjects)")
     return 0

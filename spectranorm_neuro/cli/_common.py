@@ -6,11 +6,13 @@ import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .. import workflow
 from ..exceptions import UsageError
-from ..io import Cohort
+from ._config import add_config_option
+
+if TYPE_CHECKING:  # the parser stays light: nothing heavy is imported before a command runs
+    from ..io import Cohort
 
 __all__ = ["UsageError", "Run", "common_options", "cohort_options", "load_cohort", "parse_select", "parse_pair",
            "n_jobs_option"]
@@ -77,18 +79,31 @@ class Run:
         print(f"warning: {' '.join(str(message).split())}", file=sys.stderr, flush=True)
 
 
-def common_options() -> argparse.ArgumentParser:
-    """Parent parser with the options every command accepts."""
+def common_options(compute: bool = True) -> argparse.ArgumentParser:
+    """Parent parser with the options every command accepts.
+
+    Parameters
+    ----------
+    compute : bool, optional
+        Include ``--n-jobs``, ``--seed`` and ``--overwrite`` (commands that compute or write; ``info``
+        and ``sys-info`` get only the verbosity and ``--config`` options).
+    """
     parent = argparse.ArgumentParser(add_help=False)
     group = parent.add_argument_group("common options")
-    group.add_argument("--n-jobs", type=n_jobs_option, default=1, metavar="N",
-                       help="parallel workers (joblib; -1 = all cores; results do not depend on it). Default 1")
-    group.add_argument("--seed", type=int, default=0, help="seed of every random step. Default 0")
-    group.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    if compute:
+        group.add_argument("--n-jobs", type=n_jobs_option, default=1, metavar="N",
+                           help="parallel workers (joblib; -1 = all cores; results do not depend on it). Default 1")
+        group.add_argument("--seed", type=int, default=0, help="seed of every random step. Default 0")
+        group.add_argument("--overwrite", action="store_true", help="replace existing output files")
+    else:
+        parent.set_defaults(n_jobs=1, seed=0, overwrite=False, scheduler=None)
     verbosity = group.add_mutually_exclusive_group()
-    verbosity.add_argument("-q", "--quiet", action="store_true", help="print only warnings and errors")
+    verbosity.add_argument("-q", "--quiet", action="store_true",
+                           help="print only warnings and errors (no progress bars)")
     verbosity.add_argument("-v", "--verbose", action="count", default=0,
-                           help="more output: progress bars, log messages (-vv: debug), tracebacks")
+                           help="more output: log messages (-vv: debug), tracebacks, progress bars even when "
+                                "stderr is not a terminal (on a terminal they are shown by default)")
+    add_config_option(group)
     return parent
 
 
@@ -151,6 +166,8 @@ def _file_columns(text: str | None) -> Any:
 
 def load_cohort(run: Run, basis, bundle=None) -> tuple[Cohort, dict[str, str]]:
     """Read the cohort named on the command line onto ``basis`` (``workflow.load_cohort``)."""
+    from .. import workflow
+
     args = run.args
     return workflow.load_cohort(args.cohort, basis, bundle=bundle, measure=args.measure,
                                 participants=args.participants, space=args.space, den=args.den, desc=args.desc,

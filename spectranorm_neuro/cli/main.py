@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import sys
 import traceback
 import warnings
@@ -25,11 +26,13 @@ from pathlib import Path
 
 from .._version import __version__
 from ..exceptions import InvalidInputError, SpectraNormError, SpectraNormWarning, UsageError, bad_value
-from ..workflow import MAP_KINDS
 from ._common import Run, cohort_options, common_options
+from ._config import parse_with_config
 
 __all__ = ["main", "build_parser", "SCHEDULER_TIMEOUT"]
 
+#: ``workflow.MAP_KINDS``, spelled out so that ``--help`` imports nothing heavy (a test checks they agree).
+MAP_KINDS = ("zscore", "centile", "harmonized", "mu", "sd")
 _EPILOG = "Run `spectranorm-neuro <command> --help` for the options of a command."
 
 #: Seconds to wait for the dask scheduler named by ``--scheduler``.
@@ -71,7 +74,7 @@ def _add_demo(sub, parent) -> None:
     p.add_argument("--n-train", type=_positive_int, default=None,
                    help="training subjects (default 400; 150 with --small)")
     p.add_argument("--n-modes", type=_positive_int, default=None,
-                   help="eigenmodes per hemisphere (default 80; 40 with --small)")
+                   help="eigenmodes in all, over both hemispheres (default 160; 40 with --small, one hemisphere)")
     p.add_argument("--max-subjects", type=_positive_int, default=6, help="subjects shown in detail in the report")
     p.set_defaults(handler="demo")
 
@@ -80,7 +83,7 @@ def _add_basis(sub, parent) -> None:
     p = sub.add_parser("basis", parents=[parent], help="compute an eigenmode basis (surface, NIfTI mask or lattice)",
                        description="Compute the eigenmodes of a surface (Laplace-Beltrami), a NIfTI mask or a lattice "
                                    "(graph Laplacian) and save them as a basis file.",
-                       epilog="example: spectranorm-neuro basis --mesh fsaverage5 --hemi both --cortex-mask auto "
+                       epilog="example: spectranorm-neuro basis --mesh fsaverage5 --hemi both "
                               "--n-modes 200 --out basis.npz")
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--mesh", nargs="+", metavar="SURFACE",
@@ -88,11 +91,14 @@ def _add_basis(sub, parent) -> None:
     src.add_argument("--mask", type=Path, help="NIfTI mask: a voxel graph over its non-zero voxels")
     src.add_argument("--lattice", nargs="+", type=_positive_int, metavar="N", help="grid shape (2 or 3 sizes)")
     p.add_argument("--hemi", choices=("left", "right", "both"), default="both", help="hemisphere(s) of --mesh")
-    p.add_argument("--cortex-mask", default=None,
-                   help="'auto' (fsaverage5 medial wall removed), 'none', or label file(s) (comma-separated)")
+    p.add_argument("--cortex-mask", default="auto",
+                   help="'auto' (default): drop the medial wall where a cortex mask is known (fsaverage5; FreeSurfer "
+                        "<subject>/label/?h.cortex.label next to <subject>/surf/); 'none': keep every vertex; or "
+                        "label file(s), comma-separated, left first")
     p.add_argument("--surface", default="midthickness", help="fsaverage5 surface (default midthickness)")
     p.add_argument("--connectivity", type=int, default=None, help="voxel/lattice neighbourhood (6, 18, 26 / 4, 8)")
-    p.add_argument("--n-modes", type=_positive_int, required=True, help="number of modes")
+    p.add_argument("--n-modes", type=_positive_int, required=True,
+                   help="number of modes in all (over both hemispheres with --hemi both)")
     p.add_argument("--laplacian", default="auto", choices=("auto", "lbo", "combinatorial", "normalized", "random_walk"),
                    help="operator (auto: Laplace-Beltrami for meshes, normalized graph Laplacian otherwise)")
     p.add_argument("--space", help="BIDS space- of the template (recorded in the basis; fsaverage5 is known)")
@@ -122,7 +128,8 @@ def _add_fit(sub, parent) -> None:
                    help="covariates acting on the log sd (default: numerical and batch covariates)")
     g.add_argument("--model-type", choices=("HBR", "BLR"), default="HBR",
                    help="HBR: partially pooled site effects (default); BLR: fixed effects")
-    g.add_argument("--n-modes", type=int, default=-1, help="leading modes to model (default -1: all of the basis)")
+    g.add_argument("--n-modes", type=int, default=-1,
+                   help="leading modes to model, in all (default -1: every mode of the basis)")
     g.add_argument("--covariance-structure", type=_structure, default="lowrank",
                    help="cross-mode correlation: 'lowrank' (all modes, low rank plus diagonal) or mode pairs with "
                         "correlation models: fraction of n-modes (<1) or a count. Default 0.5")
@@ -193,6 +200,13 @@ def _report_options(p) -> None:
                    help="subject maps show |z| > Z in clusters (default 2; 0 draws unthresholded maps)")
     g.add_argument("--min-cluster-area", type=float, default=100.0, metavar="MM2",
                    help="smallest cluster kept on the cortical surface, in mm² (default 100)")
+    a = p.add_argument_group("parcels")
+    a.add_argument("--atlas", nargs="+", type=Path, metavar="FILE",
+                   help="atlas on the basis' mesh or grid: one .dlabel.nii or NIfTI atlas, or one .annot/.label.gii "
+                        "per hemisphere (lh.* rh.*); apply writes parcel tables (group/atlas-<name>_...tsv) and "
+                        "parcel maps, the report names the regions")
+    a.add_argument("--atlas-name", default=None, metavar="NAME",
+                   help="atlas- label of the parcel outputs (default from the file name, e.g. aparc)")
 
 
 def _add_info(sub, parent) -> None:
@@ -205,13 +219,14 @@ def _add_info(sub, parent) -> None:
     p.add_argument("--out", type=Path, required=True, help="adapted bundle to write (folder or .zip)")
     p.set_defaults(handler="adapt")
 
-    p = sub.add_parser("info", parents=[parent], help="verify a bundle and print its model card",
+    light = common_options(compute=False)  # reading commands: no --n-jobs, --seed, --overwrite, --scheduler
+    p = sub.add_parser("info", parents=[light], help="verify a bundle and print its model card",
                        epilog="example: spectranorm-neuro info model_bundle")
     p.add_argument("bundle", type=Path, help="model bundle (folder or .zip)")
     p.add_argument("--json", action="store_true", help="print the model card as JSON")
     p.set_defaults(handler="info")
 
-    p = sub.add_parser("sys-info", parents=[parent], help="versions and machine facts for bug reports")
+    p = sub.add_parser("sys-info", parents=[light], help="versions and machine facts for bug reports")
     p.add_argument("--json", action="store_true", help="print JSON")
     p.set_defaults(handler="sys-info")
 
@@ -302,6 +317,21 @@ def _handlers() -> dict:
             "apply": _apply_cmds.cmd_apply, "harmonize": _apply_cmds.cmd_harmonize, "report": _apply_cmds.cmd_report}
 
 
+def _option_names(message: str, parser: argparse.ArgumentParser, command: str) -> str:
+    """Name the command-line option in a message that starts with a Python argument name.
+
+    ``group_column='Group': ...`` becomes ``--group-column='Group': ...`` when the command has an
+    option whose destination is ``group_column`` (one translation for every message of the package).
+    """
+    match = re.match(r"([A-Za-z_]\w*)(?=(\[[^\]]*\])?=)", message)
+    if not match:
+        return message
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction)).choices.get(command)
+    options = {a.dest: a.option_strings[-1] for a in (sub._actions if sub else []) if a.option_strings}
+    option = options.get(match.group(1))
+    return option + message[match.end():] if option else message
+
+
 def _one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split()) or type(exc).__name__
 
@@ -359,7 +389,7 @@ def main(argv: list[str] | None = None) -> int:
     """
     parser = build_parser()
     try:
-        args = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+        args = parse_with_config(parser, sys.argv[1:] if argv is None else list(argv))
     except SystemExit as exc:  # --help, --version, usage errors
         return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 2)
     if args.command is None:
@@ -377,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{parser.prog} {args.command}: error: {_one_line(exc)}", file=sys.stderr)
         return 2
     except SpectraNormError as exc:
-        print(f"error: {_one_line(exc)}", file=sys.stderr)
+        print(f"error: {_option_names(_one_line(exc), parser, args.command)}", file=sys.stderr)
         return 1
     except OSError as exc:
         print(f"error: {_os_error(exc)}", file=sys.stderr)

@@ -365,9 +365,10 @@ class NormativeModelSpec:
             else:
                 bad = col.isna().to_numpy()
             if bad.any():
-                rows = list(dataframe.index[bad][:5])
-                raise bad_value(f"{argument}[{name!r}]", f"{int(bad.sum())} missing/non-finite value(s)",
-                                f"has NaN/inf or non-numeric entries at rows {rows}",
+                rows = dataframe.index[bad][:5].tolist()
+                shown = [None if pd.isna(v) else v for v in col[bad].tolist()[:5]]
+                raise bad_value(f"{argument}[{name!r}]", shown,
+                                f"{int(bad.sum())} value(s) are missing, not finite or not numbers (rows {rows})",
                                 "drop or impute those rows before calling")
         return dataframe
 

@@ -635,7 +635,8 @@ class SpectralNormativeModel(MapScoring):
         test_covariates : pandas.DataFrame, shape (n_subjects, ...)
         query_train_moments : array_like, shape (2, n_queries), optional
             Mean and sd of each query in the training data, for MSLL. Without it the test data's
-            own moments are used and a warning is logged (MSLL is then biased).
+            own moments are used (MSLL is then biased; logged at INFO level, the z-scores and
+            centiles do not depend on it).
 
         Returns
         -------
@@ -646,8 +647,8 @@ class SpectralNormativeModel(MapScoring):
         Q, k = self._queries(encoded_query, n_modes)
         C = self._coeffs(spectral_coeff_test_data, "spectral_coeff_test_data", len(test_covariates), k)
         if query_train_moments is None:
-            logger.warning("Query moments not provided. Using test data moments as an approximation, "
-                           "which may lead to overestimating MSLL.")
+            logger.info("Query moments not provided. Using test data moments as an approximation, "
+                        "which may lead to overestimating MSLL.")
         else:
             query_train_moments = as_finite_array(query_train_moments, "query_train_moments", ndim=2)
             if query_train_moments.shape != (2, Q.shape[1]):

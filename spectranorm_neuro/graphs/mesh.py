@@ -342,7 +342,7 @@ def _resolve_mask(cortex_mask, hemi: str):
     return cortex_mask
 
 
-def fsaverage5_graph(hemi: str = "left", cortex_mask=None, surface: str = "midthickness") -> Graph:
+def fsaverage5_graph(hemi: str = "left", cortex_mask="auto", surface: str = "midthickness") -> Graph:
     """Graph of nilearn's offline fsaverage5 surface (10242 vertices per hemisphere).
 
     Parameters
@@ -351,7 +351,8 @@ def fsaverage5_graph(hemi: str = "left", cortex_mask=None, surface: str = "midth
         One hemisphere, or both as one graph (structures ``CortexLeft`` then ``CortexRight``,
         block-diagonal operators).
     cortex_mask : None, "auto", array_like, path or dict, optional
-        ``None`` keeps every vertex; ``"auto"`` uses :func:`fsaverage5_cortex_mask`; an array or
+        ``"auto"`` (default) drops the medial wall (:func:`fsaverage5_cortex_mask`); ``None`` keeps
+        every vertex; an array or
         file is read by :func:`read_cortex_mask`. For ``"both"`` pass a dict
         ``{"left": ..., "right": ...}``, ``"auto"``, or a boolean array of 20484 values (left
         then right).
@@ -374,12 +375,12 @@ def fsaverage5_graph(hemi: str = "left", cortex_mask=None, surface: str = "midth
                                   (None if mask is None else "given")})
 
 
-def hemisphere_graphs(cortex_mask=None, surface: str = "midthickness") -> dict[str, Graph]:
+def hemisphere_graphs(cortex_mask="auto", surface: str = "midthickness") -> dict[str, Graph]:
     """The two fsaverage5 hemispheres as separate graphs.
 
     Parameters
     ----------
-    cortex_mask : see :func:`fsaverage5_graph`
+    cortex_mask : see :func:`fsaverage5_graph` (default ``"auto"``: medial wall dropped)
     surface : str, optional
 
     Returns

@@ -14,7 +14,8 @@ Reading
 Writing
     :func:`write_map` (by structure and extension), :func:`write_gifti`, :func:`write_nifti`,
     :func:`write_dscalar`, :func:`write_morph`, :func:`write_parcel_table`; BIDS derivatives with
-    :class:`DerivativesWriter` and :func:`write_dataset_description`; cohort summaries with
+    :class:`DerivativesWriter` (maps with JSON sidecars), :func:`write_dataset_description` (with a
+    README and ``.bidsignore``) and :func:`write_participants`; cohort summaries with
     :func:`cohort_summary`. Every write is atomic and refuses to overwrite unless asked.
 Queries
     :func:`vertex_queries`, :func:`voxel_queries`, :func:`kernel_queries`, :func:`atlas_queries`
@@ -34,13 +35,21 @@ from ._common import (
     to_full,
 )
 from .bids import (
+    BIDSIGNORE_PATTERNS,
     DESC_VOCABULARY,
     ENTITY_ORDER,
+    MAP_DESCRIPTIONS,
+    SHAPE_MEASURES,
     DerivativesWriter,
     build_bids_name,
+    map_sidecar,
     normalize_entities,
     parse_bids_name,
+    surface_extension,
+    write_bidsignore,
     write_dataset_description,
+    write_dataset_readme,
+    write_participants,
 )
 from .cifti import CiftiMap, read_dscalar, write_dscalar
 from .cohort import Cohort, CohortMaps, MapStore, encode_cohort, read_bids_cohort, read_table_cohort, store_cohort
@@ -66,7 +75,8 @@ __all__ = [
     "read_regional_table", "align_subjects", "SUBJECT_COLUMNS",
     # BIDS
     "DESC_VOCABULARY", "ENTITY_ORDER", "parse_bids_name", "normalize_entities", "build_bids_name",
-    "write_dataset_description", "DerivativesWriter",
+    "write_dataset_description", "DerivativesWriter", "SHAPE_MEASURES", "surface_extension", "MAP_DESCRIPTIONS",
+    "map_sidecar", "BIDSIGNORE_PATTERNS", "write_bidsignore", "write_dataset_readme", "write_participants",
     # cohorts
     "Cohort", "CohortMaps", "MapStore", "read_bids_cohort", "read_table_cohort", "encode_cohort", "store_cohort",
     "cohort_summary", "write_summary",

@@ -325,8 +325,8 @@ def _read_table(table: Any, argument: str) -> tuple[pd.DataFrame, Path | None]:
 def _typed_covariates(frame: pd.DataFrame, sidecar: dict | None, path: Path | None = None) -> pd.DataFrame:
     """Numbers become floats; columns with ``Levels`` in the JSON sidecar become categorical.
 
-    A value that is not among a column's declared ``Levels`` is an error (it would otherwise turn
-    silently into a missing value).
+    A value that is not among a column's declared ``Levels`` (e.g. a new site to adapt a model to)
+    becomes a further level, with a warning giving the edit that declares it.
     """
     out = frame.copy()
     for col in out.columns:
@@ -338,9 +338,11 @@ def _typed_covariates(frame: pd.DataFrame, sidecar: dict | None, path: Path | No
             unknown = sorted(set(values.dropna()) - set(declared))
             if unknown:
                 sidecar_path = path.with_suffix(".json") if path is not None else "participants.json"
-                raise bad_file(col, sidecar_path, f"declares Levels {declared} but participants.tsv holds "
-                               f"{unknown}", f"add {unknown} to the Levels of {col!r} in participants.json",
-                               InvalidInputError)
+                edit = ", ".join(f'"{u}": "{u}"' for u in unknown)
+                warnings.warn(f"{sidecar_path}: column {col!r} holds {unknown}, not among its declared Levels "
+                              f"{declared}; they are used as further levels (to declare them, add {edit} to "
+                              f'"{col}": {{"Levels": {{...}}}} in that file)', SpectraNormWarning, stacklevel=4)
+                declared = declared + unknown
             out[col] = pd.Categorical(values, categories=declared)
             continue
         try:
@@ -493,6 +495,20 @@ def _hemi(value: Any) -> str:
 
 
 # ---------------------------------------------------------------------------------------------- BIDS
+def _measures_present(root: Path, exts: tuple[str, ...], limit: int = 2000) -> set[str]:
+    """Suffixes (measures) of the map files under ``root/sub-*`` (the first ``limit`` files)."""
+    found: set[str] = set()
+    for i, path in enumerate(root.glob("sub-*/**/*")):
+        if i >= limit:
+            break
+        if path.name.endswith(exts):
+            try:
+                found.add(parse_bids_name(path)["suffix"])
+            except (FileFormatError, InvalidInputError):
+                continue
+    return found
+
+
 def read_bids_cohort(
     root: str | os.PathLike,
     measure: str,
@@ -586,6 +602,12 @@ def read_bids_cohort(
                 path = surf / f"{prefix}.{measure}{fs_suffix}"
                 if path.is_file():
                     hits.setdefault((_sub(sub_dir.name), hemi), []).append(str(path))
+    if not hits:
+        present = _measures_present(root, exts)
+        if present and measure not in present:
+            raise bad_value("measure", measure, f"matches no map in {root}; the maps there are of "
+                            f"{sorted(present)}", f"pass one of {sorted(present)} (command line: --measure)",
+                            InvalidInputError)
     dups = {k: v for k, v in hits.items() if len(v) > 1}
     if dups:
         lines = [f"{pid} {key}: {[Path(p).name for p in paths]}"

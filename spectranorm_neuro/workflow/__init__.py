@@ -24,7 +24,7 @@ Parts
     cohort is :func:`spectranorm_neuro.report.bundle_report`.
 """
 
-from .bases import check_basis_target, make_basis, make_graph, save_basis_file
+from .bases import check_basis_target, known_cortex_label, make_basis, make_graph, save_basis_file
 from .bundle import (
     BUNDLE_FORMAT,
     BUNDLE_FORMAT_VERSION,
@@ -39,6 +39,7 @@ from .card import basis_space, build_model_card, format_card, held_out_metrics, 
 from .cohorts import covariates_frame, load_basis, load_cohort, select_subjects
 from .fitting import FitResult, fit_model, holdout_mask
 from .output import OUTPUT_RECORD, check_destination, clean_leftovers, is_package_output, staged_directory
+from .parcels import PARCEL_KINDS, Atlas, read_atlas
 from .scoring import MAP_KINDS, check_covariates, encoded_queries, score, score_and_write, write_maps
 from .steps import (
     ApplyResult,
@@ -56,6 +57,7 @@ __all__ = [
     "BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "ModelBundle", "load_bundle", "save_bundle", "check_bundle_target",
     "check_compatible", "space_label",
     "build_model_card", "format_card", "held_out_metrics", "record_adaptation", "basis_space",
+    "known_cortex_label", "Atlas", "PARCEL_KINDS", "read_atlas",
     "load_basis", "load_cohort", "covariates_frame", "select_subjects",
     "FitResult", "fit_model", "holdout_mask",
     "OUTPUT_RECORD", "check_destination", "staged_directory", "clean_leftovers", "is_package_output",

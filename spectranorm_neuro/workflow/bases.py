@@ -1,5 +1,10 @@
 """The eigenmode basis of a template: a surface mesh (or fsaverage5), a NIfTI mask or a lattice.
 
+Surfaces drop the medial wall by default wherever a cortex mask is known: nilearn's fsaverage5
+(its offline mask) and FreeSurfer subjects (``<subject>/label/{lh,rh}.cortex.label`` next to
+``<subject>/surf/{lh,rh}.<surface>``); ``cortex_mask="none"`` keeps every vertex. Provenance
+records file names, never local paths.
+
 :func:`make_basis` is what ``spectranorm-neuro basis`` computes; :func:`save_basis_file` writes it
 (refusing to replace anything but an earlier basis file unless asked).
 """
@@ -16,37 +21,51 @@ from ..exceptions import OutputExistsError, SpectraNormError, UsageError, bad_va
 from ..io import normalize_entities
 from .output import os_errors
 
-__all__ = ["make_graph", "make_basis", "check_basis_target", "save_basis_file"]
+__all__ = ["make_graph", "make_basis", "check_basis_target", "save_basis_file", "known_cortex_label"]
+
+
+def known_cortex_label(surface: str | os.PathLike) -> Path | None:
+    """The FreeSurfer cortex label of a surface file, if there is one (``../label/<hemi>.cortex.label``)."""
+    path = Path(surface)
+    prefix = path.name.split(".")[0]
+    if prefix not in ("lh", "rh") or path.parent.name != "surf":
+        return None
+    label = path.parent.parent / "label" / f"{prefix}.cortex.label"
+    return label if label.is_file() else None
 
 
 def _mesh_graph(sources: list, hemi: str, cortex_mask: str | Sequence[str] | None, surface: str):
     from ..graphs import fsaverage5_graph, load_surface, merge_graphs, mesh_graph
 
+    keep_all = cortex_mask in (None, "none")
     if sources == ["fsaverage5"]:
-        mask = None if cortex_mask in (None, "none") else cortex_mask
-        return fsaverage5_graph(hemi, cortex_mask=mask, surface=surface)
+        return fsaverage5_graph(hemi, cortex_mask=None if keep_all else cortex_mask, surface=surface)
     hemis = ["left", "right"] if hemi == "both" else [hemi]
     if len(sources) != len(hemis):
         raise UsageError(f"--hemi {hemi} needs {len(hemis)} surface file(s) after --mesh (left first), got "
-                         f"{len(sources)}")
-    if cortex_mask == "auto":
-        raise UsageError("--cortex-mask auto is only for --mesh fsaverage5; pass label file(s) for other meshes")
-    masks: list = [None] * len(hemis)
-    if cortex_mask not in (None, "none"):
+                         f"{len(sources)}: {sources}")
+    if keep_all:
+        masks: list = [None] * len(hemis)
+    elif cortex_mask == "auto":  # the medial wall is dropped where a cortex mask is known
+        masks = [known_cortex_label(src) for src in sources]
+    else:
         masks = cortex_mask.split(",") if isinstance(cortex_mask, str) else list(cortex_mask)
         if len(masks) != len(hemis):
-            raise UsageError(f"--cortex-mask needs {len(hemis)} comma-separated label file(s), left first")
+            raise UsageError(f"--cortex-mask {cortex_mask!r} needs {len(hemis)} comma-separated label file(s), "
+                             "left first")
     graphs = []
     for src, side, mask in zip(sources, hemis, masks):
         v, f = load_surface(src)
-        graphs.append(mesh_graph(v, f, cortex_mask=mask, name="CortexLeft" if side == "left" else "CortexRight",
-                                 provenance={"source": str(src), "hemi": side}))
+        graphs.append(mesh_graph(v, f, cortex_mask=None if mask is None else str(mask),
+                                 name="CortexLeft" if side == "left" else "CortexRight",
+                                 provenance={"source": Path(src).name, "hemi": side,
+                                             "cortex_mask": None if mask is None else Path(mask).name}))
     return graphs[0] if len(graphs) == 1 else merge_graphs(graphs)
 
 
 def make_graph(mesh: Sequence[str | os.PathLike] | None = None, mask: str | os.PathLike | None = None,
                lattice: Sequence[int] | None = None, *, hemi: str = "both",
-               cortex_mask: str | Sequence[str] | None = None, surface: str = "midthickness",
+               cortex_mask: str | Sequence[str] | None = "auto", surface: str = "midthickness",
                connectivity: int | None = None):
     """The graph of a template: exactly one of ``mesh``, ``mask`` or ``lattice``.
 
@@ -60,7 +79,9 @@ def make_graph(mesh: Sequence[str | os.PathLike] | None = None, mask: str | os.P
         Grid shape (2 or 3 sizes).
     hemi : {"left", "right", "both"}, optional
     cortex_mask : str or sequence of str, optional
-        ``"auto"`` (fsaverage5 medial wall removed), ``"none"``, or label file(s).
+        ``"auto"`` (default): the medial wall is dropped where a cortex mask is known (fsaverage5's;
+        a FreeSurfer surface's ``<subject>/label/?h.cortex.label``, see :func:`known_cortex_label`);
+        ``"none"``/None: every vertex; or label file(s), left first.
     surface : str, optional
         fsaverage5 surface.
     connectivity : int, optional
@@ -90,6 +111,7 @@ def make_basis(n_modes: int, mesh=None, mask=None, lattice=None, *, laplacian: s
     Parameters
     ----------
     n_modes : int
+        Modes in all (over both hemispheres of a two-hemisphere mesh).
     mesh, mask, lattice, **graph_options :
         The template, see :func:`make_graph`.
     laplacian : str, optional

@@ -26,6 +26,7 @@ Keys of ``model_card.json`` (card version 1)
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -34,7 +35,7 @@ import pandas as pd
 from .._version import __version__
 
 __all__ = ["CARD_VERSION", "build_model_card", "held_out_metrics", "record_adaptation", "format_card",
-           "basis_space"]
+           "basis_space", "portable_source"]
 
 CARD_VERSION = 1
 
@@ -71,6 +72,30 @@ def _covariates(spec, covariates: pd.DataFrame) -> dict:
     return out
 
 
+def portable_source(source: str | None) -> str | None:
+    """How a card names where a cohort came from: never a local absolute path (the folder's name instead).
+
+    ``/home/me/study/derivatives`` -> ``derivatives``; ``.../participants.tsv`` -> the folder holding it;
+    relative paths as given.
+    """
+    if not source:
+        return source
+    path = Path(str(source))
+    if path.name.lower() in ("participants.tsv", "participants.csv") and path.parent.name:
+        path = path.parent
+    return path.name if path.is_absolute() else path.as_posix()
+
+
+def _portable_provenance(value: Any) -> Any:
+    """The basis provenance with every file path reduced by :func:`portable_source`."""
+    if isinstance(value, Mapping):
+        return {k: (portable_source(v) if k in ("source", "mask", "cortex_mask", "path") and isinstance(v, str)
+                    else _portable_provenance(v)) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_portable_provenance(v) for v in value]
+    return value
+
+
 def build_model_card(model, covariates: pd.DataFrame, *, measure: str | None, space: Mapping | None,
                      seed: int | None, holdout: float = 0.0, metrics: Mapping | None = None,
                      source: str | None = None) -> dict:
@@ -93,7 +118,7 @@ def build_model_card(model, covariates: pd.DataFrame, *, measure: str | None, sp
     metrics : mapping, optional
         From :func:`held_out_metrics`.
     source : str, optional
-        Where the training cohort came from.
+        Where the training cohort came from (recorded by :func:`portable_source`: no local path).
 
     Returns
     -------
@@ -115,7 +140,7 @@ def build_model_card(model, covariates: pd.DataFrame, *, measure: str | None, sp
             "n_subjects": len(covariates),
             "sites": sites,
             "covariates": _covariates(spec, covariates),
-            "source": source,
+            "source": portable_source(source),
         },
         "basis": {
             "n_modes": int(basis.n_modes),
@@ -123,7 +148,7 @@ def build_model_card(model, covariates: pd.DataFrame, *, measure: str | None, sp
             "structures": _structures(basis),
             "space": {k: str(space[k]) for k in ("space", "res", "den") if (space or {}).get(k)},
             "laplacian": prov.get("laplacian"),
-            "provenance": prov,
+            "provenance": _portable_provenance(prov),
         },
         "fitting": {
             "model_type": spec.model_type,
@@ -195,7 +220,8 @@ def record_adaptation(card: dict, added: Mapping[str, list], n_subjects: int,
     new = copy.deepcopy(card)
     new["package_version"] = __version__
     new.setdefault("adaptations", []).append(
-        {"levels": {k: list(v) for k, v in added.items()}, "n_subjects": int(n_subjects), "source": source})
+        {"levels": {k: list(v) for k, v in added.items()}, "n_subjects": int(n_subjects),
+         "source": portable_source(source)})
     return new
 
 

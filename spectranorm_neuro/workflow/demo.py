@@ -4,7 +4,7 @@ Steps (all outputs under ``--out``, default ``./spectranorm_demo``; written to a
 moved into place only when every step succeeded):
 
 1. the basis: Laplace–Beltrami modes of nilearn's fsaverage5 midthickness (medial wall removed),
-   ``--n-modes`` per hemisphere -> ``basis.npz``;
+   ``--n-modes`` in all (over both hemispheres) -> ``basis.npz``;
 2. a reference cohort of healthy subjects from three sites and a clinic cohort (held-out
    controls and patients with one planted focal deviation of -3 sd each) drawn from a known
    normative process (:class:`spectranorm_neuro.datasets.DemoProcess`), written as BIDS derivatives
@@ -26,7 +26,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from ..basis import EigenmodeBasis
 from ..datasets import DemoProcess, SyntheticCohort
@@ -36,9 +35,12 @@ from ..io import (
     encode_cohort,
     read_bids_cohort,
     split_features,
+    surface_extension,
     write_dataset_description,
     write_gifti,
+    write_participants,
 )
+from ..io._common import STRUCTURE_TO_HEMI
 from .bundle import ModelBundle
 from .output import check_destination, staged_directory
 from .scoring import score, write_maps, z_metadata
@@ -57,21 +59,19 @@ class DemoSettings:
     Parameters
     ----------
     small : bool
-    hemi, n_train, n_modes : optional overrides
+    hemi, n_train : optional overrides
+    n_modes : int, optional
+        Modes in all (over both hemispheres with ``hemi="both"``), as everywhere in the package;
+        default 40 per hemisphere with ``small``, else 80.
     """
 
     def __init__(self, small: bool = False, hemi: str | None = None, n_train: int | None = None,
                  n_modes: int | None = None):
         self.hemi = hemi or ("left" if small else "both")
         self.n_train = n_train or (150 if small else 400)
-        self.n_modes_per_hemi = n_modes or (40 if small else 80)
+        self.n_modes = n_modes or (40 if small else 80) * (2 if self.hemi == "both" else 1)
         self.n_controls = 10 if small else 40
         self.n_patients = 10 if small else 40
-
-    @property
-    def n_modes(self) -> int:
-        """Total number of modes."""
-        return self.n_modes_per_hemi * (2 if self.hemi == "both" else 1)
 
 
 _DESCRIPTIONS = {
@@ -83,16 +83,11 @@ _DESCRIPTIONS = {
 }
 
 
-def _sidecar(covariates: pd.DataFrame) -> dict:
-    """``participants.json``: descriptions, and the ``Levels`` present for the categorical columns."""
-    side = {k: dict(v) for k, v in _DESCRIPTIONS.items()}
-    for col in ("sex", "site", "group"):
-        side[col]["Levels"] = {str(v): str(v) for v in sorted(covariates[col].astype(str).unique())}
-    return side
-
-
 def write_bids_cohort(root: Path, cohort: SyntheticCohort, structures, name: str) -> None:
     """Write synthetic maps as a BIDS derivatives dataset (one ``.shape.gii`` per hemisphere and subject).
+
+    The dataset (``dataset_description.json``, ``README.md``, ``.bidsignore``, ``participants.tsv``
+    with its JSON, the maps) passes the BIDS validator.
 
     Parameters
     ----------
@@ -104,18 +99,25 @@ def write_bids_cohort(root: Path, cohort: SyntheticCohort, structures, name: str
     name : str
         ``Name`` of ``dataset_description.json``.
     """
-    write_dataset_description(root, name=name)
-    table = cohort.covariates.reset_index()
-    (root / "participants.tsv").write_text(table.to_csv(sep="\t", index=False, lineterminator="\n"))
-    (root / "participants.json").write_text(json.dumps(_sidecar(cohort.covariates), indent=2) + "\n")
-    hemis = {"CortexLeft": "L", "CortexRight": "R"}
+    write_dataset_description(root, name=name, readme=_README.format(name=name, measure=MEASURE))
+    write_participants(root, cohort.covariates, _DESCRIPTIONS, description=f"Participants of the {name}.")
     by_structure = split_features(cohort.maps, structures)
     lookup = {s.name: s for s in structures}
     for i, pid in enumerate(cohort.covariates.index):
         for sname, block in by_structure.items():
-            ents = {"sub": pid, "hemi": hemis[sname], **SPACE}
-            path = root / pid / "anat" / build_bids_name(ents, MEASURE, ".shape.gii")
+            ents = {"sub": pid, "hemi": STRUCTURE_TO_HEMI[sname], **SPACE}
+            path = root / pid / "anat" / build_bids_name(ents, MEASURE, surface_extension(MEASURE))
             write_gifti(block[i], path, lookup[sname], kind="NIFTI_INTENT_SHAPE", names=[MEASURE])
+
+
+_README = """# {name}
+
+Synthetic {measure} maps on fsaverage5 (`space-fsaverage_den-10k`, one GIFTI `.shape.gii` per hemisphere
+and subject, medial wall NaN) drawn by `spectranorm-neuro demo` from a known normative process: a smooth
+age trend, sex and site (A, B, C) effects and a covariate-dependent spread. Patients carry one planted
+focal deviation of -3 standard deviations. `participants.tsv` holds age (years), sex, site and group.
+`.bidsignore` lists the surface-derivative file patterns the released BIDS schema has no rule for.
+"""
 
 
 def planted_check(z: np.ndarray, core: np.ndarray, patients: np.ndarray) -> dict:
@@ -174,7 +176,7 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings | None = None, *, re
         say(f"[{time.perf_counter() - t0:6.1f} s] {message}")
 
     with staged_directory(out, overwrite, command="demo") as stage:
-        step(f"Basis: {cfg.n_modes_per_hemi} Laplace-Beltrami modes per hemisphere of fsaverage5 ({cfg.hemi})")
+        step(f"Basis: {cfg.n_modes} Laplace-Beltrami modes of fsaverage5 ({cfg.hemi}, medial wall dropped)")
         graph = fsaverage5_graph(cfg.hemi, cortex_mask="auto")
         basis = EigenmodeBasis.from_graph(graph, cfg.n_modes)
         basis.save(stage / "basis.npz")
@@ -212,7 +214,7 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings | None = None, *, re
             step("Report")
             report.check(bundle, clinic_cov)
             report.write(stage, bundle, clinic_cov, maps["zscore"], clinic_coeffs, n_jobs, progress)
-        result = {"settings": vars(cfg) | {"n_modes": cfg.n_modes}, "planted_deviation_check": check,
+        result = {"settings": vars(cfg), "planted_deviation_check": check,
                   "held_out_metrics": fitted.card["metrics"]["held_out"]}
         (stage / "demo_check.json").write_text(json.dumps(result, indent=2) + "\n")
     step("Done")

@@ -39,7 +39,7 @@ from ..exceptions import ExtrapolationWarning, InvalidInputError, UnseenCategory
 from ..io import DerivativesWriter, build_bids_name, cohort_summary, kernel_queries, vertex_queries, write_summary
 
 __all__ = ["MAP_KINDS", "check_covariates", "iter_maps", "score", "score_and_write", "write_maps", "encoded_queries",
-           "check_writable", "smoothing_queries", "z_metadata"]
+           "check_writable", "smoothing_queries", "z_metadata", "z_sidecar"]
 
 #: Maps ``apply`` can write (BIDS ``desc-`` values).
 MAP_KINDS = ("zscore", "centile", "harmonized", "mu", "sd")
@@ -174,6 +174,17 @@ def z_metadata(model, score: str, fwhm: float | None = None) -> dict:
     if fwhm is not None:
         meta["SpectraNormFWHMmm"] = f"{fwhm:g}"
     return meta
+
+
+def z_sidecar(meta: dict | None) -> dict:
+    """JSON-sidecar keys saying which z-score a map holds (from :func:`z_metadata`'s GIFTI metadata)."""
+    meta = meta or {}
+    out = {"ZScore": meta["SpectraNormZ"]} if "SpectraNormZ" in meta else {}
+    if "SpectraNormZDescription" in meta:
+        out["ZScoreDescription"] = meta["SpectraNormZDescription"]
+    if "SpectraNormFWHMmm" in meta:
+        out["SmoothingFWHMmm"] = float(meta["SpectraNormFWHMmm"])
+    return out
 
 
 def _check_kinds(kinds: Sequence[str], argument: str = "kinds") -> list[str]:
@@ -407,6 +418,7 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
                     Q: np.ndarray | None = None, block: int | None = None, n_jobs: int | None = None,
                     progress: bool = False, harmonize_without: Sequence[str] | None = None,
                     maps=None, z: str | None = None, queries=None, meta: dict | None = None,
+                    metadata: dict | None = None, source_datasets: Sequence | None = None,
                     ) -> tuple[list[Path], dict[str, np.ndarray]]:
     """Score a cohort and write its maps block by block (what :func:`score` + :func:`write_maps` do together).
 
@@ -452,6 +464,11 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
         Score the maps themselves (see :func:`iter_maps`); ``coefficients`` may then be None.
     meta : dict, optional
         GIFTI file metadata of every map (default :func:`z_metadata` of the score used).
+    metadata : dict, optional
+        Keys added to every map's JSON sidecar (e.g. ``"Model"``, see ``io.map_sidecar``); the
+        z-score the maps hold (``ZScore``, ``ZScoreDescription``) is added from ``meta``.
+    source_datasets : sequence, optional
+        ``SourceDatasets`` of ``dataset_description.json``.
 
     Returns
     -------
@@ -476,7 +493,8 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
         z = "projected"
     if meta is None:
         meta = z_metadata(model, z)
-    writer = DerivativesWriter(root)
+    metadata = {**z_sidecar(meta), **dict(metadata or {})}
+    writer = DerivativesWriter(root, source_datasets=source_datasets, metadata=metadata)
     n = len(covariates)
     kept = {kind: np.empty((n, Q.shape[1])) for kind in keep}
     written: dict[str, list[Path]] = {kind: [] for kind in kinds}
@@ -511,7 +529,8 @@ def score_and_write(root, model, coefficients: np.ndarray, covariates: pd.DataFr
 
 def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measure: str, structures,
                space: dict, summary: bool = True, progress: bool = False, n_jobs: int | None = None,
-               block: int | None = None, meta: dict | None = None) -> list:
+               block: int | None = None, meta: dict | None = None, metadata: dict | None = None,
+               source_datasets: Sequence | None = None) -> list:
     """Write maps as BIDS derivatives (GIFTI per hemisphere / NIfTI per volume) and the z summary TSV.
 
     Parameters
@@ -535,6 +554,8 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
         Subjects per task; default :data:`WRITE_BLOCK`.
     meta : dict, optional
         GIFTI file metadata of every map (e.g. :func:`z_metadata`).
+    metadata, source_datasets : optional
+        See :func:`score_and_write`.
 
     Returns
     -------
@@ -543,7 +564,8 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
     """
     check_writable(structures)
     block = check_positive_int(WRITE_BLOCK if block is None else block, "block", WRITE_BLOCK)
-    writer = DerivativesWriter(root)
+    writer = DerivativesWriter(root, source_datasets=source_datasets,
+                               metadata={**z_sidecar(meta), **dict(metadata or {})})
     n = next(iter(maps.values())).shape[0] if maps else len(subjects)
     subjects = _check_subjects(subjects, n)
     written: dict[str, list[Path]] = {kind: [] for kind in maps}

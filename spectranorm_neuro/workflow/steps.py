@@ -11,7 +11,7 @@ absent) or :func:`~spectranorm_neuro.workflow.bundle.save_bundle` (atomic).
 
 from __future__ import annotations
 
-import json
+import difflib
 import os
 import tempfile
 from collections.abc import Callable, Sequence
@@ -22,19 +22,19 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from .._util import check_n_jobs
-from .._version import __version__
+from .._util import check_n_jobs, check_n_modes
 from ..exceptions import IncompatibleModelError, InvalidInputError, UsageError, bad_value
-from ..io import Cohort, encode_cohort, store_cohort
+from ..io import Cohort, encode_cohort, store_cohort, write_participants
 from .bundle import ModelBundle, check_bundle_target, check_compatible
 from .card import basis_space, build_model_card, record_adaptation
 from .cohorts import covariates_frame, files_space
 from .fitting import fit_model
 from .output import check_destination, staged_directory
+from .parcels import Atlas, parcel_scores, write_parcel_outputs
 from .scoring import MAP_KINDS, check_covariates, check_writable, score_and_write, smoothing_queries, z_metadata
 
 __all__ = ["Attachment", "ApplyResult", "check_fit_options", "fit_bundle", "apply_bundle", "adapt_bundle",
-           "harmonize_bundle", "prepare_scoring"]
+           "harmonize_bundle", "prepare_scoring", "map_metadata", "source_datasets"]
 
 Say = Callable[[str], None]
 
@@ -107,10 +107,32 @@ def check_fit_options(numerical: Sequence[str], categorical: Sequence[str], batc
                              f"{'--categorical' if opt == '--batch' else '--numerical'}")
     if not 0.0 <= float(holdout) < 1.0:
         raise bad_value("--holdout", holdout, "is not a fraction in [0, 1)", "pass e.g. --holdout 0.2")
-    missing = [c for c in [*numerical, *categorical] if columns is not None and c not in columns]
-    if missing:
-        raise bad_value("covariates", missing, f"are not columns of the covariate table ({list(columns)})",
-                        "add them to participants.tsv / the table, or fix the option values", InvalidInputError)
+    if columns is None:
+        return
+    columns = [str(c) for c in columns]
+    for opt, names in (("--numerical", numerical), ("--categorical", categorical)):
+        missing = [c for c in names if c not in columns]
+        if missing:
+            close = {c: difflib.get_close_matches(c, columns, n=1) for c in missing}
+            hint = "; ".join(f"{c!r} -> {m[0]!r}?" for c, m in close.items() if m)
+            raise bad_value(opt, missing, f"are not columns of the covariate table ({columns})",
+                            (f"fix the spelling ({hint})" if hint else "name existing columns")
+                            + " or add the columns to participants.tsv / the table", InvalidInputError)
+
+
+def _check_covariate_values(cohort: Cohort, numerical: Sequence[str], categorical: Sequence[str]) -> None:
+    """Missing or non-numeric covariate values, named by option and file, before any map is read."""
+    for opt, names in (("--numerical", numerical), ("--categorical", categorical)):
+        for name in names:
+            col = cohort.covariates[name]
+            values = pd.to_numeric(col, errors="coerce") if opt == "--numerical" else col
+            bad = values.isna().to_numpy() | (np.isinf(values.to_numpy(dtype=float)) if opt == "--numerical" else False)
+            if bad.any():
+                shown = [None if pd.isna(v) else v for v in col[bad].tolist()[:5]]
+                raise bad_value(f"{opt} {name}", shown, f"{int(bad.sum())} value(s) in {cohort.source or 'the table'} "
+                                f"are missing{' or not numbers' if opt == '--numerical' else ''} (subjects "
+                                f"{list(cohort.covariates.index[bad][:5])})",
+                                "fill them in, or leave those subjects out (e.g. remove their rows)", InvalidInputError)
 
 
 def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, numerical: Sequence[str] = (),
@@ -166,6 +188,8 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     check_fit_options(numerical, categorical, batch, nonlinear, holdout, cohort.covariates.columns)
+    check_n_modes(n_modes, basis.n_modes, "--n-modes")  # before the (long) encoding
+    _check_covariate_values(cohort, numerical, categorical)
     if out is not None:
         out = check_bundle_target(out, overwrite)
     space = dict(space or files_space(cohort.files.to_numpy().ravel()) or basis_space(basis))
@@ -300,11 +324,50 @@ def _measure(measure: str | None, bundle: ModelBundle, cohort: Cohort) -> str:
     return measure
 
 
-def _provenance(bundle: ModelBundle, cohort: Cohort, command: str, population: bool, z: dict | None = None) -> str:
-    info = {"command": command, "bundle": str(bundle.path), "cohort": cohort.source,
-            "bundle_manifest_files": bundle.manifest.get("files", {}), "population": population,
-            "n_subjects": cohort.n_subjects, "package_version": __version__, "z": z}
-    return json.dumps(info, indent=2) + "\n"
+def map_metadata(bundle: ModelBundle, command: str, population: bool = False,
+                 removed: Sequence[str] | None = None) -> dict:
+    """What every map's JSON sidecar says about the model: which bundle (checksums), covariates, modes.
+
+    Parameters
+    ----------
+    bundle : ModelBundle
+    command : str
+        ``"apply"`` or ``"harmonize"``.
+    population : bool, optional
+        The norms were predicted without the batch covariates.
+    removed : sequence of str, optional
+        Covariates the harmonized maps are freed of.
+
+    Returns
+    -------
+    dict
+        ``{"Model": {...}}``: the bundle's name (no local path), package version, SHA-256 of the
+        model card and parameters, measure, number of modes, covariates, batch covariates,
+        ``PredictedWithout`` (and ``HarmonizedWithout``).
+    """
+    spec = bundle.model.spec
+    files = bundle.manifest.get("files", {})
+    model = {"Bundle": Path(bundle.path).name, "Command": f"spectranorm-neuro {command}",
+             "PackageVersion": bundle.manifest.get("package_version"),
+             "ModelCardSHA256": files.get("model_card.json"), "ParametersSHA256": files.get("model/params.npz"),
+             "Measure": bundle.measure, "NModes": int(bundle.model.model_params["n_modes"]),
+             "Covariates": list(spec.covariate_names), "BatchCovariates": list(spec.batch_covariates),
+             "PredictedWithout": list(spec.batch_covariates) if population else []}
+    if removed is not None:
+        model["HarmonizedWithout"] = list(removed)
+    return {"Model": model}
+
+
+def source_datasets(cohort: Cohort, out: str | os.PathLike) -> list[dict[str, str]]:
+    """``SourceDatasets`` of a derivative written to ``out`` from ``cohort``: its folder, relative to ``out``."""
+    root = cohort.metadata.get("root") or (Path(cohort.source).parent if cohort.source else None)
+    if not root:
+        return []
+    try:
+        rel = os.path.relpath(os.path.abspath(root), os.path.abspath(out))
+    except ValueError:  # another drive (Windows)
+        rel = Path(root).name
+    return [{"URL": Path(rel).as_posix()}]
 
 
 def _z_choice(bundle: ModelBundle, z: str | None, warn: Say) -> str:
@@ -334,12 +397,12 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
                  space: dict | None = None, attachments: Sequence[Attachment] = (), overwrite: bool = False,
                  n_jobs: int | None = None, progress: bool = False, say: Say = _quiet,
                  warn: Say = _quiet, z: str | None = None, fwhm: float | None = None,
-                 surfaces=None) -> ApplyResult:
+                 surfaces=None, atlas: Atlas | None = None) -> ApplyResult:
     """Score a cohort with a bundle and write BIDS derivatives (what ``spectranorm-neuro apply`` does).
 
     Writes, into ``out`` (complete or not at all): the z-score maps (always) and the other
-    ``maps`` per subject, ``group/desc-zscoresummary_<measure>.tsv``, ``spectranorm_apply.json``
-    (provenance) and whatever the ``attachments`` write (e.g. the report, see
+    ``maps`` per subject, ``group/desc-zscoresummary_<measure>.tsv`` (provenance is in ``dataset_description.json`` and
+    each map's JSON sidecar) and whatever the ``attachments`` write (e.g. the report, see
     :class:`spectranorm_neuro.report.BundleReport`).
 
     Parameters
@@ -373,6 +436,9 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
         Write smoothed maps: Gaussian kernels of this FWHM in mm on the mesh (``--fwhm``).
     surfaces : mapping, optional
         Meshes for the kernels (default: fsaverage5's when the basis was built on it).
+    atlas : Atlas, optional
+        Also write parcel tables and parcel maps of the z-score (and other) maps
+        (:func:`~spectranorm_neuro.workflow.parcels.read_atlas`, ``--atlas``).
 
     Returns
     -------
@@ -403,12 +469,20 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
         written, kept = score_and_write(stage, bundle.model, None, covariates, cohort.subjects, measure,
                                         bundle.basis.structures, space, kinds=need, population=population,
                                         keep=["zscore"] if attachments else [], n_jobs=n_jobs, progress=progress,
-                                        maps=cohort.maps(), z=z, queries=queries, meta=meta)
-        (stage / "spectranorm_apply.json").write_text(_provenance(bundle, cohort, "apply", population, meta))
+                                        maps=cohort.maps(), z=z, queries=queries, meta=meta,
+                                        metadata=map_metadata(bundle, "apply", population),
+                                        source_datasets=source_datasets(cohort, out))
+        parcel_files = []
+        if atlas is not None:
+            say(f"Scoring {atlas.n_parcels} parcels of the atlas {atlas.name} ...")
+            parcel_maps = parcel_scores(bundle.model, coeffs, covariates, atlas, need, population, n_jobs, progress,
+                                        maps=cohort.maps(), z=meta["SpectraNormZ"] if fwhm is None else z)
+            parcel_files = write_parcel_outputs(stage, parcel_maps, cohort.subjects, measure, bundle.basis.structures,
+                                                space, atlas, map_metadata(bundle, "apply", population))
         for item in attachments:
             item.write(stage, bundle, covariates, kept["zscore"], coeffs, n_jobs, progress)
         summary = pd.read_csv(written[-1], sep="\t")
-    files = [out / Path(p).relative_to(stage) for p in written]
+    files = [out / Path(p).relative_to(stage) for p in [*written, *parcel_files]]
     return ApplyResult(out, files, cohort.n_subjects, space, summary, messages)
 
 
@@ -419,7 +493,7 @@ def harmonize_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike
     """Remove covariate (site) effects from a cohort's maps (what ``spectranorm-neuro harmonize`` does).
 
     Each value moves to the same centile without the effects of ``covariates``. Writes the
-    ``harmonized`` maps and ``spectranorm_harmonize.json`` into ``out`` (complete or not at all).
+    ``harmonized`` maps (with JSON sidecars) and ``participants.tsv`` into ``out`` (complete or not at all).
 
     Parameters
     ----------
@@ -456,7 +530,11 @@ def harmonize_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike
         written, _ = score_and_write(stage, model, None, frame, cohort.subjects, measure, bundle.basis.structures,
                                      space, kinds=("harmonized",), summary=False, n_jobs=n_jobs, progress=progress,
                                      harmonize_without=what, maps=cohort.maps(), z=z,
-                                     meta={"SpectraNormHarmonized": ",".join(what), "SpectraNormZ": z})
-        (stage / "spectranorm_harmonize.json").write_text(_provenance(bundle, cohort, "harmonize", False))
+                                     meta={"SpectraNormHarmonized": ",".join(what), "SpectraNormZ": z},
+                                     metadata=map_metadata(bundle, "harmonize", removed=what),
+                                     source_datasets=source_datasets(cohort, out))
+        # the covariates go along, so the harmonized dataset can be fitted or applied as it is
+        write_participants(stage, frame, cohort.metadata.get("participants_sidecar"),
+                           description="Participants of the harmonized maps, covariates as in the source dataset.")
     files = [out / Path(p).relative_to(stage) for p in written]
     return ApplyResult(out, files, cohort.n_subjects, space, None, messages)
