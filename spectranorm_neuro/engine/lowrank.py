@@ -33,7 +33,7 @@ from .inference import ArrayRecord
 __all__ = ["FactorParams", "fit_factor", "factor_variance", "heldout_loglik", "choose_rank", "MAX_AUTO_RANK"]
 
 _U_FLOOR = 1e-3  # smallest unique variance (a mode's correlation with the factors stays below 1)
-_CHUNK = 1 << 22  # floats per temporary (subjects x factors x queries) chunk in factor_variance
+_CHUNK = 1 << 13  # floats per temporary (subjects x factors x queries) chunk in factor_variance
 
 
 @dataclass

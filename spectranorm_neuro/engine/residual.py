@@ -37,7 +37,7 @@ from .specs import NormativeModelSpec
 __all__ = ["ResidualParams", "check_maps", "encode_maps", "fit_residual", "predict_residual", "adapt_residual",
            "query_weights", "query_key", "FEATURE_BLOCK"]
 
-FEATURE_BLOCK = 2048  # features per residual fit task
+FEATURE_BLOCK = 512  # features per residual fit task (a task holds ~10 (subjects x block) arrays)
 ENCODE_BLOCK = 256  # subjects per encoding block
 
 
