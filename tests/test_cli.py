@@ -358,9 +358,10 @@ def test_apply_atlas_writes_parcel_tables_and_maps_equal_to_the_python_api(study
                                     "--atlas", tmp_path / "lh.bands.annot"])
     assert code == 0, stderr
     assert "3 parcels of bands" in stdout
-    cohort, _, model, C, cov = _python_scores(bundle_dir, study.root / "clinic")
+    cohort, _, model, _, cov = _python_scores(bundle_dir, study.root / "clinic")
     q = atlas_queries(model.eigenmode_basis, tmp_path / "lh.bands.annot")
-    expected = model.evaluate(q.encoded, C, cov).predictions
+    # parcel means of the maps themselves, scored with the spectral and residual parts (exact z)
+    expected = model.evaluate_maps(cohort.maps(), cov, queries=q).predictions
     table = pd.read_csv(out / "group" / "atlas-bands_desc-zscore_thickness.tsv", sep="\t", index_col=0)
     assert list(table.index) == cohort.subjects and list(table.columns) == names[1:]
     np.testing.assert_allclose(table.to_numpy(), expected["z-score"], rtol=1e-8, atol=1e-9)

@@ -234,7 +234,7 @@ class SpectralNormativeModel(StepwiseFitMixin, _NativeSpectral):
                             progress=progress)
         y = pred.predictions["variable_of_interest"]
         if query_train_moments is None:
-            logger.warning("Query moments not provided. Using test data moments as an approximation, "
+            logger.info("Query moments not provided. Using test data moments as an approximation, "
                            "which may lead to overestimating MSLL.")
             query_train_moments = np.array([y.mean(axis=0), y.std(axis=0, ddof=1)])
         moments = np.asarray(query_train_moments, dtype=float)
