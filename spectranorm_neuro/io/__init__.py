@@ -52,10 +52,11 @@ from .bids import (
     write_participants,
 )
 from .cifti import CiftiMap, read_dscalar, write_dscalar
-from .cohort import Cohort, CohortMaps, MapStore, encode_cohort, read_bids_cohort, read_table_cohort, store_cohort
+from .cohort import Cohort, CohortMaps, encode_cohort, read_bids_cohort, read_table_cohort
 from .freesurfer import FreeSurferMap, read_morph, write_morph
 from .gifti import GiftiMap, read_gifti, write_gifti
 from .maps import filename_hemi, read_map, read_parcel_table, write_map, write_parcel_table
+from .mapstore import MapStore, store_cohort
 from .nifti import read_nifti, volume_structure, write_nifti
 from .queries import QuerySet, atlas_queries, kernel_queries, vertex_queries, voxel_queries
 from .regional import SUBJECT_COLUMNS, align_subjects, read_regional_table
