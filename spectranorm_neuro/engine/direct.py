@@ -18,21 +18,20 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
 
 from .._util import as_finite_array
 from ..exceptions import AdaptationWarning, NotFittedError, ShapeMismatchError, UnseenCategoryError, bad_value
 from .effects import Design, new_level_mask, relayout
 from .inference import ArrayRecord, GaussianFamily, fit_laplace
 from .results import NormativePredictions
-from .shash import ShashFamily, shape_parameters, shash_moments
+from .shash import ShashFamily, harmonize_values, quantiles, shape_parameters
 from .specs import NormativeModelSpec
 
 __all__ = ["DirectParams", "check_training_data", "fit_direct", "predict_direct", "predict_distribution",
            "adapt_direct", "extend_levels", "check_unseen", "likelihood_comparison", "DirectNormativeModel",
            "UNSEEN_POLICIES", "TARGET_FIELDS", "MIN_ADAPT_CONTROLS", "ADAPT_PRIOR_DF", "SHAPE_SELECTION_ALPHA",
-           "fit_responses", "quantiles",
-           "harmonize_values"]
+           "fit_responses"]
 
 logger = logging.getLogger("spectranorm_neuro")
 
@@ -778,28 +777,3 @@ def fit_responses(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, inferen
         return fit_direct_pymc(spec, Y, covariates, method=inference, random_state=random_state, **kwargs)
     raise bad_value("inference", inference, "is not a known inference method",
                     "pass 'map' (fast, default), 'advi' or 'nuts'")
-
-
-def quantiles(dist: dict[str, np.ndarray], p, axis: int = -1) -> np.ndarray:
-    """Values at probabilities ``p`` of predicted distributions (``mu``, ``sd`` and optional shape).
-
-    ``dist`` arrays of shape (n,) are broadcast against ``p`` along a new ``axis``.
-    """
-    parts = {k: np.expand_dims(v, axis) for k, v in dist.items()}
-    if "epsilon" in parts:
-        from .shash import shash_quantile
-
-        return shash_quantile(p, parts["mu"], parts["sd"], parts["epsilon"], parts["delta"])
-    return parts["mu"] + parts["sd"] * special.ndtri(p)
-
-
-def harmonize_values(y, full: dict[str, np.ndarray], without: dict[str, np.ndarray]) -> np.ndarray:
-    """Map observations ``y`` to the same centile of the ``without`` distribution (same-shape arrays)."""
-    if "epsilon" not in full:
-        return without["mu"] + (y - full["mu"]) / full["sd"] * without["sd"]
-    from .shash import shash_z
-
-    z = shash_z(y, full["mu"], full["sd"], full["epsilon"], full["delta"])
-    m, v = shash_moments(without["epsilon"], without["delta"])
-    x = np.sinh((np.arcsinh(z) + without["epsilon"]) / without["delta"])
-    return without["mu"] + without["sd"] * (x - m) / v

@@ -34,13 +34,12 @@ from .direct import (
     DirectParams,
     adapt_direct,
     fit_responses,
-    harmonize_values,
     likelihood_comparison,
     predict_distribution,
-    quantiles,
 )
 from .persistence import read_manifest, save_folder, verify_manifest
 from .results import NormativePredictions
+from .shash import harmonize_values, quantiles
 from .specs import NormativeModelSpec
 
 __all__ = ["RegionalNormativeModel", "RegionalResults", "save_direct_params", "load_direct_params",

@@ -34,7 +34,7 @@ from scipy import special
 from scipy.interpolate import CubicSpline
 
 __all__ = ["EPS_MAX", "LOG_DELTA_MAX", "log_p_tables", "shape_parameters", "shash_moments", "shash_z",
-           "shash_log_density", "shash_quantile", "ShashFamily"]
+           "shash_log_density", "shash_quantile", "ShashFamily", "quantiles", "harmonize_values"]
 
 EPS_MAX = 2.0
 LOG_DELTA_MAX = float(np.log(3.0))  # delta in [1/3, 3]
@@ -204,3 +204,24 @@ class ShashFamily:
                 fisher[(k, j)] = np.nan_to_num(scores[k] * scores[j])
         scores = [np.nan_to_num(s) for s in scores]
         return ll_sum, scores, fisher, observed
+
+
+def quantiles(dist: dict[str, np.ndarray], p, axis: int = -1) -> np.ndarray:
+    """Values at probabilities ``p`` of predicted distributions (``mu``, ``sd`` and optional shape).
+
+    ``dist`` arrays of shape (n,) are broadcast against ``p`` along a new ``axis``.
+    """
+    parts = {k: np.expand_dims(v, axis) for k, v in dist.items()}
+    if "epsilon" in parts:
+        return shash_quantile(p, parts["mu"], parts["sd"], parts["epsilon"], parts["delta"])
+    return parts["mu"] + parts["sd"] * special.ndtri(p)
+
+
+def harmonize_values(y, full: dict[str, np.ndarray], without: dict[str, np.ndarray]) -> np.ndarray:
+    """Map observations ``y`` to the same centile of the ``without`` distribution (same-shape arrays)."""
+    if "epsilon" not in full:
+        return without["mu"] + (y - full["mu"]) / full["sd"] * without["sd"]
+    z = shash_z(y, full["mu"], full["sd"], full["epsilon"], full["delta"])
+    m, v = shash_moments(without["epsilon"], without["delta"])
+    x = np.sinh((np.arcsinh(z) + without["epsilon"]) / without["delta"])
+    return without["mu"] + without["sd"] * (x - m) / v
