@@ -26,6 +26,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from .._util import check_n_jobs, check_positive_int, run_tasks
 from ..exceptions import IncompatibleModelError, ShapeMismatchError, bad_value
 from .residual import check_maps, predict_residual, query_key, query_weights
 from .results import NormativePredictions
@@ -173,7 +174,7 @@ class _RowView:
 def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unseen_batch, subject_block,
                  query_block, n_jobs, names, kappa, per_block: bool = False):
     """Run ``task`` over blocks of subjects (see :func:`iter_score_maps`)."""
-    from .spectral import _blocks, _check_block, _check_n_jobs, _stream_tasks
+    from .spectral import _blocks
 
     basis = model.eigenmode_basis
     k = int(model.model_params["n_modes"])
@@ -189,9 +190,9 @@ def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unsee
                         IncompatibleModelError)
     if score == "exact":
         k = residual.n_modes
-    subject_block = _check_block(subject_block, "subject_block")
-    query_block = _check_block(query_block, "query_block")
-    n_jobs = _check_n_jobs(n_jobs)
+    subject_block = check_positive_int(subject_block, "subject_block", 256)
+    query_block = check_positive_int(query_block, "query_block", 256)
+    n_jobs = check_n_jobs(n_jobs)
     if W is None:
         Q = np.asarray(basis.eigenvectors[:, :k]).T
     else:
@@ -210,10 +211,10 @@ def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unsee
                    block, C, Q, W, query_block, score, kappa)
 
     if per_block:
-        return _stream_tasks(task, arguments(), n_jobs)
+        return run_tasks(task, arguments(), n_jobs)
 
     def generate():
-        for rows, parts in zip(row_blocks, _stream_tasks(task, arguments(), n_jobs)):
+        for rows, parts in zip(row_blocks, run_tasks(task, arguments(), n_jobs)):
             for cols, pred in parts:
                 yield rows, cols, pred
 

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._util import sha256_array
+from .._util import run_tasks, sha256_array
 from ..exceptions import InvalidInputError, ShapeMismatchError, bad_value
 from .direct import DirectParams, adapt_direct, fit_direct, predict_direct
 from .specs import NormativeModelSpec
@@ -159,7 +159,7 @@ def fit_residual(spec: NormativeModelSpec, basis, maps, C: np.ndarray, covariate
     -------
     ResidualParams
     """
-    from .spectral import _blocks, _stream_tasks
+    from .spectral import _blocks
 
     n_feat = int(basis.n_features)
     blocks = _blocks(n_feat, feature_block)
@@ -171,7 +171,7 @@ def fit_residual(spec: NormativeModelSpec, basis, maps, C: np.ndarray, covariate
                 check_maps(np.asarray(maps[:, cols]), cols.stop - cols.start)
             yield spec, R, covariates, solver_kwargs
 
-    parts = list(_stream_tasks(_fit_block, arguments(), n_jobs))
+    parts = list(run_tasks(_fit_block, arguments(), n_jobs))
     return ResidualParams(DirectParams.concatenate(parts), int(C.shape[1]))
 
 
@@ -186,7 +186,7 @@ def adapt_residual(spec: NormativeModelSpec, params: ResidualParams, basis, maps
                    n_jobs: int | None = 1, feature_block: int = FEATURE_BLOCK,
                    **solver_kwargs) -> tuple[NormativeModelSpec, ResidualParams]:
     """Learn the residual effects of new batch levels (sites), everything else frozen."""
-    from .spectral import _blocks, _stream_tasks
+    from .spectral import _blocks
 
     C = encode_maps(basis, maps, params.n_modes)
     blocks = _blocks(int(basis.n_features), feature_block)
@@ -195,7 +195,7 @@ def adapt_residual(spec: NormativeModelSpec, params: ResidualParams, basis, maps
         for cols in blocks:
             yield spec, params.direct.subset(cols), _residual_columns(basis, maps, C, cols), covariates, solver_kwargs
 
-    out = list(_stream_tasks(_adapt_block, arguments(), n_jobs))
+    out = list(run_tasks(_adapt_block, arguments(), n_jobs))
     return out[0][0], ResidualParams(DirectParams.concatenate([p for _, p in out]), params.n_modes,
                                      dict(params.calibration))
 

@@ -196,19 +196,6 @@ def _block_predictions(sp: SpectralPredictions, Q: np.ndarray, coeffs: np.ndarra
     return pred if transform is None else transform(*block, pred)
 
 
-def _check_block(value, argument: str) -> int:
-    return check_positive_int(value, argument, 256)
-
-
-def _check_n_jobs(n_jobs) -> int | None:
-    return check_n_jobs(n_jobs)
-
-
-def _stream_tasks(func, arguments: Iterator[tuple], n_jobs: int | None) -> Iterator:
-    """Yield ``func(*args)`` for each tuple of ``arguments``, in order (the package's one runner, ``run_tasks``)."""
-    return run_tasks(func, arguments, n_jobs)
-
-
 def _run_blocks(func, n_items: int, n_jobs: int, desc: str, progress: bool | None, *shared):
     """Run ``func(block, *shared)`` over blocks of items, in parallel through joblib when there are several.
 
@@ -592,9 +579,9 @@ class SpectralNormativeModel(MapScoring):
         self._fitted()
         Q, k = self._queries(encoded_query, n_modes)
         n_subj, n_q = len(test_covariates), Q.shape[1]
-        subject_block = _check_block(subject_block, "subject_block")
-        query_block = _check_block(query_block, "query_block")
-        n_jobs = _check_n_jobs(n_jobs)
+        subject_block = check_positive_int(subject_block, "subject_block", 256)
+        query_block = check_positive_int(query_block, "query_block", 256)
+        n_jobs = check_n_jobs(n_jobs)
         C = None if observed is None else self._coeffs(observed, "observed", n_subj, k)
         sp = self._resolve_spectral_predictions(spectral_predictions, test_covariates, predict_without, k,
                                                 unseen_batch, None)
@@ -613,7 +600,7 @@ class SpectralNormativeModel(MapScoring):
                        None if sp_wo is None else sp_wo.subset(rows), (rows, cols), transform)
 
         def generate():
-            results = _stream_tasks(_block_predictions, arguments(), n_jobs)
+            results = run_tasks(_block_predictions, arguments(), n_jobs)
             bar = tqdm(total=len(blocks), desc="Predicting blocks", unit="block",
                        disable=progress is not True and None)
             with bar:
