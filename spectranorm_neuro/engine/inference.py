@@ -34,12 +34,15 @@ import numpy as np
 from ..exceptions import ConvergenceWarning
 from .effects import Design
 
-__all__ = ["GaussianFamily", "CorrelationFamily", "LaplaceFit", "fit_laplace", "gram", "ArrayRecord"]
+__all__ = ["GaussianFamily", "CorrelationFamily", "LaplaceFit", "fit_laplace", "gram", "ArrayRecord", "take_targets"]
 
 logger = logging.getLogger("spectranorm_neuro")
 
 _LOG_2PI = float(np.log(2 * np.pi))
 _ETA_CORR_MAX = 4.0  # |rho| <= tanh(4) = 0.9993
+#: Newton decrement below which a target's hierarchical variances are updated along with its
+#: coefficients (further from the mode the update would use a poor Laplace covariance)
+_EB_START = 1e-2
 
 
 def gram(X: np.ndarray, W: np.ndarray, Z: np.ndarray | None = None) -> np.ndarray:
@@ -61,6 +64,22 @@ def gram(X: np.ndarray, W: np.ndarray, Z: np.ndarray | None = None) -> np.ndarra
     r = Z.shape[1]
     outer = (X[:, :, None] * Z[:, None, :]).reshape(n, p * r)
     return (outer.T @ W).T.reshape(W.shape[1], p, r)
+
+
+def take_targets(data, targets: np.ndarray, n_targets: int):
+    """Restrict target-indexed data to some targets.
+
+    ``data`` is an array broadcastable to (n, n_targets) (kept whole when its last axis is not the
+    target axis) or an object (a likelihood family) whose such arrays are restricted, attribute by
+    attribute, in a shallow copy.
+    """
+    if isinstance(data, np.ndarray) or np.isscalar(data):
+        arr = np.asarray(data)
+        return arr[..., targets] if arr.ndim == 2 and arr.shape[1] == n_targets else data
+    out = object.__new__(type(data))
+    out.__dict__.update({k: take_targets(v, targets, n_targets) if isinstance(v, np.ndarray) else v
+                         for k, v in data.__dict__.items()})
+    return out
 
 
 class ArrayRecord:
@@ -107,18 +126,20 @@ class GaussianFamily:
         self.dof = 1.0 if dof is None else dof
 
     def evaluate(self, etas: Sequence[np.ndarray], hessian: bool = True):
-        """Log-likelihood, scores and (optionally) Hessian weights."""
+        """Log-likelihood, scores and (optionally) Hessian weights (a weight may be a (factor, array) pair)."""
         mu, logsd = etas
         r = self.Y - mu
-        w = np.exp(-2.0 * logsd)
+        w = np.multiply(logsd, -2.0)
+        np.exp(w, out=w)
         rw = r * w
-        r2w = r * rw
+        r2w = np.multiply(r, rw, out=r)
         c = self.dof
-        ll = -(c * logsd + 0.5 * r2w).sum(axis=0) - 0.5 * _LOG_2PI * r.shape[0]
+        ll = -(c * logsd.sum(axis=0) if np.isscalar(c) else (c * logsd).sum(axis=0)) - 0.5 * r2w.sum(axis=0) \
+            - 0.5 * _LOG_2PI * r.shape[0]
         if not hessian:
             return ll, None, None, None
         fisher = {(0, 0): w, (1, 1): np.broadcast_to(2.0 * c, w.shape)}
-        observed = {(0, 0): w, (1, 1): 2.0 * r2w, (0, 1): 2.0 * rw}
+        observed = {(0, 0): w, (1, 1): (2.0, r2w), (0, 1): (2.0, rw)}
         return ll, [rw, r2w - c], fisher, observed
 
 
@@ -176,15 +197,27 @@ class LaplaceFit:
 class _Problem:
     """Joint-coefficient bookkeeping for :func:`fit_laplace`."""
 
-    def __init__(self, family, Xs, offsets, free):
+    def __init__(self, family, Xs, offsets, free, n_targets):
         self.family = family
         self.Xs = list(Xs)
         self.offsets = list(offsets)
+        self.n_targets = n_targets
         self.sizes = [X.shape[1] for X in self.Xs]
         self.starts = np.concatenate([[0], np.cumsum(self.sizes)])
         self.free = np.concatenate(free)
         self.idx = np.flatnonzero(self.free)
         self._outer: dict = {}
+
+    def take(self, targets: np.ndarray) -> _Problem:
+        """The same problem for some targets only (data and offsets subset; designs and caches shared)."""
+        if targets.size == self.n_targets:
+            return self
+        out = object.__new__(_Problem)
+        out.__dict__.update(self.__dict__)
+        out.family = take_targets(self.family, targets, self.n_targets)
+        out.offsets = [take_targets(off, targets, self.n_targets) for off in self.offsets]
+        out.n_targets = targets.size
+        return out
 
     def _block(self, k: int, l: int, w: np.ndarray) -> np.ndarray:
         """``X_k' diag(w[:, m]) X_l`` for every target, (M, p_k, p_l); the row outer products are cached."""
@@ -211,11 +244,17 @@ class _Problem:
         return [theta[:, a:b] for a, b in zip(self.starts[:-1], self.starts[1:])]
 
     def etas(self, theta):
-        return [off + X @ th.T for X, off, th in zip(self.Xs, self.offsets, self.split(theta))]
+        return [X @ th.T if np.isscalar(off) and off == 0 else off + X @ th.T
+                for X, off, th in zip(self.Xs, self.offsets, self.split(theta))]
 
-    def objective(self, theta, prec, hessian=True):
-        ll, scores, fisher, observed = self.family.evaluate(self.etas(theta), hessian)
-        return ll - 0.5 * np.einsum("mp,mp,mp->m", theta, prec, theta), scores, fisher, observed
+    def evaluate(self, theta, hessian=True):
+        """The family's log-likelihood (M,), scores and Hessian weights at ``theta``."""
+        return self.family.evaluate(self.etas(theta), hessian)
+
+    @staticmethod
+    def penalized(ll, theta, prec):
+        """Log-likelihood minus the prior's quadratic penalty, (M,)."""
+        return ll - 0.5 * np.einsum("mp,mp,mp->m", theta, prec, theta)
 
     def gradient(self, theta, prec, scores):
         g = np.concatenate([s.T @ X for s, X in zip(scores, self.Xs)], axis=1) - prec * theta
@@ -226,7 +265,10 @@ class _Problem:
         P = self.starts[-1]
         H = np.zeros((M, P, P))
         for (k, l), w in weights.items():
+            factor, w = w if isinstance(w, tuple) else (1.0, w)
             blk = self._block(k, l, np.broadcast_to(w, (self.Xs[k].shape[0], M)))
+            if factor != 1.0:
+                blk *= factor
             H[:, self.starts[k]:self.starts[k + 1], self.starts[l]:self.starts[l + 1]] = blk
             if k != l:
                 H[:, self.starts[l]:self.starts[l + 1], self.starts[k]:self.starts[k + 1]] = blk.transpose(0, 2, 1)
@@ -260,6 +302,69 @@ def _newton_hessian(prob: _Problem, prec, fisher, observed) -> np.ndarray:
         return Ho
     Hf = prob.hessian(fisher, prec)
     return np.where(use_obs[:, None, None], Ho, Hf)
+
+
+def _line_search(prob: _Problem, theta: np.ndarray, prec: np.ndarray, step: np.ndarray, obj: np.ndarray,
+                 max_halvings: int = 40) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+    """Step halving per target until the penalized log-likelihood does not decrease.
+
+    The full step is evaluated with the scores and Hessian weights (kept when every target takes
+    it, the common case); the halvings re-evaluate the pending targets only.
+
+    Returns
+    -------
+    theta : numpy.ndarray, shape (m, P)
+        New coefficients (unchanged for targets that found no ascent in ``max_halvings`` tries).
+    stuck : numpy.ndarray of bool, shape (m,)
+    evaluation : tuple or None
+        The family's evaluation at the new coefficients when every target took the full step.
+    """
+    idx = prob.idx
+    cand = theta.copy()
+    cand[:, idx] += step
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        first = prob.evaluate(cand)
+    pending = np.flatnonzero(~(prob.penalized(first[0], cand, prec) >= obj))
+    stuck = np.zeros(theta.shape[0], dtype=bool)
+    if not pending.size:
+        return cand, stuck, first
+    alpha = np.ones(theta.shape[0])
+    for _half in range(1, max_halvings):
+        alpha[pending] *= 0.5
+        cand[pending] = theta[pending]
+        cand[np.ix_(pending, idx)] += alpha[pending, None] * step[pending]
+        sub = prob.take(pending)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            ll = sub.evaluate(cand[pending], hessian=False)[0]
+        pending = pending[~(sub.penalized(ll, cand[pending], prec[pending]) >= obj[pending])]
+        if not pending.size:
+            return cand, stuck, None
+    stuck[pending] = True
+    cand[pending] = theta[pending]
+    return cand, stuck, None
+
+
+def _mackay(prob: _Problem, designs, hyper, theta: np.ndarray, cov: np.ndarray, tau2: list) -> tuple[list, np.ndarray]:
+    """MacKay's update of the hierarchical variances of some targets, and its largest relative change (m,)."""
+    change = np.zeros(theta.shape[0])
+    new_tau2 = []
+    for k, d in enumerate(designs):
+        off = prob.starts[k]
+        new_k = tau2[k].copy()
+        for j, blk in enumerate(d.hierarchical_blocks):
+            a, b = hyper[k][j]
+            sl = slice(off + blk.start, off + blk.stop)
+            ss = (theta[:, sl] ** 2).sum(axis=1)
+            tr = np.trace(cov[:, sl, sl], axis1=1, axis2=2)
+            old = tau2[k][:, j]
+            gamma = np.clip((blk.stop - blk.start) - tr / old, 1e-8, None)
+            new = (ss + 2.0 * b) / (gamma + 2.0 * a + 2.0)
+            em = (ss + tr + 2.0 * b) / ((blk.stop - blk.start) + 2.0 * a + 2.0)
+            new = np.where(np.isfinite(new) & (new > 0), new, em)
+            change = np.maximum(change, np.abs(new - old) / np.maximum(old, 1e-12))
+            new_k[:, j] = new
+        new_tau2.append(new_k)
+    return new_tau2, change
 
 
 def fit_laplace(
@@ -312,7 +417,7 @@ def fit_laplace(
     offsets = list(offsets) if offsets is not None else [0.0] * K
     free = [np.ones(X.shape[1], bool) if f is None else np.asarray(f, bool)
             for X, f in zip(Xs, free if free is not None else [None] * K)]
-    prob = _Problem(family, Xs, offsets, free)
+    prob = _Problem(family, Xs, offsets, free, M)
     theta = np.concatenate([np.array(t, dtype=float) for t in init], axis=1)
     tau2 = []
     for k, d in enumerate(designs):
@@ -321,76 +426,77 @@ def fit_laplace(
         tau2.append(np.full((M, h), 0.1) if start is None else np.array(start, dtype=float))
     hyper = [[d.hyperprior(blk) for blk in d.hierarchical_blocks] for d in designs]
     has_hier = learn_tau and any(t.shape[1] for t in tau2)
-    total_iter = 0
-    converged = np.zeros(M, dtype=bool)
-    idx = prob.idx
-    eb_done = np.zeros(M, dtype=bool)  # per target, so results do not depend on batch composition
-    change = np.full(M, np.inf)
-    for _round in range(eb_max_iter if has_hier else 1):
-        prec = np.concatenate([d.prior_precision(t, M) for d, t in zip(designs, tau2)], axis=1)
-        obj, scores, fisher, observed = prob.objective(theta, prec)
-        converged = eb_done.copy()
-        for _it in range(max_iter):
-            total_iter += 1
-            g = prob.gradient(theta, prec, scores)
-            H = _newton_hessian(prob, prec, fisher, observed)
-            step = np.linalg.solve(H, g[..., None])[..., 0]
-            decrement = 0.5 * np.einsum("mp,mp->m", g, step)
-            converged |= decrement < tol
-            if converged.all():
-                break
-            active = ~converged
-            alpha = np.where(active, 1.0, 0.0)
-            for _half in range(40):
-                cand = theta.copy()
-                cand[:, idx] += alpha[:, None] * step
-                with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                    cobj = prob.objective(cand, prec, hessian=False)[0]
-                ok = (cobj >= obj) | ~active
-                if ok.all():
+    P, idx = theta.shape[1], prob.idx
+    cov = np.zeros((M, P, P))
+    converged = np.zeros(M, dtype=bool)  # Newton converged (at the final variances)
+    eb_done = np.zeros(M, dtype=bool) if has_hier else np.ones(M, dtype=bool)
+    change = np.full(M, np.inf) if has_hier else np.zeros(M)
+    work, sub = np.arange(M), prob
+    pinned = np.zeros(M, dtype=bool)  # no ascent left at the current variances (wait for their update)
+    ev = prob.evaluate(theta)
+    n_iter = 0
+    for n_iter in range(1, max_iter + (eb_max_iter if has_hier else 0) + 1):
+        th = theta[work]
+        pr = np.concatenate([d.prior_precision(t[work], work.size) for d, t in zip(designs, tau2)], axis=1)
+        g = sub.gradient(th, pr, ev[1])
+        H = _newton_hessian(sub, pr, ev[2], ev[3])
+        step = np.linalg.solve(H, g[..., None])[..., 0]
+        decrement = 0.5 * np.einsum("mp,mp->m", g, step)
+        newton_ok = (decrement < tol) | pinned[work]
+        if has_hier:  # variances updated once the coefficients are close to the mode for the current ones
+            near = np.flatnonzero((decrement < _EB_START) | pinned[work])
+            if near.size:
+                full = np.zeros((near.size, P, P))
+                full[:, idx[:, None], idx[None, :]] = np.linalg.inv(H[near])
+                new_tau2, ch = _mackay(prob, designs, hyper, th[near], full, [t[work[near]] for t in tau2])
+                rows = work[near]
+                for t, nt in zip(tau2, new_tau2):
+                    t[rows] = nt
+                change[rows] = ch
+                eb_done[rows] = ch < eb_tol
+                pinned[rows[~eb_done[rows]]] = False  # new variances: try again
+        finish = newton_ok & eb_done[work]
+        if finish.any():
+            f = np.flatnonzero(finish)
+            cov[work[f][:, None, None], idx[None, :, None], idx[None, None, :]] = np.linalg.inv(H[f])
+            converged[work[f]] = True
+        keep = ~finish
+        if not keep.any():
+            break
+        step[newton_ok] = 0.0  # at the mode for the current variances: wait for their update
+        ll = ev[0]
+        if finish.any():
+            work, th, pr, step, H, ll = work[keep], th[keep], pr[keep], step[keep], H[keep], ll[keep]
+            sub = prob.take(work)
+        th, stuck, ev = _line_search(sub, th, pr, step, sub.penalized(ll, th, pr))
+        theta[work] = th
+        if stuck.any():  # no ascent direction left at machine precision
+            rows = work[stuck]
+            converged[rows] = True
+            if has_hier:  # kept, pinned until the variances change
+                pinned[rows] = True
+            else:  # done, with the covariance here
+                cov[rows[:, None, None], idx[None, :, None], idx[None, None, :]] = np.linalg.inv(H[stuck])
+                work, th = work[~stuck], th[~stuck]
+                if not work.size:
                     break
-                alpha = np.where(ok, alpha, 0.5 * alpha)
-            else:
-                stuck = ~((cobj >= obj) | ~active)
-                alpha[stuck] = 0.0
-                converged |= stuck  # no ascent direction left at machine precision
-                cand = theta.copy()
-                cand[:, idx] += alpha[:, None] * step
-            theta = cand
-            obj, scores, fisher, observed = prob.objective(theta, prec)
-        H = _newton_hessian(prob, prec, fisher, observed)
-        cov_free = np.linalg.inv(H)
-        P = theta.shape[1]
-        cov = np.zeros((M, P, P))
-        cov[:, idx[:, None], idx[None, :]] = cov_free
-        if not has_hier:
-            break
-        change = np.zeros(M)
-        for k, d in enumerate(designs):
-            off = prob.starts[k]
-            for j, blk in enumerate(d.hierarchical_blocks):
-                a, b = hyper[k][j]
-                sl = slice(off + blk.start, off + blk.stop)
-                ss = (theta[:, sl] ** 2).sum(axis=1)
-                tr = np.trace(cov[:, sl, sl], axis1=1, axis2=2)
-                old = tau2[k][:, j]
-                gamma = np.clip((blk.stop - blk.start) - tr / old, 1e-8, None)
-                new = (ss + 2.0 * b) / (gamma + 2.0 * a + 2.0)
-                em = (ss + tr + 2.0 * b) / ((blk.stop - blk.start) + 2.0 * a + 2.0)
-                new = np.where(np.isfinite(new) & (new > 0), new, em)
-                change = np.maximum(change, np.abs(new - old) / np.maximum(old, 1e-12))
-                tau2[k][:, j] = np.where(eb_done, old, new)
-        eb_done |= change < eb_tol
-        if eb_done.all():
-            break
+                sub = prob.take(work)
+        if ev is None:
+            ev = sub.evaluate(th)
+    else:
+        rest = work
+        full_ev = prob.take(rest).evaluate(theta[rest])
+        pr = np.concatenate([d.prior_precision(t[rest], rest.size) for d, t in zip(designs, tau2)], axis=1)
+        cov[np.ix_(rest, idx, idx)] = np.linalg.inv(_newton_hessian(prob.take(rest), pr, full_ev[2], full_ev[3]))
     if has_hier and not eb_done.all():
         warnings.warn(f"empirical Bayes did not converge in {eb_max_iter} rounds for {int((~eb_done).sum())} "
-                      f"of {M} targets (largest relative change {change.max():.2g})", ConvergenceWarning,
+                      f"of {M} targets (largest relative change {change[~eb_done].max():.2g})", ConvergenceWarning,
                       stacklevel=2)
     if not converged.all():
         warnings.warn(f"{int((~converged).sum())} of {M} regressions did not converge in {max_iter} "
                       "iterations", ConvergenceWarning, stacklevel=2)
-    logger.debug("fit_laplace: %d targets, %d Newton iterations, %d EB rounds", M, total_iter, _round + 1)
+    logger.debug("fit_laplace: %d targets, %d Newton iterations", M, n_iter)
+    total_iter = n_iter
     thetas = prob.split(theta)
     covs = [cov[:, a:b, a:b] for a, b in zip(prob.starts[:-1], prob.starts[1:])]
     return LaplaceFit(thetas, covs, tau2, converged.copy(), total_iter)
