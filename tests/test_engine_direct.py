@@ -166,6 +166,63 @@ def test_correlation_family_recovers_known_rho():
     assert fit.converged.all()
 
 
+def _many_responses(n=600, M=12, seed=11):
+    """``M`` heteroscedastic responses with site offsets of different sizes (some none), one shared design."""
+    rng = np.random.default_rng(seed)
+    df = pd.DataFrame({"age": rng.uniform(10, 80, n), "site": rng.choice(list("ABCD"), n)})
+    spec = NormativeModelSpec.from_dataframe("HBR", df, "y", ["age"], ["site"], ["site"], ["age"],
+                                             influencing_mean=["age", "site"], influencing_variance=["age", "site"])
+    site_sd = np.linspace(0.0, 0.6, M)
+    codes = df["site"].map({s: i for i, s in enumerate("ABCD")}).to_numpy()
+    offsets = rng.normal(size=(4, M)) * site_sd
+    age = df["age"].to_numpy()[:, None]
+    Y = np.sin(age / rng.uniform(10, 30, M)) + offsets[codes] + rng.normal(size=(n, M)) * (0.2 + 0.01 * age)
+    return spec, df, Y
+
+
+def test_empirical_bayes_solver_reaches_the_fixed_point():
+    """MAP coefficients at the returned variances, and variances at MacKay's fixed point for that MAP."""
+    from spectranorm_neuro.engine.direct import fit_direct
+    from spectranorm_neuro.engine.inference import GaussianFamily
+
+    spec, df, Y = _many_responses()
+    params = fit_direct(spec, Y, df)
+    assert params.converged.all()
+    designs = [Design(spec, "mean"), Design(spec, "variance")]
+    Xs = [d.matrix(df)[0] for d in designs]
+    Ys = (Y - params.y_mean) / params.y_std
+    # refitting with the variances frozen leaves the coefficients where they are (they are the MAP)
+    frozen = fit_laplace(GaussianFamily(Ys), designs, Xs, [params.beta, params.gamma],
+                         tau2_init=[params.tau2_mean, params.tau2_var], learn_tau=False)
+    np.testing.assert_allclose(frozen.theta[0], params.beta, atol=1e-6)
+    np.testing.assert_allclose(frozen.theta[1], params.gamma, atol=1e-6)
+    np.testing.assert_allclose(frozen.cov[0], params.cov_beta, atol=1e-8)
+    # each hierarchical variance satisfies tau^2 = (|theta_B|^2 + 2b) / (K_B - tr(Sigma_B) / tau^2 + 2a + 2)
+    for d, theta, cov, tau2 in ((designs[0], params.beta, params.cov_beta, params.tau2_mean),
+                                (designs[1], params.gamma, params.cov_gamma, params.tau2_var)):
+        for j, blk in enumerate(d.hierarchical_blocks):
+            a, b = d.hyperprior(blk)
+            sl = blk.slice
+            ss = (theta[:, sl] ** 2).sum(axis=1)
+            tr = np.trace(cov[:, sl, sl], axis1=1, axis2=2)
+            gamma = (blk.stop - blk.start) - tr / tau2[:, j]
+            np.testing.assert_allclose(tau2[:, j], (ss + 2 * b) / (gamma + 2 * a + 2), rtol=1e-4)
+    # the site variance follows the true spread of the site offsets (0 to 0.6 in sd units of y)
+    assert params.tau2_mean[-1, 0] > 10 * params.tau2_mean[0, 0]
+
+
+def test_solver_results_do_not_depend_on_the_batch():
+    """Each response's fit is its own: fitting a few responses alone gives the same parameters."""
+    from spectranorm_neuro.engine.direct import fit_direct
+
+    spec, df, Y = _many_responses()
+    every = fit_direct(spec, Y, df)
+    cols = np.array([0, 5, 11])
+    few = fit_direct(spec, Y[:, cols], df)
+    for name in ("beta", "gamma", "tau2_mean", "tau2_var", "cov_beta", "cov_gamma"):
+        np.testing.assert_allclose(getattr(few, name), getattr(every, name)[cols], rtol=1e-7, atol=1e-10)
+
+
 def test_fit_is_deterministic():
     df = cohort(500, 7)
     a = build(df).fit(df).params

@@ -231,7 +231,15 @@ def test_map_store_reads_blocks_and_nan_names_the_file(tmp_path):
     sub = store.subset(np.array([True, False, True, False, False, True]))
     assert sub.shape == (3, 16) and list(sub.names) == ["sub-0.gii", "sub-2.gii", "sub-5.gii"]
     np.testing.assert_array_equal(sub[:, :3], maps[[0, 2, 5], :3].astype(np.float64))
-    np.testing.assert_allclose(encode_maps(basis, store, 5), basis.encode(maps.astype(np.float64), n_modes=5))
+    exact = basis.encode(maps.astype(np.float64), n_modes=5)
+    np.testing.assert_allclose(encode_maps(basis, store, 5), exact)
+    # coefficients stored with the maps are used when a sample of the maps agrees with them ...
+    stored = exact + 1e-9
+    reused = MapStore(tmp_path / "m.npy", coefficients=np.hstack([stored, np.ones((6, 2))]))
+    np.testing.assert_array_equal(encode_maps(basis, reused, 5), stored)
+    # ... and ignored when they are those of another basis
+    other = MapStore(tmp_path / "m.npy", coefficients=lattice_basis(4, 7).encode(maps.astype(np.float64))[:, ::-1])
+    np.testing.assert_allclose(encode_maps(basis, other, 5), exact)
     maps[4, :3] = np.inf
     np.save(tmp_path / "m.npy", maps)
     with pytest.raises(InvalidInputError, match=r"sub-4\.gii.*3 NaN/inf"):

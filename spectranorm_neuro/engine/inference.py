@@ -18,8 +18,16 @@ approximation of the posterior is ``N(theta_hat, H^-1)`` at the optimum.
 Hierarchical blocks have prior ``N(0, tau^2 I)``; ``tau^2`` has an inverse-gamma(a, b) hyperprior
 and is set to its Laplace-approximate marginal posterior mode by MacKay's fixed-point update
 ``tau^2 = (|theta_B|^2 + 2b) / (gamma_B + 2a + 2)``, ``gamma_B = K_B - tr(Sigma_B) / tau^2``
-(the same fixed point as the EM update, reached in far fewer iterations), alternated with the
-MAP fit (each refit warm-started).
+(the same fixed point as the EM update, reached in far fewer iterations). The update is
+interleaved with the Newton iterations: once a target's Newton decrement is below
+``_EB_START`` its variances are updated at every iteration, with the Laplace covariance of that
+iteration's Hessian, and the target is done when the decrement is below ``tol`` and the
+variances changed by less than ``eb_tol`` (relative): the fixed point of the former
+fit-to-convergence-then-update rounds, in about half the iterations.
+
+Each iteration works on the targets not yet done only (their data taken out of the batch, the
+design's cached cross-products shared), so a few slow targets do not cost passes over all of
+them, and each target's result does not depend on which others share its batch.
 """
 
 from __future__ import annotations
@@ -402,11 +410,12 @@ def fit_laplace(
     free : sequence of numpy.ndarray of bool, each (p_k,), optional
         Coefficients to fit; the others stay at ``init`` (used to adapt to new sites).
     max_iter : int, optional
-        Newton iterations per empirical-Bayes round.
+        Newton iterations without hierarchical variances to learn; with them ``max_iter +
+        eb_max_iter`` in all.
     tol : float, optional
         Convergence threshold on the Newton decrement ``g' H^-1 g / 2`` (log-posterior units).
     eb_max_iter, eb_tol : int, float
-        Empirical-Bayes rounds and threshold (max relative change of tau^2).
+        Extra iterations for the variance updates and their threshold (max relative change of tau^2).
 
     Returns
     -------
@@ -434,8 +443,9 @@ def fit_laplace(
     work, sub = np.arange(M), prob
     pinned = np.zeros(M, dtype=bool)  # no ascent left at the current variances (wait for their update)
     ev = prob.evaluate(theta)
-    n_iter = 0
-    for n_iter in range(1, max_iter + (eb_max_iter if has_hier else 0) + 1):
+    total_iter = 0
+    for _it in range(max_iter + (eb_max_iter if has_hier else 0)):
+        total_iter += 1
         th = theta[work]
         pr = np.concatenate([d.prior_precision(t[work], work.size) for d, t in zip(designs, tau2)], axis=1)
         g = sub.gradient(th, pr, ev[1])
@@ -495,8 +505,7 @@ def fit_laplace(
     if not converged.all():
         warnings.warn(f"{int((~converged).sum())} of {M} regressions did not converge in {max_iter} "
                       "iterations", ConvergenceWarning, stacklevel=2)
-    logger.debug("fit_laplace: %d targets, %d Newton iterations", M, n_iter)
-    total_iter = n_iter
+    logger.debug("fit_laplace: %d targets, %d Newton iterations", M, total_iter)
     thetas = prob.split(theta)
     covs = [cov[:, a:b, a:b] for a, b in zip(prob.starts[:-1], prob.starts[1:])]
     return LaplaceFit(thetas, covs, tau2, converged.copy(), total_iter)

@@ -113,8 +113,16 @@ def check_maps(block, n_features: int, argument: str = "maps", rows=None, names=
 
 
 def encode_maps(basis, maps, n_modes: int, argument: str = "maps", names=None) -> np.ndarray:
-    """Spectral coefficients (n_subjects, n_modes) of maps, a block of subjects at a time."""
+    """Spectral coefficients (n_subjects, n_modes) of maps, a block of subjects at a time.
+
+    Coefficients the maps carry (``maps.coefficients``, e.g. an ``io.MapStore`` written with the
+    basis) are used when they are finite and those of a sample of the maps encoded here agree
+    with them (:func:`_stored_coefficients`).
+    """
     names = names if names is not None else getattr(maps, "names", None)
+    stored = _stored_coefficients(basis, maps, n_modes)
+    if stored is not None:
+        return stored
     n = maps.shape[0]
     out = np.empty((n, n_modes))
     for a in range(0, n, ENCODE_BLOCK):
@@ -123,6 +131,24 @@ def encode_maps(basis, maps, n_modes: int, argument: str = "maps", names=None) -
                            None if names is None else names[a:rows[-1] + 1])
         out[a:rows[-1] + 1] = basis.encode(block, n_modes=n_modes)
     return out
+
+
+def _stored_coefficients(basis, maps, n_modes: int, n_check: int = 16) -> np.ndarray | None:
+    """``maps.coefficients[:, :n_modes]`` if present, finite and matching this basis on ``n_check`` maps, else None."""
+    stored = getattr(maps, "coefficients", None)
+    n = maps.shape[0]
+    if stored is None or np.ndim(stored) != 2 or stored.shape[0] != n or stored.shape[1] < n_modes:
+        return None
+    stored = np.asarray(stored[:, :n_modes], dtype=np.float64)
+    if not np.all(np.isfinite(stored)):
+        return None
+    rows = np.unique(np.linspace(0, n - 1, min(n, n_check)).round().astype(np.int64))
+    sample = np.asarray(maps[rows], dtype=np.float64)
+    if not np.all(np.isfinite(sample)):
+        return None
+    check = basis.encode(sample, n_modes=n_modes)
+    scale = max(float(np.abs(check).max()), 1e-300)
+    return stored if float(np.abs(check - stored[rows]).max()) <= 1e-4 * scale else None
 
 
 def _residual_columns(basis, maps, C: np.ndarray, cols: slice) -> np.ndarray:
