@@ -313,19 +313,20 @@ def _newton_hessian(prob: _Problem, prec, fisher, observed) -> np.ndarray:
 
 
 def _line_search(prob: _Problem, theta: np.ndarray, prec: np.ndarray, step: np.ndarray, obj: np.ndarray,
-                 max_halvings: int = 40) -> tuple[np.ndarray, np.ndarray, tuple | None]:
+                 max_halvings: int = 40) -> tuple[np.ndarray, np.ndarray, tuple]:
     """Step halving per target until the penalized log-likelihood does not decrease.
 
-    The full step is evaluated with the scores and Hessian weights (kept when every target takes
-    it, the common case); the halvings re-evaluate the pending targets only.
+    The full step is evaluated with the scores and Hessian weights; the halvings re-evaluate the
+    pending targets only, and the targets that did not take the full step are evaluated again at
+    their new coefficients (spliced into the full step's evaluation).
 
     Returns
     -------
     theta : numpy.ndarray, shape (m, P)
         New coefficients (unchanged for targets that found no ascent in ``max_halvings`` tries).
     stuck : numpy.ndarray of bool, shape (m,)
-    evaluation : tuple or None
-        The family's evaluation at the new coefficients when every target took the full step.
+    evaluation : tuple
+        The family's evaluation (log-likelihood, scores, Hessian weights) at the new coefficients.
     """
     idx = prob.idx
     cand = theta.copy()
@@ -336,6 +337,7 @@ def _line_search(prob: _Problem, theta: np.ndarray, prec: np.ndarray, step: np.n
     stuck = np.zeros(theta.shape[0], dtype=bool)
     if not pending.size:
         return cand, stuck, first
+    halved = pending
     alpha = np.ones(theta.shape[0])
     for _half in range(1, max_halvings):
         alpha[pending] *= 0.5
@@ -346,10 +348,35 @@ def _line_search(prob: _Problem, theta: np.ndarray, prec: np.ndarray, step: np.n
             ll = sub.evaluate(cand[pending], hessian=False)[0]
         pending = pending[~(sub.penalized(ll, cand[pending], prec[pending]) >= obj[pending])]
         if not pending.size:
-            return cand, stuck, None
+            break
     stuck[pending] = True
     cand[pending] = theta[pending]
-    return cand, stuck, None
+    return cand, stuck, _splice(first, prob.take(halved).evaluate(cand[halved]), halved)
+
+
+def _splice(ev: tuple, part: tuple, rows: np.ndarray) -> tuple:
+    """An evaluation of all targets with the targets ``rows`` replaced by those of ``part``."""
+
+    def put(full, new):
+        if isinstance(full, tuple):  # (factor, weights)
+            return full[0], put(full[1], new[1])
+        full = full if full.flags.writeable else np.array(full)
+        full[:, rows] = new
+        return full
+
+    ll = ev[0].copy()
+    ll[rows] = part[0]
+    weights = ({key: put(value, new[key]) for key, value in full.items()} for full, new in zip(ev[2:], part[2:]))
+    return (ll, [put(a, b) for a, b in zip(ev[1], part[1])], *weights)
+
+
+def _columns(ev: tuple, keep: np.ndarray) -> tuple:
+    """An evaluation restricted to some targets."""
+
+    def cut(value):
+        return (value[0], cut(value[1])) if isinstance(value, tuple) else value[:, keep]
+
+    return (ev[0][keep], [cut(a) for a in ev[1]], *({key: cut(v) for key, v in d.items()} for d in ev[2:]))
 
 
 def _mackay(prob: _Problem, designs, hyper, theta: np.ndarray, cov: np.ndarray, tau2: list) -> tuple[list, np.ndarray]:
@@ -487,12 +514,10 @@ def fit_laplace(
                 pinned[rows] = True
             else:  # done, with the covariance here
                 cov[rows[:, None, None], idx[None, :, None], idx[None, None, :]] = np.linalg.inv(H[stuck])
-                work, th = work[~stuck], th[~stuck]
+                work, ev = work[~stuck], _columns(ev, ~stuck)
                 if not work.size:
                     break
                 sub = prob.take(work)
-        if ev is None:
-            ev = sub.evaluate(th)
     else:
         rest = work
         full_ev = prob.take(rest).evaluate(theta[rest])
