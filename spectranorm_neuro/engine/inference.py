@@ -379,6 +379,46 @@ def _columns(ev: tuple, keep: np.ndarray) -> tuple:
     return (ev[0][keep], [cut(a) for a in ev[1]], *({key: cut(v) for key, v in d.items()} for d in ev[2:]))
 
 
+def _full_cov(cov_free: np.ndarray, idx: np.ndarray, P: int) -> np.ndarray:
+    """Covariances (m, P, P) with zeros for the coefficients held fixed."""
+    if idx.size == P:
+        return cov_free
+    full = np.zeros((cov_free.shape[0], P, P))
+    full[:, idx[:, None], idx[None, :]] = cov_free
+    return full
+
+
+def _quadratic_eb(prob: _Problem, designs, hyper, theta: np.ndarray, H: np.ndarray, g: np.ndarray, prec: np.ndarray,
+                  tau2: list, eb_tol: float, max_rounds: int = 50) -> tuple[list, np.ndarray]:
+    """Variances at MacKay's fixed point for the quadratic model of the log-likelihood at ``theta``.
+
+    The log-likelihood's gradient and curvature at ``theta`` (``g`` and ``H`` without the prior
+    ``prec``) give the MAP and Laplace covariance for any variances without a pass over the data:
+    the variance updates are iterated on that model (from ``tau2``) until they change by less than
+    ``eb_tol``. Returns the variances and the Newton step (m, n_free) for them.
+    """
+    idx = prob.idx
+    m = theta.shape[0]
+    diag = np.arange(idx.size)
+    H_lik = H.copy()
+    H_lik[:, diag, diag] -= prec[:, idx]
+    g_lik = g + prec[:, idx] * theta[:, idx]
+    for _round in range(max_rounds):
+        pr = np.concatenate([d.prior_precision(t, m) for d, t in zip(designs, tau2)], axis=1)[:, idx]
+        Hq = H_lik.copy()
+        Hq[:, diag, diag] += pr
+        step = np.linalg.solve(Hq, (g_lik - pr * theta[:, idx])[..., None])[..., 0]
+        moved = theta.copy()
+        moved[:, idx] += step
+        tau2, change = _mackay(prob, designs, hyper, moved, _full_cov(np.linalg.inv(Hq), idx, theta.shape[1]), tau2)
+        if change.max() < eb_tol:
+            break
+    pr = np.concatenate([d.prior_precision(t, m) for d, t in zip(designs, tau2)], axis=1)[:, idx]
+    Hq = H_lik
+    Hq[:, diag, diag] += pr
+    return tau2, np.linalg.solve(Hq, (g_lik - pr * theta[:, idx])[..., None])[..., 0]
+
+
 def _mackay(prob: _Problem, designs, hyper, theta: np.ndarray, cov: np.ndarray, tau2: list) -> tuple[list, np.ndarray]:
     """MacKay's update of the hierarchical variances of some targets, and its largest relative change (m,)."""
     change = np.zeros(theta.shape[0])
@@ -480,18 +520,26 @@ def fit_laplace(
         step = np.linalg.solve(H, g[..., None])[..., 0]
         decrement = 0.5 * np.einsum("mp,mp->m", g, step)
         newton_ok = (decrement < tol) | pinned[work]
+        step[newton_ok] = 0.0  # at the mode for the current variances
         if has_hier:  # variances updated once the coefficients are close to the mode for the current ones
             near = np.flatnonzero((decrement < _EB_START) | pinned[work])
             if near.size:
-                full = np.zeros((near.size, P, P))
-                full[:, idx[:, None], idx[None, :]] = np.linalg.inv(H[near])
-                new_tau2, ch = _mackay(prob, designs, hyper, th[near], full, [t[work[near]] for t in tau2])
                 rows = work[near]
-                for t, nt in zip(tau2, new_tau2):
-                    t[rows] = nt
+                new_tau2, ch = _mackay(prob, designs, hyper, th[near], _full_cov(np.linalg.inv(H[near]), idx, P),
+                                       [t[rows] for t in tau2])
                 change[rows] = ch
                 eb_done[rows] = ch < eb_tol
+                more = np.flatnonzero(~eb_done[rows] & ~pinned[rows])
+                if more.size:  # follow the variances to their fixed point on this iteration's quadratic model
+                    moved, step[near[more]] = _quadratic_eb(prob, designs, hyper, th[near[more]], H[near[more]],
+                                                            g[near[more]], pr[near[more]],
+                                                            [t[more] for t in new_tau2], eb_tol)
+                    for t, m in zip(new_tau2, moved):
+                        t[more] = m
                 pinned[rows[~eb_done[rows]]] = False  # new variances: try again
+                for t, nt in zip(tau2, new_tau2):
+                    t[rows] = nt
+                pr = np.concatenate([d.prior_precision(t[work], work.size) for d, t in zip(designs, tau2)], axis=1)
         finish = newton_ok & eb_done[work]
         if finish.any():
             f = np.flatnonzero(finish)
@@ -500,7 +548,6 @@ def fit_laplace(
         keep = ~finish
         if not keep.any():
             break
-        step[newton_ok] = 0.0  # at the mode for the current variances: wait for their update
         ll = ev[0]
         if finish.any():
             work, th, pr, step, H, ll = work[keep], th[keep], pr[keep], step[keep], H[keep], ll[keep]
