@@ -57,14 +57,16 @@ class MemorySampler:
 
 
 class Timer:
-    """``with Timer() as t: ...; t.seconds``."""
+    """``with Timer() as t: ...; t.seconds``, and ``t.cpu_seconds`` (this process's CPU time)."""
 
     def __enter__(self):
         self.start = time.perf_counter()
+        self.cpu_start = time.process_time()
         return self
 
     def __exit__(self, *exc):
         self.seconds = time.perf_counter() - self.start
+        self.cpu_seconds = time.process_time() - self.cpu_start
 
 
 def machine() -> str:

@@ -140,8 +140,11 @@ def _family(spec: NormativeModelSpec, Ys: np.ndarray, dof=None):
     return ShashFamily(Ys) if spec.likelihood == "SHASHb" else GaussianFamily(Ys, dof)
 
 
-def _loglik(family, Xs, thetas) -> np.ndarray:
-    return family.evaluate([X @ t.T for X, t in zip(Xs, thetas)], hessian=False)[0]
+def _loglik(family, Xs, fit) -> np.ndarray:
+    """Training log-likelihood of a fit (kept by the solver; evaluated where it is missing)."""
+    if fit.loglik is not None and np.all(np.isfinite(fit.loglik)):
+        return fit.loglik
+    return family.evaluate([X @ t.T for X, t in zip(Xs, fit.theta)], hessian=False)[0]
 
 
 def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, select_normal: bool = True,
@@ -188,7 +191,7 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, select_nor
     gamma0[:, 0] = np.log(np.maximum(resid.std(axis=0), 1e-6))
     normal = GaussianFamily(Ys)
     fit = fit_laplace(normal, designs[:2], Xs[:2], [beta0, gamma0], **solver_kwargs)
-    ll_normal = _loglik(normal, Xs[:2], fit.theta)
+    ll_normal = _loglik(normal, Xs[:2], fit)
     ll = ll_normal
     selected = np.zeros(M, dtype=bool)
     if spec.likelihood == "SHASHb":
@@ -201,7 +204,7 @@ def fit_direct(spec: NormativeModelSpec, Y, covariates: pd.DataFrame, select_nor
         kwargs = dict(solver_kwargs)
         kwargs.setdefault("learn_tau", shape_hier)
         fit = fit_laplace(shash, designs, Xs, init, tau2_init=fit.tau2 + [None] * (len(Xs) - 2), **kwargs)
-        ll = _loglik(shash, Xs, fit.theta)
+        ll = _loglik(shash, Xs, fit)
         if select_normal:
             selected = _normal_adequate(ll, ll_normal, sum(X.shape[1] for X in Xs[2:]))
             _select_normal(fit, normal_fit, selected)

@@ -193,6 +193,8 @@ class LaplaceFit:
     converged : numpy.ndarray of bool, shape (M,)
     n_iter : int
         Total Newton iterations.
+    loglik : numpy.ndarray, shape (M,), optional
+        The family's log-likelihood at the returned coefficients.
     """
 
     theta: list[np.ndarray]
@@ -200,6 +202,7 @@ class LaplaceFit:
     tau2: list[np.ndarray]
     converged: np.ndarray
     n_iter: int
+    loglik: np.ndarray | None = None
 
 
 class _Problem:
@@ -509,6 +512,7 @@ def fit_laplace(
     change = np.full(M, np.inf) if has_hier else np.zeros(M)
     work, sub = np.arange(M), prob
     pinned = np.zeros(M, dtype=bool)  # no ascent left at the current variances (wait for their update)
+    loglik = np.full(M, np.nan)
     ev = prob.evaluate(theta)
     total_iter = 0
     for _it in range(max_iter + (eb_max_iter if has_hier else 0)):
@@ -545,6 +549,7 @@ def fit_laplace(
             f = np.flatnonzero(finish)
             cov[work[f][:, None, None], idx[None, :, None], idx[None, None, :]] = np.linalg.inv(H[f])
             converged[work[f]] = True
+            loglik[work[f]] = ev[0][f]
         keep = ~finish
         if not keep.any():
             break
@@ -561,6 +566,7 @@ def fit_laplace(
                 pinned[rows] = True
             else:  # done, with the covariance here
                 cov[rows[:, None, None], idx[None, :, None], idx[None, None, :]] = np.linalg.inv(H[stuck])
+                loglik[rows] = ev[0][stuck]
                 work, ev = work[~stuck], _columns(ev, ~stuck)
                 if not work.size:
                     break
@@ -570,6 +576,7 @@ def fit_laplace(
         full_ev = prob.take(rest).evaluate(theta[rest])
         pr = np.concatenate([d.prior_precision(t[rest], rest.size) for d, t in zip(designs, tau2)], axis=1)
         cov[np.ix_(rest, idx, idx)] = np.linalg.inv(_newton_hessian(prob.take(rest), pr, full_ev[2], full_ev[3]))
+        loglik[rest] = full_ev[0]
     if has_hier and not eb_done.all():
         warnings.warn(f"empirical Bayes did not converge in {eb_max_iter} rounds for {int((~eb_done).sum())} "
                       f"of {M} targets (largest relative change {change[~eb_done].max():.2g})", ConvergenceWarning,
@@ -580,4 +587,4 @@ def fit_laplace(
     logger.debug("fit_laplace: %d targets, %d Newton iterations", M, total_iter)
     thetas = prob.split(theta)
     covs = [cov[:, a:b, a:b] for a, b in zip(prob.starts[:-1], prob.starts[1:])]
-    return LaplaceFit(thetas, covs, tau2, converged.copy(), total_iter)
+    return LaplaceFit(thetas, covs, tau2, converged.copy(), total_iter, loglik)
