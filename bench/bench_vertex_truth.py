@@ -208,7 +208,7 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
         model.fit(basis.encode(Y), train, n_jobs=args.jobs, progress=False, covariance_structure=structure)
         t_spectral = time.perf_counter() - t0
         model.fit_residual(Y, train, n_jobs=args.jobs, calibrate=[W_smooth],
-                           calibration_subjects=args.calibration_subjects)
+                           calibration_subjects=args.calibration_subjects, local_modes=args.local_modes[0])
         t_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
         pred = model.evaluate_maps(Yt, test, n_jobs=args.jobs)
@@ -242,6 +242,20 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
     foot_s = foot  # a kernel centred in the footprint sees the lesion
     _, det_s = fwer_detection(sm["z-score"], spz, foot_s)
     rows_extra = []
+    for k0 in args.local_modes:  # the local score: minus the subject's own k0 coarse modes
+        tag = "" if k0 == args.local_modes[0] else ", uncalibrated"
+        zq_local = zq_true if False else None
+        for label, W in (("vertex", None), ("smoothed", W_smooth)):
+            with threadpool_limits(1):
+                lc = model.evaluate_maps(Yt, test, queries=W, score="local", local_modes=k0,
+                                         n_jobs=args.jobs).predictions
+                lp = model.evaluate_maps(Yp, pats, queries=W, score="local", local_modes=k0,
+                                         n_jobs=args.jobs).predictions["z-score"]
+            _, det = fwer_detection(lc["z-score"], lp, foot)
+            s = summary(lc["z-score"], np.zeros_like(lc["z-score"]) if zq_local is None else zq_local,
+                        lc["std_estimate"], lc["std_estimate"])
+            s["rmse"], s["sd"] = float("nan"), np.array([np.nan, np.nan])
+            rows_extra.append((f"local z {label}, {k0} modes{tag}", s, det))
     if args.uncalibrated:  # what the calibration factors carry: the same scores without them
         calibration, model.residual_params.calibration = model.residual_params.calibration, {}
         with threadpool_limits(1):
@@ -278,6 +292,9 @@ def main(argv=None) -> None:
     parser.add_argument("--uncalibrated", action="store_true",
                         help="also score without the per-query calibration factors (independent residuals, no "
                              "spectral-residual covariance) to show what they carry")
+    parser.add_argument("--local-modes", type=int, nargs="+", default=[40],
+                        help="coarse modes the 'local' score removes (the first is declared at fit time and "
+                             "calibrated; the others are scored uncalibrated)")
     parser.add_argument("--calibration-subjects", type=int, default=1000,
                         help="training maps the per-query calibration uses (fit_residual's default 1000)")
     args = parser.parse_args(argv)
