@@ -245,3 +245,52 @@ def test_mahalanobis_of_maps_is_chi2_in_controls(fitted):
     assert d2.shape == (len(test),) and np.all(d2 > 0)
     assert abs(np.mean(d2) - 5.0) < 0.8  # chi2(5) has mean 5 (sd of the mean over 300 subjects ~0.18)
     assert 0.005 < np.mean(p < 0.05) < 0.1  # the per-query calibration factors do not enter d2
+
+
+def test_local_score_removes_the_subjects_coarse_modes(fitted):
+    basis, truth, model, test, Yt = fitted
+    W = sparse.random(6, basis.n_features, density=0.2, random_state=4, format="csr")
+    pred = model.evaluate_maps(Yt[:15], test.iloc[:15], queries=W, score="local", local_modes=5).predictions
+    # closed form: w'y - q_A' c_A against the moments of the modes B (q with the coarse modes zeroed) + residual
+    sp = model.compute_spectral_predictions(test.iloc[:15])
+    Q = basis.encode_queries(W)
+    C = basis.encode(Yt[:15])
+    QB = Q.copy()
+    QB[:5] = 0.0
+    m_s, s_s = sp.query_moments(QB)
+    from spectranorm_neuro.engine.residual import predict_residual
+
+    r_mu, r_var = predict_residual(model.spec, model.residual_params, test.iloc[:15])
+    Wd = W.T.toarray()
+    mean = m_s + r_mu @ Wd
+    sd = np.sqrt(s_s**2 + r_var @ Wd**2)
+    obs = Yt[:15] @ Wd - C[:, :5] @ Q[:5]
+    np.testing.assert_allclose(pred["z-score"], (obs - mean) / sd, rtol=1e-8)
+    # the truth's smooth noise lives in the first 5 modes: the local vertex z no longer sees it, so a
+    # deviation spread over those modes vanishes from the local z and stays in the exact z
+    shifted = Yt[:15] + 3.0 * truth.gain(test.iloc[:15])[:, None] * truth.psi[:, 1] / np.abs(truth.psi[:, 1]).max()
+    local = model.evaluate_maps(shifted, test.iloc[:15], score="local", local_modes=5).predictions["z-score"]
+    base = model.evaluate_maps(Yt[:15], test.iloc[:15], score="local", local_modes=5).predictions["z-score"]
+    exact = model.evaluate_maps(shifted, test.iloc[:15]).predictions["z-score"]
+    np.testing.assert_allclose(local, base, atol=1e-8)
+    assert np.max(np.abs(exact - model.evaluate_maps(Yt[:15], test.iloc[:15]).predictions["z-score"])) > 1.0
+
+
+def test_local_score_declared_at_fit_is_calibrated_and_saved(fitted, tmp_path):
+    import copy
+
+    basis, truth, model, test, Yt = fitted
+    with pytest.raises(InvalidInputError, match="local_modes"):
+        model.evaluate_maps(Yt[:5], test.iloc[:5], score="local")
+    with pytest.raises(InvalidInputError, match="below the model's"):
+        model.evaluate_maps(Yt[:5], test.iloc[:5], score="local", local_modes=K)
+    m = copy.deepcopy(model)
+    m.fit_residual(Yt, test, local_modes=5, calibration_subjects=300)
+    assert m.model_params["residual"]["local_modes"] == 5
+    assert "vertex_local5" in m.residual_params.calibration
+    z = m.evaluate_maps(Yt, test, score="local").predictions["z-score"]
+    assert np.mean(z**2, axis=0) == pytest.approx(1.0, abs=1e-8)  # calibrated on these very maps
+    m.save_model(tmp_path / "m")
+    back = SpectralNormativeModel.load_model(tmp_path / "m")
+    np.testing.assert_allclose(back.evaluate_maps(Yt[:10], test.iloc[:10], score="local").predictions["z-score"],
+                               z[:10], rtol=1e-12, atol=1e-12)
