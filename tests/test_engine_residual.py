@@ -279,7 +279,7 @@ def test_local_score_removes_the_subjects_coarse_modes(fitted):
 def test_local_score_declared_at_fit_is_calibrated_and_saved(fitted, tmp_path):
     import copy
 
-    basis, truth, model, test, Yt = fitted
+    _, _, model, test, Yt = fitted
     with pytest.raises(InvalidInputError, match="local_modes"):
         model.evaluate_maps(Yt[:5], test.iloc[:5], score="local")
     with pytest.raises(InvalidInputError, match="below the model's"):

@@ -40,8 +40,8 @@ from .results import NormativePredictions
 if TYPE_CHECKING:
     from .spectral import SpectralNormativeModel
 
-__all__ = ["SCORES", "MapScoring", "iter_score_maps", "resolve_score", "resolve_local_modes", "local_key", "assemble",
-           "calibrate_maps"]
+__all__ = ["SCORES", "MapScoring", "iter_score_maps", "resolve_score", "resolve_local_modes", "check_local_modes",
+           "local_key", "assemble", "calibrate_maps"]
 
 logger = logging.getLogger("spectranorm_neuro")
 
@@ -85,11 +85,15 @@ def resolve_local_modes(model, score: str, local_modes: int | None) -> int:
             raise bad_value("local_modes", None, "is needed by score='local' and this model declared no cutoff "
                             "at fit time", "pass local_modes=<coarse modes> (CLI: refit with `fit --local-modes "
                             "N`, which also calibrates the local scores)")
-    k = int(model.residual_params.n_modes)
-    local_modes = check_positive_int(local_modes, "local_modes", min(k - 1, 32))
-    if local_modes >= k:
-        raise bad_value("local_modes", local_modes, f"is not below the model's {k} modes",
-                        f"pass fewer coarse modes, e.g. local_modes={max(1, k // 8)}")
+    return check_local_modes(local_modes, int(model.residual_params.n_modes))
+
+
+def check_local_modes(local_modes, n_modes: int, argument: str = "local_modes") -> int:
+    """Validate the coarse modes of the ``"local"`` score: an integer in 1 .. n_modes - 1."""
+    local_modes = check_positive_int(local_modes, argument, max(1, min(n_modes - 1, n_modes // 10)))
+    if local_modes >= n_modes:
+        raise bad_value(argument, local_modes, f"is not below the model's {n_modes} modes",
+                        f"pass fewer coarse modes, e.g. {argument} {max(1, n_modes // 10)}")
     return local_modes
 
 
@@ -314,6 +318,8 @@ class MapScoring:
         self._fitted()
         k = int(self.model_params["n_modes"])
         self.spec.check_dataframe(covariates_dataframe, "covariates_dataframe")
+        if local_modes is not None:
+            local_modes = check_local_modes(local_modes, k)
         n_feat = int(self.eigenmode_basis.n_features)
         if getattr(maps, "ndim", 0) != 2 or maps.shape != (len(covariates_dataframe), n_feat):
             maps = np.asarray(maps)
@@ -326,8 +332,6 @@ class MapScoring:
         self.residual_params = fit_residual(self.spec, self.eigenmode_basis, maps, C, covariates_dataframe,
                                             n_jobs=n_jobs, **solver_kwargs)
         self.model_params["residual"] = {"n_features": n_feat, "n_modes": k}
-        if local_modes is not None:
-            local_modes = resolve_local_modes(self, "local", local_modes)
         self.residual_params.calibration = calibrate_maps(self, maps, covariates_dataframe, [None, *calibrate],
                                                           calibration_subjects, n_jobs, names, local_modes)
         if local_modes is not None:

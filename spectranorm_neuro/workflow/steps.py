@@ -192,7 +192,11 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     check_fit_options(numerical, categorical, batch, nonlinear, holdout, cohort.covariates.columns)
-    check_n_modes(n_modes, basis.n_modes, "--n-modes")  # before the (long) encoding
+    k = check_n_modes(n_modes, basis.n_modes, "--n-modes")  # before the (long) encoding
+    if local_modes is not None:
+        from ..engine.maps import check_local_modes
+
+        check_local_modes(local_modes, k, "--local-modes")
     _check_covariate_values(cohort, numerical, categorical)
     if out is not None:
         out = check_bundle_target(out, overwrite)
