@@ -208,7 +208,8 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
         model.fit(basis.encode(Y), train, n_jobs=args.jobs, progress=False, covariance_structure=structure)
         t_spectral = time.perf_counter() - t0
         model.fit_residual(Y, train, n_jobs=args.jobs, calibrate=[W_smooth],
-                           calibration_subjects=args.calibration_subjects, local_modes=args.local_modes[0])
+                           calibration_subjects=args.calibration_subjects, local_modes=args.local_modes[0],
+                           whitened=True)
         t_fit = time.perf_counter() - t0
         t0 = time.perf_counter()
         pred = model.evaluate_maps(Yt, test, n_jobs=args.jobs)
@@ -242,20 +243,22 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
     foot_s = foot  # a kernel centred in the footprint sees the lesion
     _, det_s = fwer_detection(sm["z-score"], spz, foot_s)
     rows_extra = []
-    for k0 in args.local_modes:  # the local score: minus the subject's own k0 coarse modes
-        tag = "" if k0 == args.local_modes[0] else ", uncalibrated"
-        zq_local = zq_true if False else None
-        for label, W in (("vertex", None), ("smoothed", W_smooth)):
+    # the local z (minus the subject's own k0 coarse modes) and the whitened z (matched filter), vertex and
+    # smoothed queries: no closed-form truth, so only exceedance and detection
+    variants = [("whitened", None, "whitened z"),
+                *[("local", k0, f"local z, {k0} modes" + ("" if k0 == args.local_modes[0] else " (uncal.)"))
+                  for k0 in args.local_modes]]
+    for score, k0, name in variants:
+        for label, W in (("vertex", None), (f"FWHM {args.fwhm:g}", W_smooth)):
             with threadpool_limits(1):
-                lc = model.evaluate_maps(Yt, test, queries=W, score="local", local_modes=k0,
-                                         n_jobs=args.jobs).predictions
-                lp = model.evaluate_maps(Yp, pats, queries=W, score="local", local_modes=k0,
+                lc = model.evaluate_maps(Yt, test, queries=W, score=score, local_modes=k0,
                                          n_jobs=args.jobs).predictions["z-score"]
-            _, det = fwer_detection(lc["z-score"], lp, foot)
-            s = summary(lc["z-score"], np.zeros_like(lc["z-score"]) if zq_local is None else zq_local,
-                        lc["std_estimate"], lc["std_estimate"])
+                lp = model.evaluate_maps(Yp, pats, queries=W, score=score, local_modes=k0,
+                                         n_jobs=args.jobs).predictions["z-score"]
+            _, det = fwer_detection(lc, lp, foot)
+            s = summary(lc, lc, np.ones_like(lc), np.ones_like(lc))
             s["rmse"], s["sd"] = float("nan"), np.array([np.nan, np.nan])
-            rows_extra.append((f"local z {label}, {k0} modes{tag}", s, det))
+            rows_extra.append((f"{name}, {label}", s, det))
     if args.uncalibrated:  # what the calibration factors carry: the same scores without them
         calibration, model.residual_params.calibration = model.residual_params.calibration, {}
         with threadpool_limits(1):
