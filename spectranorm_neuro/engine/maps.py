@@ -48,7 +48,8 @@ if TYPE_CHECKING:
     from .spectral import SpectralNormativeModel
 
 __all__ = ["SCORES", "MapScoring", "iter_score_maps", "resolve_score", "resolve_local_modes", "check_local_modes",
-           "local_key", "calibration_key", "assemble", "calibrate_maps"]
+           "local_key", "calibration_key", "assemble", "calibrate_maps",
+           "shrink_calibration"]
 
 logger = logging.getLogger("spectranorm_neuro")
 
@@ -202,9 +203,51 @@ def _score_block(*args) -> list:
 
 
 def _calibration_block(*args) -> np.ndarray:
-    """Sum over a block of subjects of ``(obs - mean)^2 / var`` per query, shape (n_queries,)."""
-    parts = [np.sum(((obs - mean) / sd) ** 2, axis=0) for _, obs, mean, sd in _moments(*args)]
-    return np.concatenate(parts)
+    """Sums over a block of subjects of ``z^2`` and ``z^4`` per query, shape (2, n_queries)."""
+    parts = []
+    for _, obs, mean, sd in _moments(*args):
+        z2 = ((obs - mean) / sd) ** 2
+        parts.append(np.stack([z2.sum(axis=0), (z2**2).sum(axis=0)]))
+    return np.concatenate(parts, axis=1)
+
+
+def _centred(W, n_features: int) -> bool:
+    """Whether the queries are one per feature, each centred on its own feature (vertices, smoothing kernels)."""
+    if W is None:
+        return True
+    if W.shape[0] != n_features:
+        return False
+    return bool(np.all(np.asarray(abs(W).argmax(axis=1)).ravel() == np.arange(n_features)))
+
+
+def shrink_calibration(basis, n_modes: int, z2: np.ndarray, z4: np.ndarray, n: int) -> np.ndarray:
+    """Empirical-Bayes shrinkage of per-query factors ``z2 / n`` towards their smooth part over the mesh.
+
+    ``log kappa`` is split into its projection onto the first ``n_modes`` modes (the smooth
+    part) and the rest; the rest keeps the fraction ``t / (t + s)`` of its size, ``s`` the
+    sampling variance of ``log kappa`` (``(mean z^4 / kappa^2 - 1) / n``, averaged over queries)
+    and ``t`` the variance of the rest beyond it: what sampling noise a few hundred training
+    maps leave in the factor of every vertex is mostly removed, real local structure kept.
+
+    Parameters
+    ----------
+    basis : EigenmodeBasis
+    n_modes : int
+    z2, z4 : numpy.ndarray, shape (n_features,)
+        Sums over ``n`` training subjects of ``z^2`` and ``z^4`` of one query per feature.
+    n : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_features,)
+    """
+    kappa = np.maximum(z2 / n, 1e-12)
+    log_k = np.log(kappa)
+    smooth = np.asarray(basis.eigenvectors[:, :n_modes]) @ basis.encode(log_k[None], n_modes=n_modes)[0]
+    rest = log_k - smooth
+    s = float(np.mean(np.maximum(z4 / n / kappa**2 - 1.0, 0.0))) / n
+    t = max(float(np.mean(rest**2)) - s, 0.0)
+    return np.exp(smooth + (t / (t + s) if t + s > 0 else 1.0) * rest)
 
 
 def iter_score_maps(model, maps, covariates: pd.DataFrame, queries=None, score: str | None = None,
@@ -229,7 +272,8 @@ def iter_score_maps(model, maps, covariates: pd.DataFrame, queries=None, score: 
 
 
 def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjects: int = 1000,
-              n_jobs: int | None = 1, names=None, local_modes: int | None = None, whitened: bool = False) -> dict:
+              n_jobs: int | None = 1, names=None, local_modes: int | None = None, whitened: bool = False,
+              shrink: bool = True) -> dict:
     """Per-query variance factors of exact scores on training maps (see ``ResidualParams.calibration``).
 
     Parameters
@@ -246,6 +290,10 @@ def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_s
         Also calibrate the ``"local"`` score with this many coarse modes removed.
     whitened : bool, optional
         Also calibrate the ``"whitened"`` score.
+    shrink : bool, optional
+        Shrink the factors of queries centred one per feature (vertices, smoothing kernels)
+        towards their smooth part over the mesh (:func:`shrink_calibration`); other query sets
+        keep their raw factors.
 
     Returns
     -------
@@ -262,10 +310,13 @@ def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_s
         scores = [("exact", 0), *([("local", local_modes)] if local_modes else []),
                   *([("whitened", 0)] if whitened else [])]
         for score, k0 in scores:
-            total = sum(_iter_blocks(_calibration_block, model, sub_maps, sub_cov, W, score, (), "population",
-                                     MAP_SUBJECT_BLOCK, 4096, n_jobs, None if names is None else
-                                     np.asarray(names)[rows], None, per_block=True, k0=k0))
-            out[calibration_key(W, score, k0)] = total / rows.size
+            z2, z4 = sum(_iter_blocks(_calibration_block, model, sub_maps, sub_cov, W, score, (), "population",
+                                      MAP_SUBJECT_BLOCK, 4096, n_jobs, None if names is None else
+                                      np.asarray(names)[rows], None, per_block=True, k0=k0))
+            n_feat = int(model.eigenmode_basis.n_features)
+            out[calibration_key(W, score, k0)] = (
+                shrink_calibration(model.eigenmode_basis, model.residual_params.n_modes, z2, z4, rows.size)
+                if shrink and _centred(W, n_feat) else z2 / rows.size)
     return out
 
 
