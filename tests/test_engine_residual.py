@@ -301,38 +301,6 @@ def test_local_score_declared_at_fit_is_calibrated_and_saved(fitted, tmp_path):
                                z[:10], rtol=1e-12, atol=1e-12)
 
 
-def test_whitened_score_is_the_matched_filter_of_the_model_covariance(fitted):
-    basis, _, model, test, Yt = fitted
-    n = 8
-    W = sparse.random(5, basis.n_features, density=0.2, random_state=6, format="csr")
-    pred = model.evaluate_maps(Yt[:n], test.iloc[:n], queries=W, score="whitened").predictions
-    sp = model.compute_spectral_predictions(test.iloc[:n])
-    from spectranorm_neuro.engine.residual import predict_residual
-
-    r_mu, r_var = predict_residual(model.spec, model.residual_params, test.iloc[:n])
-    Q = basis.encode_queries(W)
-    C = basis.encode(Yt[:n])
-    Wd = W.toarray()
-    Rinv = np.linalg.inv(model.factor_params.correlation())  # the whitening leaves the modelled pairs out
-    for i in range(n):
-        Cinv = Rinv / np.outer(sp.sd[i], sp.sd[i])
-        r = Yt[i] - basis.eigenvectors @ C[i]
-        T = Q.T @ Cinv @ (C[i] - sp.mu[i]) + Wd @ ((r - r_mu[i]) / r_var[i])
-        var = np.einsum("kq,kl,lq->q", Q, Cinv, Q) + (Wd**2) @ (1.0 / r_var[i])
-        np.testing.assert_allclose(pred["z-score"][i], T / np.sqrt(var), rtol=1e-7, atol=1e-10)
-    np.testing.assert_array_equal(pred["mu_estimate"], 0.0)
-    # calibrated when declared at fit time: unit mean square on the calibration maps
-    import copy
-
-    m = copy.deepcopy(model)
-    from spectranorm_neuro.engine.maps import calibrate_maps
-
-    m.fit_residual(Yt, test, whitened=True, calibration_subjects=300)
-    m.residual_params.calibration.update(calibrate_maps(m, Yt, test, whitened=True, shrink=False))
-    z = m.evaluate_maps(Yt, test, score="whitened").predictions["z-score"]
-    assert np.mean(z**2, axis=0) == pytest.approx(1.0, abs=1e-8)
-
-
 def test_shrunk_calibration_factors_are_closer_to_the_truth():
     from spectranorm_neuro.engine.maps import shrink_calibration
 

@@ -13,13 +13,6 @@ For a query ``w`` over the features (one vertex, a smoothing kernel, a parcel me
   with the coarse modes zeroed): the deviation from the subject's own broad pattern, which
   broad noise (at the scale of the coarse modes) no longer dominates; calibrated like ``"exact"``
   when the cutoff was declared at fit time;
-* ``"whitened"`` scores the query's deviation whitened by the model's covariance (a matched
-  filter of the query's shape): ``T = q' C^-1 (c - mu_c) + w' ((r - mu_r) / var_r)`` with
-  ``C = S (diag(u) + L L') S`` the subject's spectral covariance (Woodbury, cross-mode pairs left
-  out) and ``var_r`` the residual variances, against its variance
-  ``q' C^-1 q + sum_v w_v^2 / var_r,v`` (times the calibration factor): deviations along
-  directions the noise fills (broad noise in the coarse modes) weigh little, so a focal change of
-  the query's shape stands out; mean 0, sd ``sqrt(var T)`` in the outputs;
 * ``"projected"`` scores the low-pass value ``q' c`` (``c`` the map's spectral coefficients)
   against the spectral moments only: the z-score of the map projected onto the modes, what
   ``SpectralNormativeModel.iter_predict(observed=c)`` gives.
@@ -53,7 +46,7 @@ __all__ = ["SCORES", "MapScoring", "iter_score_maps", "resolve_score", "resolve_
 
 logger = logging.getLogger("spectranorm_neuro")
 
-SCORES = ("exact", "local", "whitened", "projected")
+SCORES = ("exact", "local", "projected")
 MAP_SUBJECT_BLOCK = 64
 QUERY_BLOCK = 4096
 
@@ -86,9 +79,7 @@ def local_key(key: str, local_modes: int) -> str:
 def calibration_key(W, score: str, k0: int = 0) -> str:
     """Key of the calibration factors of ``score`` for query weights ``W`` (None: vertices)."""
     key = query_key(W)
-    if score == "local":
-        return local_key(key, k0)
-    return f"{key}_whitened" if score == "whitened" else key
+    return local_key(key, k0) if score == "local" else key
 
 
 def resolve_local_modes(model, score: str, local_modes: int | None) -> int:
@@ -116,16 +107,10 @@ def check_local_modes(local_modes, n_modes: int, argument: str = "local_modes") 
 def _moments(sp, spec, residual, covariates: pd.DataFrame, without, unseen_batch: str, maps: np.ndarray,
              C: np.ndarray, Q: np.ndarray, W, query_block: int, score: str, kappa, k0: int = 0
              ) -> Iterator[tuple]:
-    """Yield ``(cols, observed, mean, sd)`` of one block of subjects, a block of queries at a time.
-
-    For ``score="whitened"`` ``maps`` holds the block's residual maps ``y - Psi c``.
-    """
+    """Yield ``(cols, observed, mean, sd)`` of one block of subjects, a block of queries at a time."""
     exact = score != "projected"
     if exact:
         r_mu, r_var = predict_residual(spec, residual, covariates, without, unseen_batch)
-    if score == "whitened":
-        yield from _whitened_moments(sp, r_mu, r_var, maps, C, Q, W, query_block, kappa)
-        return
     n_q = Q.shape[1]
     for a in range(0, n_q, query_block):
         cols = slice(a, min(a + query_block, n_q))
@@ -150,46 +135,6 @@ def _moments(sp, spec, residual, covariates: pd.DataFrame, without, unseen_batch
         else:
             obs = C @ Q[:, cols]
         yield cols, obs, mean, sd
-
-
-def _whitening(sp) -> tuple[np.ndarray, np.ndarray]:
-    """Uniquenesses ``u`` (K,) and ``B`` (K, rank) with ``(diag(u) + L L')^-1 = diag(1/u) - B B'`` (Woodbury)."""
-    from scipy.linalg import cholesky, solve_triangular
-
-    k = sp.n_modes
-    if sp.factor is None or sp.factor.rank == 0:
-        return np.ones(k), np.zeros((k, 0))
-    u, L = sp.factor.uniqueness[:k], sp.factor.loadings[:k]
-    Lu = L / u[:, None]
-    G = cholesky(np.eye(L.shape[1]) + L.T @ Lu, lower=True)
-    return u, solve_triangular(G, Lu.T, lower=True).T
-
-
-def _whitened_moments(sp, r_mu, r_var, R, C, Q, W, query_block: int, kappa) -> Iterator[tuple]:
-    """``(cols, T, 0, sd(T))`` of the whitened score (see the module docstring), a block of queries at a time."""
-    u, B = _whitening(sp)
-    x = (C - sp.mu) / sp.sd
-    v = (x / u - (x @ B) @ B.T) / sp.sd  # S^-1 R^-1 S^-1 (c - mu)
-    inv_s = 1.0 / sp.sd
-    e, ivar = (R - r_mu) / r_var, 1.0 / r_var
-    n_q = Q.shape[1]
-    for a in range(0, n_q, query_block):
-        cols = slice(a, min(a + query_block, n_q))
-        Qb = Q[:, cols]
-        T = v @ Qb
-        var = (inv_s**2) @ (Qb**2 / u[:, None])
-        for j in range(B.shape[1]):
-            var -= ((inv_s * B[:, j]) @ Qb) ** 2
-        if W is None:
-            T += e[:, cols]
-            var += ivar[:, cols]
-        else:
-            Wb = W[cols]
-            T += np.asarray((Wb @ e.T).T)
-            var += np.asarray((Wb.multiply(Wb) @ ivar.T).T)
-        if kappa is not None:
-            var *= kappa[cols]
-        yield cols, T, np.zeros_like(T), np.sqrt(np.maximum(var, 1e-300))
 
 
 def _score_block(*args) -> list:
@@ -272,8 +217,7 @@ def iter_score_maps(model, maps, covariates: pd.DataFrame, queries=None, score: 
 
 
 def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjects: int = 1000,
-              n_jobs: int | None = 1, names=None, local_modes: int | None = None, whitened: bool = False,
-              shrink: bool = True) -> dict:
+              n_jobs: int | None = 1, names=None, local_modes: int | None = None, shrink: bool = True) -> dict:
     """Per-query variance factors of exact scores on training maps (see ``ResidualParams.calibration``).
 
     Parameters
@@ -288,8 +232,6 @@ def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_s
         At most this many subjects (evenly spaced rows) are used.
     local_modes : int, optional
         Also calibrate the ``"local"`` score with this many coarse modes removed.
-    whitened : bool, optional
-        Also calibrate the ``"whitened"`` score.
     shrink : bool, optional
         Shrink the factors of queries centred one per feature (vertices, smoothing kernels)
         towards their smooth part over the mesh (:func:`shrink_calibration`); other query sets
@@ -307,8 +249,7 @@ def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_s
     out = {}
     for queries_ in queries:
         W = query_weights(queries_, int(model.eigenmode_basis.n_features))
-        scores = [("exact", 0), *([("local", local_modes)] if local_modes else []),
-                  *([("whitened", 0)] if whitened else [])]
+        scores = [("exact", 0), *([("local", local_modes)] if local_modes else [])]
         for score, k0 in scores:
             z2, z4 = sum(_iter_blocks(_calibration_block, model, sub_maps, sub_cov, W, score, (), "population",
                                       MAP_SUBJECT_BLOCK, 4096, n_jobs, None if names is None else
@@ -367,8 +308,6 @@ def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unsee
             ids = None if names is None else names[rows]
             block = check_maps(maps[rows], n_feat, "maps", np.arange(rows.start, rows.stop), ids)
             C = basis.encode(block, n_modes=k)
-            if score == "whitened":  # the residual maps
-                block = block - C @ np.asarray(basis.eigenvectors[:, :k]).T
             yield (sp.subset(rows), model.spec, residual, covariates.iloc[rows], without, unseen_batch,
                    block, C, Q, W, query_block, score, kappa, k0)
 
@@ -398,7 +337,7 @@ class MapScoring:
 
     def fit_residual(self, maps, covariates_dataframe: pd.DataFrame, n_jobs: int | None = 1, names=None,
                      calibrate=(), calibration_subjects: int = 1000, local_modes: int | None = None,
-                     whitened: bool = False, **solver_kwargs) -> SpectralNormativeModel:
+                     **solver_kwargs) -> SpectralNormativeModel:
         """Fit the per-feature normative models of what the modes miss (``r = y - Psi Psi' M y``).
 
         Parameters
@@ -422,8 +361,6 @@ class MapScoring:
         local_modes : int, optional
             Declare the ``"local"`` score (:meth:`iter_evaluate_maps`): the number of coarse modes
             it removes, recorded with the model and calibrated for the vertices and ``calibrate``.
-        whitened : bool, optional
-            Also calibrate the ``"whitened"`` score for the vertices and ``calibrate``.
         **solver_kwargs
             Passed to the solver.
 
@@ -452,12 +389,9 @@ class MapScoring:
                                             n_jobs=n_jobs, **solver_kwargs)
         self.model_params["residual"] = {"n_features": n_feat, "n_modes": k}
         self.residual_params.calibration = calibrate_maps(self, maps, covariates_dataframe, [None, *calibrate],
-                                                          calibration_subjects, n_jobs, names, local_modes,
-                                                          whitened)
+                                                          calibration_subjects, n_jobs, names, local_modes)
         if local_modes is not None:
             self.model_params["residual"]["local_modes"] = local_modes
-        if whitened:
-            self.model_params["residual"]["whitened"] = True
         logger.info("Fitted the residual part of %d features", n_feat)
         return self
 

@@ -170,11 +170,6 @@ def z_metadata(model, score: str, fwhm: float | None = None) -> dict:
         kind, text = "local", (f"local z: the {scale} minus the subject's own first {local} modes (its broad "
                                "pattern), against the moments of the rest (spectral plus residual parts), "
                                "calibrated on the training maps")
-    elif score == "whitened":
-        scale = "vertex" if fwhm is None else f"Gaussian kernel of FWHM {fwhm:g} mm"
-        kind, text = "whitened", (f"whitened z: the deviation of the map whitened by the model's covariance "
-                                  f"(spectral part, {k} modes, diagonal plus low rank; residual part per vertex) "
-                                  f"and matched to a {scale}, calibrated on the training maps")
     elif fwhm is None:
         kind, text = "exact", (f"exact per-vertex z: spectral part ({k} modes) plus the per-vertex residual part "
                                "(what the modes miss), calibrated per vertex on the training maps")

@@ -143,7 +143,7 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
                measure: str | None = None, space: dict | None = None, seed: int = 0, n_jobs: int | None = 1,
                progress: bool = False, overwrite: bool = False, say: Say = _quiet, residual: bool = True,
                calibrate_fwhm: Sequence[float] = (), surfaces=None,
-               local_modes: int | None = None, whitened: bool = False) -> ModelBundle:
+               local_modes: int | None = None) -> ModelBundle:
     """Fit a spectral normative model on a cohort and make it a bundle (what ``spectranorm-neuro fit`` does).
 
     Parameters
@@ -184,8 +184,6 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
     local_modes : int, optional
         Declare and calibrate the local z (``apply --z local``): the number of coarse modes it
         removes (``--local-modes``; needs the residual part).
-    whitened : bool, optional
-        Calibrate the whitened z (``apply --z whitened``; ``--whitened``).
 
     Returns
     -------
@@ -208,8 +206,7 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
     options = dict(numerical=numerical, categorical=categorical, batch=batch, nonlinear=nonlinear, mean=mean,
                    variance=variance, model_type=model_type, n_modes=n_modes,
                    covariance_structure=covariance_structure, inference=inference, holdout=holdout, seed=seed,
-                   n_jobs=n_jobs, progress=progress, local_modes=local_modes if residual else None,
-                   whitened=whitened and residual)
+                   n_jobs=n_jobs, progress=progress, local_modes=local_modes if residual else None)
     with tempfile.TemporaryDirectory(prefix="spectranorm-maps-") as tmp:
         say(f"Encoding {cohort.n_subjects} maps on {basis.n_modes} modes ...")
         if residual:
@@ -389,12 +386,10 @@ def _z_choice(bundle: ModelBundle, z: str | None, warn: Say) -> str:
         return "projected"
     from ..engine.maps import resolve_score
 
-    declared = bundle.model.model_params.get("residual") or {}
-    need = {"local": ("local_modes", "--local-modes N` (e.g. N = modes / 10)"), "whitened": ("whitened", "--whitened`")}
-    if z in need and not declared.get(need[z][0]):
-        raise bad_value("--z", z, f"needs the {z} z declared (and calibrated) at fit time, which this bundle did not "
-                        "do", f"refit the bundle with `spectranorm-neuro fit {need[z][1]}, or pass --z exact",
-                        IncompatibleModelError)
+    if z == "local" and not (bundle.model.model_params.get("residual") or {}).get("local_modes"):
+        raise bad_value("--z", z, "needs the local z declared (and calibrated) at fit time, which this bundle did "
+                        "not do", "refit the bundle with `spectranorm-neuro fit --local-modes N` (e.g. N = modes / "
+                        "10), or pass --z exact", IncompatibleModelError)
     try:
         return resolve_score(bundle.model, z)
     except IncompatibleModelError as exc:
@@ -445,13 +440,11 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     progress : bool, optional
     say, warn : callable, optional
         Receive status lines and warnings.
-    z : {"exact", "local", "whitened", "projected"}, optional
+    z : {"exact", "local", "projected"}, optional
         Which z (``--z``): the exact per-vertex z (spectral plus residual part; the default when
         the bundle has a residual part), the local z (the same minus the subject's own coarse
-        modes, declared at fit time with ``--local-modes``), the whitened z (the deviation
-        whitened by the model's covariance, a matched filter; ``fit --whitened``) or the
-        low-pass z of the map's projection onto the modes (the default, with a warning, for
-        bundles without one).
+        modes, declared at fit time with ``--local-modes``) or the low-pass z of the map's
+        projection onto the modes (the default, with a warning, for bundles without one).
     fwhm : float, optional
         Write smoothed maps: Gaussian kernels of this FWHM in mm on the mesh (``--fwhm``).
     surfaces : mapping, optional
@@ -467,8 +460,8 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     z = _z_choice(bundle, z, warn)
     kinds = list(dict.fromkeys(maps))
-    if z in ("local", "whitened") and "harmonized" in kinds:
-        raise bad_value("--maps", "harmonized", f"is not defined for the {z} z (its moments are not those of the "
+    if z == "local" and "harmonized" in kinds:
+        raise bad_value("--maps", "harmonized", "is not defined for the local z (its moments are not those of the "
                         "map)", "write harmonized maps with --z exact (or the `harmonize` command)")
     unknown = [k for k in kinds if k not in MAP_KINDS]
     if unknown:
