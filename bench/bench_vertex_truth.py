@@ -327,8 +327,8 @@ def main(argv=None) -> None:
                         help="also recalibrate from this many training maps (raw and shrunk factors) and score")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,
                         help="several draws: each mix is run with seed s + i for every s (default: --seed)")
-    parser.add_argument("--calibration-subjects", type=int, default=1000,
-                        help="training maps the per-query calibration uses (fit_residual's default 1000)")
+    parser.add_argument("--calibration-subjects", type=int, default=500,
+                        help="training maps the per-query calibration uses (fit_residual's default 500)")
     args = parser.parse_args(argv)
     print(f"machine: {machine()} (shared); BLAS pinned to 1 thread")
     t0 = time.perf_counter()

@@ -48,6 +48,7 @@ logger = logging.getLogger("spectranorm_neuro")
 
 SCORES = ("exact", "local", "projected")
 MAP_SUBJECT_BLOCK = 64
+CALIBRATION_SUBJECTS = 500  # training maps of the per-query calibration (accuracy/cost: see fit_residual)
 QUERY_BLOCK = 4096
 
 
@@ -216,7 +217,7 @@ def iter_score_maps(model, maps, covariates: pd.DataFrame, queries=None, score: 
                         subject_block, query_block, n_jobs, names, kappa, k0=k0)
 
 
-def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjects: int = 1000,
+def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjects: int = CALIBRATION_SUBJECTS,
               n_jobs: int | None = 1, names=None, local_modes: int | None = None, shrink: bool = True) -> dict:
     """Per-query variance factors of exact scores on training maps (see ``ResidualParams.calibration``).
 
@@ -336,7 +337,7 @@ class MapScoring:
     """Methods of :class:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel` that fit and score maps."""
 
     def fit_residual(self, maps, covariates_dataframe: pd.DataFrame, n_jobs: int | None = 1, names=None,
-                     calibrate=(), calibration_subjects: int = 1000, local_modes: int | None = None,
+                     calibrate=(), calibration_subjects: int = CALIBRATION_SUBJECTS, local_modes: int | None = None,
                      **solver_kwargs) -> SpectralNormativeModel:
         """Fit the per-feature normative models of what the modes miss (``r = y - Psi Psi' M y``).
 
@@ -357,7 +358,11 @@ class MapScoring:
             covariance between the spectral and residual parts and the residuals' correlation
             between neighbouring features. Vertex queries are always calibrated.
         calibration_subjects : int, optional
-            At most this many training subjects (evenly spaced) are used for the calibration.
+            At most this many training subjects (evenly spaced) are used for the calibration
+            (default 500: on ``bench/bench_vertex_truth.py`` factors from 300 maps, shrunk, give
+            vertex sd ratios 0.93-1.05 and exceedance 0.034-0.076, from 500 0.94-1.05 and
+            0.034-0.074, from 100 0.89-1.09 and 0.030-0.088; the cost grows linearly: 300 maps
+            cost 0.13 of the residual fit for two query sets).
         local_modes : int, optional
             Declare the ``"local"`` score (:meth:`iter_evaluate_maps`): the number of coarse modes
             it removes, recorded with the model and calibrated for the vertices and ``calibrate``.
