@@ -252,7 +252,7 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
     # truth, so only exceedance and detection)
     variants = [("local", k0, f"local z, {k0} modes" + ("" if k0 == args.local_modes[0] else " (uncal.)"))
                 for k0 in args.local_modes]
-    for score, k0, name in variants:
+    for score, k0, title in variants:
         for label, W in (("vertex", None), (f"FWHM {args.fwhm:g}", W_smooth)):
             with threadpool_limits(1):
                 lc = model.evaluate_maps(Yt, test, queries=W, score=score, local_modes=k0,
@@ -262,7 +262,7 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
             _, det = fwer_detection(lc, lp, foot)
             s = summary(lc, lc, np.ones_like(lc), np.ones_like(lc))
             s["rmse"], s["sd"] = float("nan"), np.array([np.nan, np.nan])
-            rows_extra.append((f"{name}, {label}", s, det))
+            rows_extra.append((f"{title}, {label}", s, det))
             found.setdefault((score, label), det)
     # the calibration's accuracy / cost trade-off: factors from fewer training maps, raw or shrunk
     for n_cal in args.calibration_sweep:
