@@ -385,3 +385,37 @@ def test_apply_atlas_writes_parcel_tables_and_maps_equal_to_the_python_api(study
     code, _, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", tmp_path / "z2",
                                "--atlas", tmp_path / "bad.annot"])
     assert code == 1 and "--atlas=" in stderr and "bad.annot" in stderr
+
+
+def test_local_z_declared_at_fit_is_written_and_said(study, bundle_dir, tmp_path):
+    out = tmp_path / "nolocal"
+    code, _, stderr = run_cli(["apply", bundle_dir, study.root / "clinic", "--out", out, "--z", "local"])
+    assert code != 0 and "--z" in stderr and "--local-modes" in stderr and not out.exists()
+    code, _, stderr = run_cli(["fit", study.root / "reference", "--basis", study.root / "basis.npz", *FIT_ARGS,
+                               "--local-modes", str(N_MODES), "--out", tmp_path / "b"])
+    assert code != 0 and "--local-modes" in stderr and not (tmp_path / "b").exists()
+    # what `fit --local-modes 6` records (the residual fit itself is tested in test_engine_residual)
+    from spectranorm_neuro.engine.maps import calibrate_maps, local_key
+
+    declared = load_bundle(bundle_dir)
+    cohort, _, model, _, cov = _python_scores(bundle_dir, study.root / "reference")
+    declared.model.model_params["residual"]["local_modes"] = 6
+    key = local_key("vertex", 6)
+    declared.model.residual_params.calibration[key] = calibrate_maps(model, cohort.maps(), cov, local_modes=6)[key]
+    bundle = tmp_path / "local_bundle"
+    declared.save(bundle)
+    out = tmp_path / "local"
+    code, _, stderr = run_cli(["apply", bundle, study.root / "clinic", "--out", out, "--z", "local", "-q"])
+    assert code == 0, stderr
+    cohort, _, model, _, cov = _python_scores(bundle, study.root / "clinic")
+    assert model.model_params["residual"]["local_modes"] == 6
+    got, _ = _read_maps(out, cohort.subjects, "zscore", model.eigenmode_basis.structures[0])
+    expected = model.evaluate_maps(cohort.maps(), cov, score="local").predictions["z-score"]
+    np.testing.assert_allclose(got, expected.astype(np.float32), rtol=1e-5, atol=1e-5)
+    meta = dict(nib.load(next(out.rglob("*desc-zscore_thickness.shape.gii"))).meta)
+    assert meta["SpectraNormZ"] == "local" and meta["SpectraNormLocalModes"] == "6"
+    sidecar = json.loads(next(out.rglob("*_desc-zscore_thickness.json")).read_text())
+    assert sidecar["ZScore"] == "local" and sidecar["LocalZCoarseModes"] == 6
+    code, _, stderr = run_cli(["apply", bundle, study.root / "clinic", "--out", tmp_path / "h", "--z", "local",
+                               "--maps", "zscore", "harmonized"])
+    assert code != 0 and "harmonized" in stderr

@@ -253,3 +253,79 @@ def test_mahalanobis_of_maps_is_chi2_in_controls(fitted):
     assert d2.shape == (len(test),) and np.all(d2 > 0)
     assert abs(np.mean(d2) - 5.0) < 0.8  # chi2(5) has mean 5 (sd of the mean over 300 subjects ~0.18)
     assert 0.005 < np.mean(p < 0.05) < 0.1  # the per-query calibration factors do not enter d2
+
+
+def test_local_score_removes_the_subjects_coarse_modes(fitted):
+    basis, truth, model, test, Yt = fitted
+    W = sparse.random(6, basis.n_features, density=0.2, random_state=4, format="csr")
+    pred = model.evaluate_maps(Yt[:15], test.iloc[:15], queries=W, score="local", local_modes=5).predictions
+    # closed form: w'y - q_A' c_A against the moments of the modes B (q with the coarse modes zeroed) + residual
+    sp = model.compute_spectral_predictions(test.iloc[:15])
+    Q = basis.encode_queries(W)
+    C = basis.encode(Yt[:15])
+    QB = Q.copy()
+    QB[:5] = 0.0
+    m_s, s_s = sp.query_moments(QB)
+    from spectranorm_neuro.engine.residual import predict_residual
+
+    r_mu, r_var = predict_residual(model.spec, model.residual_params, test.iloc[:15])
+    Wd = W.T.toarray()
+    mean = m_s + r_mu @ Wd
+    sd = np.sqrt(s_s**2 + r_var @ Wd**2)
+    obs = Yt[:15] @ Wd - C[:, :5] @ Q[:5]
+    np.testing.assert_allclose(pred["z-score"], (obs - mean) / sd, rtol=1e-8)
+    # the truth's smooth noise lives in the first 5 modes: the local vertex z no longer sees it, so a
+    # deviation spread over those modes vanishes from the local z and stays in the exact z
+    shifted = Yt[:15] + 3.0 * truth.gain(test.iloc[:15])[:, None] * truth.psi[:, 1] / np.abs(truth.psi[:, 1]).max()
+    local = model.evaluate_maps(shifted, test.iloc[:15], score="local", local_modes=5).predictions["z-score"]
+    base = model.evaluate_maps(Yt[:15], test.iloc[:15], score="local", local_modes=5).predictions["z-score"]
+    exact = model.evaluate_maps(shifted, test.iloc[:15]).predictions["z-score"]
+    np.testing.assert_allclose(local, base, atol=1e-8)
+    assert np.max(np.abs(exact - model.evaluate_maps(Yt[:15], test.iloc[:15]).predictions["z-score"])) > 1.0
+
+
+def test_local_score_declared_at_fit_is_calibrated_and_saved(fitted, tmp_path):
+    import copy
+
+    _, _, model, test, Yt = fitted
+    with pytest.raises(InvalidInputError, match="local_modes"):
+        model.evaluate_maps(Yt[:5], test.iloc[:5], score="local")
+    with pytest.raises(InvalidInputError, match="below the model's"):
+        model.evaluate_maps(Yt[:5], test.iloc[:5], score="local", local_modes=K)
+    m = copy.deepcopy(model)
+    m.fit_residual(Yt, test, local_modes=5, calibration_subjects=300)
+    assert m.model_params["residual"]["local_modes"] == 5
+    assert "vertex_local5" in m.residual_params.calibration
+    z = m.evaluate_maps(Yt, test, score="local").predictions["z-score"]
+    assert np.mean(z**2) == pytest.approx(1.0, abs=0.02)  # calibrated on these very maps (factors shrunk)
+    from spectranorm_neuro.engine.maps import calibrate_maps
+
+    m.residual_params.calibration.update(calibrate_maps(m, Yt, test, local_modes=5, shrink=False))
+    z = m.evaluate_maps(Yt, test, score="local").predictions["z-score"]
+    assert np.mean(z**2, axis=0) == pytest.approx(1.0, abs=1e-8)  # raw factors: exactly, at every vertex
+    m.save_model(tmp_path / "m")
+    back = SpectralNormativeModel.load_model(tmp_path / "m")
+    np.testing.assert_allclose(back.evaluate_maps(Yt[:10], test.iloc[:10], score="local").predictions["z-score"],
+                               z[:10], rtol=1e-12, atol=1e-12)
+
+
+def test_shrunk_calibration_factors_are_closer_to_the_truth():
+    from spectranorm_neuro.engine.maps import shrink_calibration
+
+    basis = lattice_basis(30, 60)
+    psi = np.asarray(basis.eigenvectors)
+    rng = np.random.default_rng(8)
+    true = np.exp(0.15 * psi[:, 1:6] @ rng.normal(size=5) / np.abs(psi[:, 1:6]).max())  # smooth factors
+    errors = {}
+    for n in (100, 400):
+        z = rng.normal(size=(n, basis.n_features)) * np.sqrt(true)
+        z2, z4 = np.sum(z**2, axis=0), np.sum(z**4, axis=0)
+        shrunk = shrink_calibration(basis, 30, z2, z4, n)
+        errors[n] = (np.sqrt(np.mean(np.log(shrunk / true) ** 2)), np.sqrt(np.mean(np.log(z2 / n / true) ** 2)))
+        assert errors[n][0] < 0.5 * errors[n][1]
+    assert errors[100][1] == pytest.approx(np.sqrt(2 / 100), rel=0.15)  # the raw factors' sampling error
+    # factors with real vertex-level structure keep it (the shrinkage weight follows the data)
+    rough = true * np.exp(0.3 * rng.normal(size=basis.n_features))
+    z = rng.normal(size=(400, basis.n_features)) * np.sqrt(rough)
+    shrunk = shrink_calibration(basis, 30, np.sum(z**2, axis=0), np.sum(z**4, axis=0), 400)
+    assert np.corrcoef(np.log(shrunk), np.log(rough))[0, 1] > 0.9

@@ -54,7 +54,7 @@ def cmd_fit(run: Run) -> int:
                         covariance_structure=args.covariance_structure, inference=args.inference,
                         holdout=args.holdout, measure=args.measure, space=space, seed=run.seed, n_jobs=run.n_jobs,
                         progress=run.progress, overwrite=run.overwrite, say=run.say, residual=args.residual,
-                        calibrate_fwhm=args.fwhm)
+                        calibrate_fwhm=args.fwhm, local_modes=args.local_modes)
     held = bundle.card["metrics"]["held_out"]
     run.say(f"Wrote the model bundle {args.out} (trained on {bundle.card['training']['n_subjects']} subjects"
             + (f", {held['n_subjects']} held out" if held else "") + ")")

@@ -138,6 +138,9 @@ def _add_fit(sub, parent) -> None:
                         "projected low-pass z, not exact per-vertex z-scores")
     g.add_argument("--fwhm", type=float, nargs="+", default=[], metavar="MM",
                    help="calibrate smoothed maps of these kernel FWHMs (mm on the mesh) for `apply --fwhm`")
+    g.add_argument("--local-modes", type=int, default=None, metavar="N",
+                   help="declare and calibrate the local z (`apply --z local`): the vertex or smoothed value minus "
+                        "the subject's own first N modes (e.g. 40 of 400): finds focal changes under broad noise")
     g.add_argument("--inference", choices=("map", "advi", "nuts"), default="map", help="default map (fast)")
     g.add_argument("--holdout", type=float, default=0.0,
                    help="fraction of each site held out of the fit and scored for the model card (default 0)")
@@ -157,9 +160,11 @@ def _add_scoring(sub, parent) -> None:
                    help="maps to write (default zscore centile)")
     p.add_argument("--population", action="store_true",
                    help="population-level norms (leave the site effects out): needed for sites the model never saw")
-    p.add_argument("--z", choices=("exact", "projected"), default=None,
+    p.add_argument("--z", choices=("exact", "local", "projected"), default=None,
                    help="exact: per-vertex z of the map itself (spectral + residual part; default when the bundle "
-                        "has a residual part); projected: low-pass z of the map's projection onto the modes")
+                        "has a residual part); local: the same minus the subject's own coarse modes (declared at "
+                        "fit time with --local-modes; finds focal changes under broad noise); projected: low-pass z "
+                        "of the map's projection onto the modes")
     p.add_argument("--fwhm", type=float, default=None, metavar="MM",
                    help="write smoothed maps: Gaussian kernels of this FWHM in mm on the mesh (e.g. 10)")
     p.add_argument("--report", action="store_true", help="also write the HTML report into <out>/report")

@@ -7,6 +7,12 @@ For a query ``w`` over the features (one vertex, a smoothing kernel, a parcel me
   map itself, ``w' y``, against mean ``q' mu_c + w' mu_r`` and variance
   ``q' S R S q + sum_v w_v^2 var_r,v`` (:mod:`~spectranorm_neuro.engine.residual`): for vertex
   queries the exact per-vertex z-score;
+* ``"local"`` scores the same value minus the subject's own coarse modes, ``w' y - q_A' c_A``
+  (``A`` the first ``local_modes`` modes, ``c_A`` the map's coefficients on them), against mean
+  ``q_B' mu_c + w' mu_r`` and variance ``q_B' S R S q_B + sum_v w_v^2 var_r,v`` (``q_B`` = ``q``
+  with the coarse modes zeroed): the deviation from the subject's own broad pattern, which
+  broad noise (at the scale of the coarse modes) no longer dominates; calibrated like ``"exact"``
+  when the cutoff was declared at fit time;
 * ``"projected"`` scores the low-pass value ``q' c`` (``c`` the map's spectral coefficients)
   against the spectral moments only: the z-score of the map projected onto the modes, what
   ``SpectralNormativeModel.iter_predict(observed=c)`` gives.
@@ -34,12 +40,15 @@ from .results import NormativePredictions
 if TYPE_CHECKING:
     from .spectral import SpectralNormativeModel
 
-__all__ = ["SCORES", "MapScoring", "iter_score_maps", "resolve_score", "assemble", "calibrate"]
+__all__ = ["SCORES", "MapScoring", "iter_score_maps", "resolve_score", "resolve_local_modes", "check_local_modes",
+           "local_key", "calibration_key", "assemble", "calibrate_maps",
+           "shrink_calibration"]
 
 logger = logging.getLogger("spectranorm_neuro")
 
-SCORES = ("exact", "projected")
+SCORES = ("exact", "local", "projected")
 MAP_SUBJECT_BLOCK = 64
+CALIBRATION_SUBJECTS = 500  # training maps of the per-query calibration (accuracy/cost: see fit_residual)
 QUERY_BLOCK = 4096
 
 
@@ -54,8 +63,8 @@ def resolve_score(model, score: str | None) -> str:
         return "exact"
     if score not in SCORES:
         raise bad_value("score", score, "is not a known map score", f"pass one of {SCORES}")
-    if score == "exact" and model.residual_params is None:
-        raise bad_value("score", "exact", "needs the model's residual part (what the modes miss), which this "
+    if score != "projected" and model.residual_params is None:
+        raise bad_value("score", score, "needs the model's residual part (what the modes miss), which this "
                         "model lacks: it was fitted on spectral coefficients only (or by an older release)",
                         "refit with SpectralNormativeModel.fit(coefficients, covariates, maps=maps) or call "
                         "model.fit_residual(maps, covariates) (CLI: refit with `fit`), or ask for the low-pass "
@@ -63,16 +72,52 @@ def resolve_score(model, score: str | None) -> str:
     return score
 
 
+def local_key(key: str, local_modes: int) -> str:
+    """Calibration key of the ``"local"`` score of a query set (``query_key``) with this cutoff."""
+    return f"{key}_local{int(local_modes)}"
+
+
+def calibration_key(W, score: str, k0: int = 0) -> str:
+    """Key of the calibration factors of ``score`` for query weights ``W`` (None: vertices)."""
+    key = query_key(W)
+    return local_key(key, k0) if score == "local" else key
+
+
+def resolve_local_modes(model, score: str, local_modes: int | None) -> int:
+    """Coarse modes the ``"local"`` score removes: ``local_modes`` or the cutoff declared at fit time (0 otherwise)."""
+    if score != "local":
+        return 0
+    if local_modes is None:
+        local_modes = (model.model_params.get("residual") or {}).get("local_modes")
+        if local_modes is None:
+            raise bad_value("local_modes", None, "is needed by score='local' and this model declared no cutoff "
+                            "at fit time", "pass local_modes=<coarse modes> (CLI: refit with `fit --local-modes "
+                            "N`, which also calibrates the local scores)")
+    return check_local_modes(local_modes, int(model.residual_params.n_modes))
+
+
+def check_local_modes(local_modes, n_modes: int, argument: str = "local_modes") -> int:
+    """Validate the coarse modes of the ``"local"`` score: an integer in 1 .. n_modes - 1."""
+    local_modes = check_positive_int(local_modes, argument, max(1, min(n_modes - 1, n_modes // 10)))
+    if local_modes >= n_modes:
+        raise bad_value(argument, local_modes, f"is not below the model's {n_modes} modes",
+                        f"pass fewer coarse modes, e.g. {argument} {max(1, n_modes // 10)}")
+    return local_modes
+
+
 def _moments(sp, spec, residual, covariates: pd.DataFrame, without, unseen_batch: str, maps: np.ndarray,
-             C: np.ndarray, Q: np.ndarray, W, query_block: int, score: str, kappa) -> Iterator[tuple]:
+             C: np.ndarray, Q: np.ndarray, W, query_block: int, score: str, kappa, k0: int = 0
+             ) -> Iterator[tuple]:
     """Yield ``(cols, observed, mean, sd)`` of one block of subjects, a block of queries at a time."""
-    exact = score == "exact"
+    exact = score != "projected"
     if exact:
         r_mu, r_var = predict_residual(spec, residual, covariates, without, unseen_batch)
     n_q = Q.shape[1]
     for a in range(0, n_q, query_block):
         cols = slice(a, min(a + query_block, n_q))
-        mean, sd = sp.query_moments(np.ascontiguousarray(Q[:, cols]))
+        Qb = np.array(Q[:, cols])
+        Qb[:k0] = 0.0  # the "local" score: the coarse modes are the subject's own, not a deviation
+        mean, sd = sp.query_moments(Qb)
         if exact:
             if W is None:
                 obs = maps[:, cols]
@@ -83,6 +128,8 @@ def _moments(sp, spec, residual, covariates: pd.DataFrame, without, unseen_batch
                 obs = np.asarray((Wb @ maps.T).T)
                 mean += np.asarray((Wb @ r_mu.T).T)
                 var = sd**2 + np.asarray((Wb.multiply(Wb) @ r_var.T).T)
+            if k0:
+                obs = obs - C[:, :k0] @ Q[:k0, cols]
             if kappa is not None:
                 var *= kappa[cols]
             sd = np.sqrt(var)
@@ -102,14 +149,56 @@ def _score_block(*args) -> list:
 
 
 def _calibration_block(*args) -> np.ndarray:
-    """Sum over a block of subjects of ``(obs - mean)^2 / var`` per query, shape (n_queries,)."""
-    parts = [np.sum(((obs - mean) / sd) ** 2, axis=0) for _, obs, mean, sd in _moments(*args)]
-    return np.concatenate(parts)
+    """Sums over a block of subjects of ``z^2`` and ``z^4`` per query, shape (2, n_queries)."""
+    parts = []
+    for _, obs, mean, sd in _moments(*args):
+        z2 = ((obs - mean) / sd) ** 2
+        parts.append(np.stack([z2.sum(axis=0), (z2**2).sum(axis=0)]))
+    return np.concatenate(parts, axis=1)
+
+
+def _centred(W, n_features: int) -> bool:
+    """Whether the queries are one per feature, each centred on its own feature (vertices, smoothing kernels)."""
+    if W is None:
+        return True
+    if W.shape[0] != n_features:
+        return False
+    return bool(np.all(np.asarray(abs(W).argmax(axis=1)).ravel() == np.arange(n_features)))
+
+
+def shrink_calibration(basis, n_modes: int, z2: np.ndarray, z4: np.ndarray, n: int) -> np.ndarray:
+    """Empirical-Bayes shrinkage of per-query factors ``z2 / n`` towards their smooth part over the mesh.
+
+    ``log kappa`` is split into its projection onto the first ``n_modes`` modes (the smooth
+    part) and the rest; the rest keeps the fraction ``t / (t + s)`` of its size, ``s`` the
+    sampling variance of ``log kappa`` (``(mean z^4 / kappa^2 - 1) / n``, averaged over queries)
+    and ``t`` the variance of the rest beyond it: what sampling noise a few hundred training
+    maps leave in the factor of every vertex is mostly removed, real local structure kept.
+
+    Parameters
+    ----------
+    basis : EigenmodeBasis
+    n_modes : int
+    z2, z4 : numpy.ndarray, shape (n_features,)
+        Sums over ``n`` training subjects of ``z^2`` and ``z^4`` of one query per feature.
+    n : int
+
+    Returns
+    -------
+    numpy.ndarray, shape (n_features,)
+    """
+    kappa = np.maximum(z2 / n, 1e-12)
+    log_k = np.log(kappa)
+    smooth = np.asarray(basis.eigenvectors[:, :n_modes]) @ basis.encode(log_k[None], n_modes=n_modes)[0]
+    rest = log_k - smooth
+    s = float(np.mean(np.maximum(z4 / n / kappa**2 - 1.0, 0.0))) / n
+    t = max(float(np.mean(rest**2)) - s, 0.0)
+    return np.exp(smooth + (t / (t + s) if t + s > 0 else 1.0) * rest)
 
 
 def iter_score_maps(model, maps, covariates: pd.DataFrame, queries=None, score: str | None = None,
                     predict_without=(), unseen_batch: str = "error", subject_block: int = MAP_SUBJECT_BLOCK,
-                    query_block: int = 4096, n_jobs: int | None = 1, names=None
+                    query_block: int = 4096, n_jobs: int | None = 1, names=None, local_modes: int | None = None
                     ) -> Iterator[tuple[slice, slice, NormativePredictions]]:
     """Stream z-scores of maps (see :meth:`SpectralNormativeModel.iter_evaluate_maps`)."""
     score = resolve_score(model, score)
@@ -117,17 +206,19 @@ def iter_score_maps(model, maps, covariates: pd.DataFrame, queries=None, score: 
     names = names if names is not None else getattr(maps, "names", None)
     W = query_weights(queries, int(model.eigenmode_basis.n_features))
     kappa = None
-    if score == "exact":
-        kappa = model.residual_params.calibration.get(query_key(W))
-        if kappa is None and W is not None:
-            logger.info("These queries were not calibrated at fit time: their residual parts are treated as "
-                        "independent across features (declare them to fit_residual(calibrate=...)).")
+    k0 = resolve_local_modes(model, score, local_modes)
+    if score != "projected":
+        kappa = model.residual_params.calibration.get(calibration_key(W, score, k0))
+        if kappa is None and (W is not None or k0):
+            logger.info("These queries (score %r) were not calibrated at fit time: their residual parts are treated "
+                        "as independent across features and of the spectral part (declare them to "
+                        "fit_residual(calibrate=..., local_modes=...)).", score)
     return _iter_blocks(_score_block, model, maps, covariates, W, score, predict_without, unseen_batch,
-                        subject_block, query_block, n_jobs, names, kappa)
+                        subject_block, query_block, n_jobs, names, kappa, k0=k0)
 
 
-def calibrate(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjects: int = 1000,
-              n_jobs: int | None = 1, names=None) -> dict:
+def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjects: int = CALIBRATION_SUBJECTS,
+              n_jobs: int | None = 1, names=None, local_modes: int | None = None, shrink: bool = True) -> dict:
     """Per-query variance factors of exact scores on training maps (see ``ResidualParams.calibration``).
 
     Parameters
@@ -140,11 +231,17 @@ def calibrate(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjec
         Query sets (``None`` for one query per feature, or weights (n_queries, n_features)).
     max_subjects : int, optional
         At most this many subjects (evenly spaced rows) are used.
+    local_modes : int, optional
+        Also calibrate the ``"local"`` score with this many coarse modes removed.
+    shrink : bool, optional
+        Shrink the factors of queries centred one per feature (vertices, smoothing kernels)
+        towards their smooth part over the mesh (:func:`shrink_calibration`); other query sets
+        keep their raw factors.
 
     Returns
     -------
     dict of str to numpy.ndarray
-        ``{query_key(W): factor (n_queries,)}``.
+        ``{query_key(W): factor (n_queries,)}`` (and ``{local_key(...): factor}``).
     """
     n = len(covariates)
     rows = np.unique(np.linspace(0, n - 1, min(n, max_subjects)).round().astype(np.int64))
@@ -153,10 +250,15 @@ def calibrate(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjec
     out = {}
     for queries_ in queries:
         W = query_weights(queries_, int(model.eigenmode_basis.n_features))
-        total = sum(_iter_blocks(_calibration_block, model, sub_maps, sub_cov, W, "exact", (), "population",
-                                 MAP_SUBJECT_BLOCK, 4096, n_jobs, None if names is None else
-                                 np.asarray(names)[rows], None, per_block=True))
-        out[query_key(W)] = total / rows.size
+        scores = [("exact", 0), *([("local", local_modes)] if local_modes else [])]
+        for score, k0 in scores:
+            z2, z4 = sum(_iter_blocks(_calibration_block, model, sub_maps, sub_cov, W, score, (), "population",
+                                      MAP_SUBJECT_BLOCK, 4096, n_jobs, None if names is None else
+                                      np.asarray(names)[rows], None, per_block=True, k0=k0))
+            n_feat = int(model.eigenmode_basis.n_features)
+            out[calibration_key(W, score, k0)] = (
+                shrink_calibration(model.eigenmode_basis, model.residual_params.n_modes, z2, z4, rows.size)
+                if shrink and _centred(W, n_feat) else z2 / rows.size)
     return out
 
 
@@ -172,7 +274,7 @@ class _RowView:
 
 
 def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unseen_batch, subject_block,
-                 query_block, n_jobs, names, kappa, per_block: bool = False):
+                 query_block, n_jobs, names, kappa, per_block: bool = False, k0: int = 0):
     """Run ``task`` over blocks of subjects (see :func:`iter_score_maps`)."""
     from .spectral import _blocks
 
@@ -184,11 +286,11 @@ def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unsee
                         f"is not (n_subjects = {len(covariates)} covariate rows, {n_feat} features)",
                         "pass one map per covariate row over the basis' features", ShapeMismatchError)
     residual = model.residual_params
-    if score == "exact" and residual.n_features != n_feat:
+    if score != "projected" and residual.n_features != n_feat:
         raise bad_value("model", f"residual part over {residual.n_features} features",
                         f"does not match the basis' {n_feat} features", "refit the residual part",
                         IncompatibleModelError)
-    if score == "exact":
+    if score != "projected":
         k = residual.n_modes
     subject_block = check_positive_int(subject_block, "subject_block", 256)
     query_block = check_positive_int(query_block, "query_block", 256)
@@ -208,7 +310,7 @@ def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unsee
             block = check_maps(maps[rows], n_feat, "maps", np.arange(rows.start, rows.stop), ids)
             C = basis.encode(block, n_modes=k)
             yield (sp.subset(rows), model.spec, residual, covariates.iloc[rows], without, unseen_batch,
-                   block, C, Q, W, query_block, score, kappa)
+                   block, C, Q, W, query_block, score, kappa, k0)
 
     if per_block:
         return run_tasks(task, arguments(), n_jobs)
@@ -235,7 +337,8 @@ class MapScoring:
     """Methods of :class:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel` that fit and score maps."""
 
     def fit_residual(self, maps, covariates_dataframe: pd.DataFrame, n_jobs: int | None = 1, names=None,
-                     calibrate=(), calibration_subjects: int = 1000, **solver_kwargs) -> SpectralNormativeModel:
+                     calibrate=(), calibration_subjects: int = CALIBRATION_SUBJECTS, local_modes: int | None = None,
+                     **solver_kwargs) -> SpectralNormativeModel:
         """Fit the per-feature normative models of what the modes miss (``r = y - Psi Psi' M y``).
 
         Parameters
@@ -255,7 +358,14 @@ class MapScoring:
             covariance between the spectral and residual parts and the residuals' correlation
             between neighbouring features. Vertex queries are always calibrated.
         calibration_subjects : int, optional
-            At most this many training subjects (evenly spaced) are used for the calibration.
+            At most this many training subjects (evenly spaced) are used for the calibration
+            (default 500: on ``bench/bench_vertex_truth.py`` factors from 300 maps, shrunk, give
+            vertex sd ratios 0.93-1.05 and exceedance 0.034-0.076, from 500 0.94-1.05 and
+            0.034-0.074, from 100 0.89-1.09 and 0.030-0.088; the cost grows linearly: 300 maps
+            cost 0.13 of the residual fit for two query sets).
+        local_modes : int, optional
+            Declare the ``"local"`` score (:meth:`iter_evaluate_maps`): the number of coarse modes
+            it removes, recorded with the model and calibrated for the vertices and ``calibrate``.
         **solver_kwargs
             Passed to the solver.
 
@@ -269,6 +379,8 @@ class MapScoring:
         self._fitted()
         k = int(self.model_params["n_modes"])
         self.spec.check_dataframe(covariates_dataframe, "covariates_dataframe")
+        if local_modes is not None:
+            local_modes = check_local_modes(local_modes, k)
         n_feat = int(self.eigenmode_basis.n_features)
         if getattr(maps, "ndim", 0) != 2 or maps.shape != (len(covariates_dataframe), n_feat):
             maps = np.asarray(maps)
@@ -280,18 +392,18 @@ class MapScoring:
         C = encode_maps(self.eigenmode_basis, maps, k, names=names)
         self.residual_params = fit_residual(self.spec, self.eigenmode_basis, maps, C, covariates_dataframe,
                                             n_jobs=n_jobs, **solver_kwargs)
-        from .maps import calibrate as _calibrate
-
-        self.residual_params.calibration = _calibrate(self, maps, covariates_dataframe, [None, *calibrate],
-                                                      calibration_subjects, n_jobs, names)
         self.model_params["residual"] = {"n_features": n_feat, "n_modes": k}
+        self.residual_params.calibration = calibrate_maps(self, maps, covariates_dataframe, [None, *calibrate],
+                                                          calibration_subjects, n_jobs, names, local_modes)
+        if local_modes is not None:
+            self.model_params["residual"]["local_modes"] = local_modes
         logger.info("Fitted the residual part of %d features", n_feat)
         return self
 
     def iter_evaluate_maps(self, maps, covariates_dataframe: pd.DataFrame, queries=None, score: str | None = None,
                            predict_without=(), unseen_batch: str = "error", subject_block: int = 64,
-                           query_block: int = QUERY_BLOCK, n_jobs: int | None = 1, names=None
-                           ) -> Iterator[tuple[slice, slice, NormativePredictions]]:
+                           query_block: int = QUERY_BLOCK, n_jobs: int | None = 1, names=None,
+                           local_modes: int | None = None) -> Iterator[tuple[slice, slice, NormativePredictions]]:
         """Stream z-scores, centiles and log-likelihoods of maps, block by block.
 
         Parameters
@@ -302,11 +414,14 @@ class MapScoring:
         queries : None, sparse or dense array (n_queries, n_features), or io.QuerySet, optional
             What to score: ``None`` every feature (vertex maps), else query weights (e.g.
             ``io.kernel_queries(basis, surfaces, fwhm=10)`` for smoothed maps, atlas parcels).
-        score : {"exact", "projected"}, optional
+        score : {"exact", "local", "projected"}, optional
             ``"exact"``: the query's value on the map against spectral plus residual moments
-            (needs the residual part, :meth:`fit_residual`); ``"projected"``: the low-pass z of the
-            map's projection onto the modes. Default: ``"exact"`` when the model has a residual
-            part, else ``"projected"`` with a logged note.
+            (needs the residual part, :meth:`fit_residual`); ``"local"``: the same value minus the
+            subject's own coarse modes (the first ``local_modes``), against the moments of the
+            rest: a deviation from the subject's own broad pattern (finds focal changes under
+            broad noise); ``"projected"``: the low-pass z of the map's projection onto the modes.
+            Default: ``"exact"`` when the model has a residual part, else ``"projected"`` with a
+            logged note.
         predict_without : list of str, optional
         unseen_batch : {"error", "population", "marginalize"}, optional
         subject_block, query_block : int, optional
@@ -314,6 +429,9 @@ class MapScoring:
             joblib workers over blocks of subjects.
         names : array_like of str, shape (n_subjects,), optional
             Name (file) of each map, for error messages (NaN/inf on modelled features).
+        local_modes : int, optional
+            Coarse modes the ``"local"`` score removes (default: the cutoff declared at fit time,
+            whose scores are calibrated).
 
         Yields
         ------
@@ -327,11 +445,12 @@ class MapScoring:
 
         maps = maps if getattr(maps, "ndim", 0) == 2 else np.asarray(maps)
         return iter_score_maps(self, maps, covariates_dataframe, queries, score, predict_without, unseen_batch,
-                               subject_block, query_block, n_jobs, None if names is None else np.asarray(names))
+                               subject_block, query_block, n_jobs, None if names is None else np.asarray(names),
+                               local_modes)
 
     def evaluate_maps(self, maps, covariates_dataframe: pd.DataFrame, queries=None, score: str | None = None,
-                      predict_without=(), unseen_batch: str = "error", n_jobs: int | None = 1
-                      ) -> NormativePredictions:
+                      predict_without=(), unseen_batch: str = "error", n_jobs: int | None = 1,
+                      local_modes: int | None = None) -> NormativePredictions:
         """Score maps: :meth:`iter_evaluate_maps` gathered into (n_subjects, n_queries) arrays.
 
         Returns
@@ -345,7 +464,7 @@ class MapScoring:
         W = query_weights(queries, int(self.eigenmode_basis.n_features))
         n_q = int(self.eigenmode_basis.n_features) if W is None else W.shape[0]
         blocks = self.iter_evaluate_maps(maps, covariates_dataframe, W, score, predict_without, unseen_batch,
-                                         n_jobs=n_jobs)
+                                         n_jobs=n_jobs, local_modes=local_modes)
         return assemble(blocks, len(covariates_dataframe), n_q, covariates_dataframe.index)
 
     def mahalanobis_maps(self, maps, covariates_dataframe: pd.DataFrame, queries, predict_without=(),

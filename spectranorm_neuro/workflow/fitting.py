@@ -73,7 +73,8 @@ def fit_model(basis, coefficients: np.ndarray, covariates: pd.DataFrame, *, nume
               mean: Sequence[str] | None = None, variance: Sequence[str] | None = None, model_type: str = "HBR",
               n_modes: int = -1, covariance_structure: float | str = "lowrank", inference: str = "map",
               holdout: float = 0.0,
-              seed: int = 0, n_jobs: int = 1, progress: bool = False, maps=None, calibrate=()) -> FitResult:
+              seed: int = 0, n_jobs: int = 1, progress: bool = False, maps=None, calibrate=(),
+              local_modes: int | None = None) -> FitResult:
     """Specify and fit a spectral normative model.
 
     Parameters
@@ -98,6 +99,8 @@ def fit_model(basis, coefficients: np.ndarray, covariates: pd.DataFrame, *, nume
         subjects' maps, for exact per-vertex z-scores (``SpectralNormativeModel.fit_residual``).
     calibrate : sequence of query sets, optional
         Query sets (e.g. smoothing kernels) calibrated besides the vertices (``fit_residual``).
+    local_modes : int, optional
+        Declare (and calibrate) the ``"local"`` z with this many coarse modes (``fit_residual``).
 
     Returns
     -------
@@ -124,7 +127,7 @@ def fit_model(basis, coefficients: np.ndarray, covariates: pd.DataFrame, *, nume
               inference=inference, random_state=seed, progress=progress)
     if maps is not None:
         train_maps = maps.subset(train) if hasattr(maps, "subset") else np.asarray(maps)[train]
-        model.fit_residual(train_maps, cov_train, n_jobs=n_jobs, calibrate=calibrate)
+        model.fit_residual(train_maps, cov_train, n_jobs=n_jobs, calibrate=calibrate, local_modes=local_modes)
     metrics = None
     if hold.any():
         Q = encoded_queries(model)

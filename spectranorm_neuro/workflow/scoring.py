@@ -162,8 +162,14 @@ def smoothing_queries(basis, fwhm: float, surfaces=None):
 def z_metadata(model, score: str, fwhm: float | None = None) -> dict:
     """GIFTI metadata saying which z-score a written map holds."""
     k = int(model.model_params["n_modes"])
+    local = int((model.model_params.get("residual") or {}).get("local_modes") or 0) if score == "local" else 0
     if score == "projected":
         kind, text = "projected", f"low-pass z of the map's projection onto the model's {k} modes"
+    elif local:
+        scale = "vertex value" if fwhm is None else f"value smoothed with a Gaussian kernel of FWHM {fwhm:g} mm"
+        kind, text = "local", (f"local z: the {scale} minus the subject's own first {local} modes (its broad "
+                               "pattern), against the moments of the rest (spectral plus residual parts), "
+                               "calibrated on the training maps")
     elif fwhm is None:
         kind, text = "exact", (f"exact per-vertex z: spectral part ({k} modes) plus the per-vertex residual part "
                                "(what the modes miss), calibrated per vertex on the training maps")
@@ -173,6 +179,8 @@ def z_metadata(model, score: str, fwhm: float | None = None) -> dict:
     meta = {"SpectraNormZ": kind, "SpectraNormZDescription": text, "SpectraNormModes": str(k)}
     if fwhm is not None:
         meta["SpectraNormFWHMmm"] = f"{fwhm:g}"
+    if local:
+        meta["SpectraNormLocalModes"] = str(local)
     return meta
 
 
@@ -184,6 +192,8 @@ def z_sidecar(meta: dict | None) -> dict:
         out["ZScoreDescription"] = meta["SpectraNormZDescription"]
     if "SpectraNormFWHMmm" in meta:
         out["SmoothingFWHMmm"] = float(meta["SpectraNormFWHMmm"])
+    if "SpectraNormLocalModes" in meta:
+        out["LocalZCoarseModes"] = int(meta["SpectraNormLocalModes"])
     return out
 
 

@@ -142,7 +142,8 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
               holdout: float = 0.0,
                measure: str | None = None, space: dict | None = None, seed: int = 0, n_jobs: int | None = 1,
                progress: bool = False, overwrite: bool = False, say: Say = _quiet, residual: bool = True,
-               calibrate_fwhm: Sequence[float] = (), surfaces=None) -> ModelBundle:
+               calibrate_fwhm: Sequence[float] = (), surfaces=None,
+               local_modes: int | None = None) -> ModelBundle:
     """Fit a spectral normative model on a cohort and make it a bundle (what ``spectranorm-neuro fit`` does).
 
     Parameters
@@ -180,6 +181,9 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
         FWHMs (mm) of smoothed maps to calibrate on the training maps (``apply --fwhm``).
     surfaces : mapping, optional
         Meshes for the smoothing kernels (default: fsaverage5's when the basis was built on it).
+    local_modes : int, optional
+        Declare and calibrate the local z (``apply --z local``): the number of coarse modes it
+        removes (``--local-modes``; needs the residual part).
 
     Returns
     -------
@@ -188,7 +192,11 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     check_fit_options(numerical, categorical, batch, nonlinear, holdout, cohort.covariates.columns)
-    check_n_modes(n_modes, basis.n_modes, "--n-modes")  # before the (long) encoding
+    k = check_n_modes(n_modes, basis.n_modes, "--n-modes")  # before the (long) encoding
+    if local_modes is not None:
+        from ..engine.maps import check_local_modes
+
+        check_local_modes(local_modes, k, "--local-modes")
     _check_covariate_values(cohort, numerical, categorical)
     if out is not None:
         out = check_bundle_target(out, overwrite)
@@ -198,7 +206,7 @@ def fit_bundle(cohort: Cohort, basis, out: str | os.PathLike | None = None, *, n
     options = dict(numerical=numerical, categorical=categorical, batch=batch, nonlinear=nonlinear, mean=mean,
                    variance=variance, model_type=model_type, n_modes=n_modes,
                    covariance_structure=covariance_structure, inference=inference, holdout=holdout, seed=seed,
-                   n_jobs=n_jobs, progress=progress)
+                   n_jobs=n_jobs, progress=progress, local_modes=local_modes if residual else None)
     with tempfile.TemporaryDirectory(prefix="spectranorm-maps-") as tmp:
         say(f"Encoding {cohort.n_subjects} maps on {basis.n_modes} modes ...")
         if residual:
@@ -378,6 +386,10 @@ def _z_choice(bundle: ModelBundle, z: str | None, warn: Say) -> str:
         return "projected"
     from ..engine.maps import resolve_score
 
+    if z == "local" and not (bundle.model.model_params.get("residual") or {}).get("local_modes"):
+        raise bad_value("--z", z, "needs the local z declared (and calibrated) at fit time, which this bundle did "
+                        "not do", "refit the bundle with `spectranorm-neuro fit --local-modes N` (e.g. N = modes / "
+                        "10), or pass --z exact", IncompatibleModelError)
     try:
         return resolve_score(bundle.model, z)
     except IncompatibleModelError as exc:
@@ -428,10 +440,11 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     progress : bool, optional
     say, warn : callable, optional
         Receive status lines and warnings.
-    z : {"exact", "projected"}, optional
+    z : {"exact", "local", "projected"}, optional
         Which z (``--z``): the exact per-vertex z (spectral plus residual part; the default when
-        the bundle has a residual part) or the low-pass z of the map's projection onto the modes
-        (the default, with a warning, for bundles without one).
+        the bundle has a residual part), the local z (the same minus the subject's own coarse
+        modes, declared at fit time with ``--local-modes``) or the low-pass z of the map's
+        projection onto the modes (the default, with a warning, for bundles without one).
     fwhm : float, optional
         Write smoothed maps: Gaussian kernels of this FWHM in mm on the mesh (``--fwhm``).
     surfaces : mapping, optional
@@ -447,6 +460,9 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     z = _z_choice(bundle, z, warn)
     kinds = list(dict.fromkeys(maps))
+    if z == "local" and "harmonized" in kinds:
+        raise bad_value("--maps", "harmonized", "is not defined for the local z (its moments are not those of the "
+                        "map)", "write harmonized maps with --z exact (or the `harmonize` command)")
     unknown = [k for k in kinds if k not in MAP_KINDS]
     if unknown:
         raise bad_value("--maps", unknown, "are not maps apply can write", f"pass some of {list(MAP_KINDS)}")
