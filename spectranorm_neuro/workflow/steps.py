@@ -265,6 +265,10 @@ def adapt_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike | N
         The adapted bundle; its card records the new levels (``card["adaptations"]``).
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    if bundle.kind == "regional":
+        from .regional import adapt_regional
+
+        return adapt_regional(bundle, cohort, out, overwrite=overwrite)
     if out is not None:
         if bundle.path is not None and Path(out).resolve() == Path(bundle.path).resolve():
             raise UsageError("--out must differ from the input bundle (write the adapted bundle next to it)")
@@ -350,7 +354,9 @@ def map_metadata(bundle: ModelBundle, command: str, population: bool = False,
     model = {"Bundle": Path(bundle.path).name, "Command": f"spectranorm-neuro {command}",
              "PackageVersion": bundle.manifest.get("package_version"),
              "ModelCardSHA256": files.get("model_card.json"), "ParametersSHA256": files.get("model/params.npz"),
-             "Measure": bundle.measure, "NModes": int(bundle.model.model_params["n_modes"]),
+             "Measure": bundle.measure,
+             **({"NModes": int(bundle.model.model_params["n_modes"])} if bundle.kind == "spectral" else
+                {"NRegions": len(bundle.model.regions), "Likelihood": spec.likelihood}),
              "Covariates": list(spec.covariate_names), "BatchCovariates": list(spec.batch_covariates),
              "PredictedWithout": list(spec.batch_covariates) if population else []}
     if removed is not None:
@@ -445,6 +451,11 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     ApplyResult
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    if bundle.kind == "regional":
+        from .regional import apply_regional
+
+        return apply_regional(bundle, cohort, out, maps=maps, population=population, measure=measure,
+                              overwrite=overwrite, say=say, warn=warn)
     z = _z_choice(bundle, z, warn)
     kinds = list(dict.fromkeys(maps))
     unknown = [k for k in kinds if k not in MAP_KINDS]
@@ -511,6 +522,11 @@ def harmonize_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike
     ApplyResult
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    if bundle.kind == "regional":
+        from .regional import harmonize_regional
+
+        return harmonize_regional(bundle, cohort, out, covariates=covariates, measure=measure, overwrite=overwrite,
+                                  say=say, warn=warn)
     model = bundle.model
     what = list(covariates or model.spec.batch_covariates)
     if not what:
