@@ -436,17 +436,10 @@ def harmonize_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | o
     -------
     ApplyResult
     """
-    from .steps import ApplyResult
+    from .steps import ApplyResult, harmonized_covariates
 
     model = bundle.model
-    what = list(covariates or model.spec.batch_covariates)
-    if not what:
-        raise bad_value("--covariates", None, "is empty and the model has no batch covariate",
-                        "name the covariates to remove with --covariates", InvalidInputError)
-    unknown = [c for c in what if c not in model.spec.covariate_names]
-    if unknown:
-        raise bad_value("--covariates", unknown, f"are not covariates of the model ({model.spec.covariate_names})",
-                        "name covariates the model was fitted with", InvalidInputError)
+    what = harmonized_covariates(model, covariates)
     out = check_destination(out, overwrite)
     frame, messages = _prepare(bundle, cohort, False, warn)
     measure = _measure(measure, bundle, cohort)

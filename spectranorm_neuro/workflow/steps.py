@@ -34,7 +34,7 @@ from .parcels import Atlas, parcel_scores, write_parcel_outputs
 from .scoring import MAP_KINDS, check_covariates, check_writable, score_and_write, smoothing_queries, z_metadata
 
 __all__ = ["Attachment", "ApplyResult", "check_fit_options", "fit_bundle", "apply_bundle", "adapt_bundle",
-           "harmonize_bundle", "prepare_scoring", "map_metadata", "source_datasets"]
+           "harmonize_bundle", "prepare_scoring", "map_metadata", "source_datasets", "harmonized_covariates"]
 
 Say = Callable[[str], None]
 
@@ -497,6 +497,19 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     return ApplyResult(out, files, cohort.n_subjects, space, summary, messages)
 
 
+def harmonized_covariates(model, covariates: Sequence[str] | None) -> list[str]:
+    """The covariates ``harmonize`` removes (``--covariates``, default the batch covariates), checked."""
+    what = list(covariates or model.spec.batch_covariates)
+    if not what:
+        raise bad_value("--covariates", None, "is empty and the model has no batch covariate",
+                        "name the covariates to remove with --covariates", InvalidInputError)
+    unknown = [c for c in what if c not in model.spec.covariate_names]
+    if unknown:
+        raise bad_value("--covariates", unknown, f"are not covariates of the model ({model.spec.covariate_names})",
+                        "name covariates the model was fitted with", InvalidInputError)
+    return what
+
+
 def harmonize_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
                      covariates: Sequence[str] | None = None, measure: str | None = None, space: dict | None = None,
                      overwrite: bool = False, n_jobs: int | None = None, progress: bool = False, say: Say = _quiet,
@@ -528,14 +541,7 @@ def harmonize_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike
         return harmonize_regional(bundle, cohort, out, covariates=covariates, measure=measure, overwrite=overwrite,
                                   say=say, warn=warn)
     model = bundle.model
-    what = list(covariates or model.spec.batch_covariates)
-    if not what:
-        raise bad_value("--covariates", None, "is empty and the model has no batch covariate",
-                        "name the covariates to remove with --covariates", InvalidInputError)
-    unknown = [c for c in what if c not in model.spec.covariate_names]
-    if unknown:
-        raise bad_value("--covariates", unknown, f"are not covariates of the model ({model.spec.covariate_names})",
-                        "name covariates the model was fitted with", InvalidInputError)
+    what = harmonized_covariates(model, covariates)
     out = check_destination(out, overwrite)
     check_writable(bundle.basis.structures)
     frame, space, messages = prepare_scoring(bundle, cohort, space, False, warn)
