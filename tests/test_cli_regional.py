@@ -205,3 +205,27 @@ def test_regional_errors_name_the_option_and_the_fix(study, tmp_path):
                             "--out", tmp_path / "f"])
     assert code == 1 and "missing" in err and "lognormal1" in err
     assert not any((tmp_path / name).exists() for name in "abcdef")
+
+
+def test_report_and_apply_report_on_a_regional_bundle(study, tmp_path):
+    root, files, _ = study
+    values = pd.read_csv(files["test"][0], sep=" ", index_col=0).iloc[:200]
+    cov = pd.read_csv(files["test"][1], sep="\t", index_col="participant_id").iloc[:200]
+    cov["group"] = ["patient" if i < 5 else "control" for i in range(200)]
+    values.iloc[:5, 0] -= 6 * (0.09 + 0.0006 * cov["age"].to_numpy()[:5])  # normal0: 6 true sds below
+    values.to_csv(tmp_path / "clinic.tsv", sep="\t")
+    cov.to_csv(tmp_path / "clinic_participants.tsv", sep="\t")
+    code, out, err = run_cli(["report", root / "bundle", tmp_path / "clinic.tsv", "--participants",
+                              tmp_path / "clinic_participants.tsv", "--out", tmp_path / "report",
+                              "--group-column", "group", "--controls", "group=control"])
+    assert code == 0, err
+    html = (tmp_path / "report" / "index.html").read_text()
+    assert 'data-region="shash2"' in html and "195 control subjects" in html
+    rows = html.split('id="subject-table"')[1].split("<tr data-subject=")[1:6]
+    assert all(">patient<" in row and "normal0 (-" in row for row in rows)  # the 5 patients come first
+    assert (tmp_path / "report" / "figures" / "calibration.png").is_file()
+    code, _, err = run_cli(["apply", root / "bundle", tmp_path / "clinic.tsv", "--participants",
+                            tmp_path / "clinic_participants.tsv", "--out", tmp_path / "scores", "--report",
+                            "--group-column", "group", "--controls", "group=control"])
+    assert code == 0, err
+    assert 'data-region="shash2"' in (tmp_path / "scores" / "report" / "index.html").read_text()

@@ -52,6 +52,7 @@ from .regional import (
     fit_regional_bundle,
     harmonize_regional,
     load_regional_cohort,
+    prepare_regional,
     regional_tables,
 )
 from .scoring import MAP_KINDS, check_covariates, encoded_queries, score, score_and_write, write_maps
@@ -79,5 +80,5 @@ __all__ = [
     "ApplyResult", "Attachment", "check_fit_options", "fit_bundle", "apply_bundle", "adapt_bundle",
     "harmonize_bundle", "prepare_scoring",
     "RegionalCohort", "load_regional_cohort", "fit_regional_bundle", "apply_regional", "adapt_regional",
-    "harmonize_regional", "regional_tables", "KINDS", "bundle_kind", "build_regional_card",
+    "harmonize_regional", "regional_tables", "prepare_regional", "KINDS", "bundle_kind", "build_regional_card",
 ]

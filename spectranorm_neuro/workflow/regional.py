@@ -57,7 +57,7 @@ from .output import check_destination, staged_directory
 from .scoring import MAP_KINDS, check_covariates
 
 __all__ = ["RegionalCohort", "load_regional_cohort", "fit_regional_bundle", "apply_regional", "adapt_regional",
-           "harmonize_regional", "regional_tables", "SMOOTHING_OPTIONS", "LIKELIHOOD_OPTIONS"]
+           "harmonize_regional", "regional_tables", "prepare_regional", "SMOOTHING_OPTIONS", "LIKELIHOOD_OPTIONS"]
 
 #: ``smoothing=`` values: ``"eb"`` a penalized B-spline (df 20) whose smoothness is estimated per
 #: region by empirical Bayes (the default: it beats the fixed df=5 spline on every draw measured,
@@ -301,7 +301,16 @@ def fit_regional_bundle(cohort: RegionalCohort, out: str | os.PathLike | None = 
     return bundle
 
 
-def _prepare(bundle: ModelBundle, cohort: RegionalCohort, population: bool, warn) -> tuple[pd.DataFrame, list]:
+def prepare_regional(bundle: ModelBundle, cohort: RegionalCohort, population: bool = False, warn=_quiet
+                     ) -> tuple[pd.DataFrame, list[str]]:
+    """Check a regional cohort against a regional bundle before scoring it.
+
+    Returns
+    -------
+    covariates : pandas.DataFrame, shape (n_subjects, ...)
+    warnings : list of str
+        Extrapolation warnings (also passed to ``warn``).
+    """
     if not isinstance(cohort, RegionalCohort):
         raise bad_value("cohort", type(cohort).__name__, "is not a table of regional measures, but the bundle "
                         "is regional", "read the table with load_regional_cohort(...)", InvalidInputError)
@@ -384,7 +393,7 @@ def _write_dataset(stage: Path, cohort: RegionalCohort, out: Path, command: str)
 
 def apply_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | os.PathLike, *,
                    maps: Sequence[str] = ("zscore", "centile"), population: bool = False, measure: str | None = None,
-                   overwrite: bool = False, say=_quiet, warn=_quiet):
+                   attachments: Sequence = (), overwrite: bool = False, say=_quiet, warn=_quiet):
     """Score a regional cohort with a regional bundle (``spectranorm-neuro apply`` on a regional bundle).
 
     Parameters
@@ -396,8 +405,9 @@ def apply_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | os.Pa
         Output folder (see the module notes); new, empty, or an earlier output with ``overwrite``.
     maps : sequence of str, optional
         Tables to write, among ``zscore``, ``centile``, ``harmonized``, ``mu``, ``sd``.
-    population, measure, overwrite, say, warn :
-        As in :func:`~spectranorm_neuro.workflow.apply_bundle`.
+    population, measure, attachments, overwrite, say, warn :
+        As in :func:`~spectranorm_neuro.workflow.apply_bundle` (an attachment's ``write`` gets the
+        z-scores, subjects x regions, and no coefficients).
 
     Returns
     -------
@@ -410,8 +420,10 @@ def apply_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | os.Pa
     if unknown:
         raise bad_value("--maps", unknown, "are not tables apply can write", f"pass some of {list(MAP_KINDS)}")
     out = check_destination(out, overwrite)
-    covariates, messages = _prepare(bundle, cohort, population, warn)
+    covariates, messages = prepare_regional(bundle, cohort, population, warn)
     measure = _measure(measure, bundle, cohort)
+    for item in attachments:
+        item.check(bundle, covariates)
     say(f"Scoring {cohort.n_subjects} subjects in {len(bundle.model.regions)} regions ...")
     tables = regional_tables(bundle.model, cohort, covariates, kinds, population)
     meta = _model_metadata(bundle, "apply", population)
@@ -421,6 +433,8 @@ def apply_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | os.Pa
         summary = cohort_summary(tables["zscore"].to_numpy(), cohort.subjects)
         written.append(write_summary(summary, stage / "group" / build_bids_name({"desc": "zscoresummary"}, measure,
                                                                                  ".tsv")))
+        for item in attachments:
+            item.write(stage, bundle, covariates, tables["zscore"].to_numpy(), None, 1, False)
     files = [out / Path(p).relative_to(stage) for p in written]
     return ApplyResult(out, files, cohort.n_subjects, {}, summary, messages)
 
@@ -441,7 +455,7 @@ def harmonize_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | o
     model = bundle.model
     what = harmonized_covariates(model, covariates)
     out = check_destination(out, overwrite)
-    frame, messages = _prepare(bundle, cohort, False, warn)
+    frame, messages = prepare_regional(bundle, cohort, False, warn)
     measure = _measure(measure, bundle, cohort)
     say(f"Harmonizing {cohort.n_subjects} subjects ...")
     with warnings.catch_warnings():
