@@ -215,7 +215,7 @@ def test_report_and_apply_report_on_a_regional_bundle(study, tmp_path):
     values.iloc[:5, 0] -= 6 * (0.09 + 0.0006 * cov["age"].to_numpy()[:5])  # normal0: 6 true sds below
     values.to_csv(tmp_path / "clinic.tsv", sep="\t")
     cov.to_csv(tmp_path / "clinic_participants.tsv", sep="\t")
-    code, out, err = run_cli(["report", root / "bundle", tmp_path / "clinic.tsv", "--participants",
+    code, _, err = run_cli(["report", root / "bundle", tmp_path / "clinic.tsv", "--participants",
                               tmp_path / "clinic_participants.tsv", "--out", tmp_path / "report",
                               "--group-column", "group", "--controls", "group=control"])
     assert code == 0, err
@@ -229,3 +229,51 @@ def test_report_and_apply_report_on_a_regional_bundle(study, tmp_path):
                             "--group-column", "group", "--controls", "group=control"])
     assert code == 0, err
     assert 'data-region="shash2"' in (tmp_path / "scores" / "report" / "index.html").read_text()
+
+
+def test_apply_with_the_atlas_of_the_table_writes_parcel_maps(tmp_path):
+    import nibabel as nib
+
+    from ._cli_data import write_band_annot
+
+    lh, _ = write_band_annot(tmp_path / "lh.bands.annot")
+    rh, _ = write_band_annot(tmp_path / "rh.bands.annot")
+    cov, table, _ = regional_cohort(300, 6, n_regions=3)
+    table.columns = ["lh_band1_thickness", "rh_band2_thickness", "lh_elsewhere_thickness"]  # aparcstats2table-like
+    table.rename_axis("lh.bands.thickness").to_csv(tmp_path / "thickness.tsv", sep="\t")
+    cov.to_csv(tmp_path / "participants.tsv", sep="\t")
+    code, _, err = run_cli(["fit", tmp_path / "thickness.tsv", "--participants", tmp_path / "participants.tsv",
+                            *MODEL, "--out", tmp_path / "bundle"])
+    assert code == 0, err
+    code, out, err = run_cli(["apply", tmp_path / "bundle", tmp_path / "thickness.tsv", "--participants",
+                              tmp_path / "participants.tsv", "--out", tmp_path / "scores", "--atlas",
+                              tmp_path / "lh.bands.annot", tmp_path / "rh.bands.annot"])
+    assert code == 0, err
+    z = _z(tmp_path / "scores" / "group" / "desc-zscore_thickness.tsv")
+    subject = z.index[7]
+    left = tmp_path / "scores" / subject / "anat" / f"{subject}_hemi-L_atlas-bands_desc-zscore_thickness.shape.gii"
+    right = left.with_name(left.name.replace("hemi-L", "hemi-R"))
+    lv = nib.load(left).darrays[0].data
+    rv = nib.load(right).darrays[0].data
+    assert lv.shape == (10242,) and rv.shape == (10242,)
+    np.testing.assert_allclose(lv[lh == 1], z.loc[subject, "lh_band1_thickness"], rtol=1e-6)
+    np.testing.assert_allclose(rv[rh == 2], z.loc[subject, "rh_band2_thickness"], rtol=1e-6)
+    assert np.isnan(lv[lh == 2]).all() and np.isnan(rv[rh == 1]).all() and np.isnan(lv[lh == 0]).all()
+    side = json.loads(left.with_name(left.name.replace(".shape.gii", ".json")).read_text())
+    assert side["ParcelRegions"]["L_band1"] == "lh_band1_thickness" and side["ParcelRegions"]["R_band1"] is None
+    assert "RegionalTable" in side and side["Atlas"]["Name"] == "bands"
+    assert "parcels of bands" in out
+    code, _, err = run_cli(["apply", tmp_path / "bundle", tmp_path / "thickness.tsv", "--participants",
+                            tmp_path / "participants.tsv", "--out", tmp_path / "none", "--atlas",
+                            tmp_path / "lh.bands.annot", "--atlas-name", "x"])
+    assert code == 0, err  # one hemisphere: band1 of the left still matches
+    table.columns = ["a", "b", "c"]
+    table.to_csv(tmp_path / "other.tsv", sep="\t")
+    code, _, err = run_cli(["fit", tmp_path / "other.tsv", "--participants", tmp_path / "participants.tsv",
+                            *MODEL, "--out", tmp_path / "other"])
+    assert code == 0, err
+    code, _, err = run_cli(["apply", tmp_path / "other", tmp_path / "other.tsv", "--participants",
+                            tmp_path / "participants.tsv", "--out", tmp_path / "bad", "--atlas",
+                            tmp_path / "lh.bands.annot", tmp_path / "rh.bands.annot"])
+    assert code == 1 and "--atlas" in err and "no parcel named as a region" in err
+    assert not (tmp_path / "bad").exists()

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from ..report import BundleReport, bundle_report
-from ..workflow import ModelBundle, apply_bundle, check_destination, harmonize_bundle, read_atlas, space_label
+from ..workflow import (
+    ModelBundle,
+    apply_bundle,
+    check_destination,
+    harmonize_bundle,
+    read_atlas,
+    read_atlas_layout,
+    space_label,
+)
 from ._common import Run, UsageError, load_cohort, load_regional, parse_pair
 
 __all__ = ["cmd_apply", "cmd_harmonize", "cmd_report"]
@@ -26,7 +34,11 @@ def _load(run: Run):
 def _atlas(run: Run, bundle: ModelBundle):
     """The ``--atlas`` file(s) read onto the bundle's basis (None without ``--atlas``)."""
     args = run.args
-    return read_atlas(args.atlas, bundle.basis, args.atlas_name) if args.atlas else None
+    if not args.atlas:
+        return None
+    if bundle.kind == "regional":
+        return read_atlas_layout(args.atlas, args.atlas_name)
+    return read_atlas(args.atlas, bundle.basis, args.atlas_name)
 
 
 def cmd_apply(run: Run) -> int:

@@ -44,7 +44,7 @@ from .card import basis_space, build_model_card, build_regional_card, format_car
 from .cohorts import covariates_frame, load_basis, load_cohort, select_subjects
 from .fitting import FitResult, fit_model, holdout_mask
 from .output import OUTPUT_RECORD, check_destination, clean_leftovers, is_package_output, staged_directory
-from .parcels import PARCEL_KINDS, Atlas, read_atlas
+from .parcels import PARCEL_KINDS, Atlas, read_atlas, read_atlas_layout, region_parcels
 from .regional import (
     RegionalCohort,
     adapt_regional,
@@ -72,7 +72,7 @@ __all__ = [
     "BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "ModelBundle", "load_bundle", "save_bundle", "check_bundle_target",
     "check_compatible", "space_label",
     "build_model_card", "format_card", "held_out_metrics", "record_adaptation", "basis_space",
-    "known_cortex_label", "Atlas", "PARCEL_KINDS", "read_atlas",
+    "known_cortex_label", "Atlas", "PARCEL_KINDS", "read_atlas", "read_atlas_layout", "region_parcels",
     "load_basis", "load_cohort", "covariates_frame", "select_subjects",
     "FitResult", "fit_model", "holdout_mask",
     "OUTPUT_RECORD", "check_destination", "staged_directory", "clean_leftovers", "is_package_output",

@@ -54,6 +54,7 @@ from .card import build_regional_card, held_out_metrics, record_adaptation
 from .cohorts import covariates_frame, select_subjects
 from .fitting import holdout_mask
 from .output import check_destination, staged_directory
+from .parcels import PARCEL_KINDS, Atlas, region_parcels, write_parcel_outputs
 from .scoring import MAP_KINDS, check_covariates
 
 __all__ = ["RegionalCohort", "load_regional_cohort", "fit_regional_bundle", "apply_regional", "adapt_regional",
@@ -391,9 +392,26 @@ def _write_dataset(stage: Path, cohort: RegionalCohort, out: Path, command: str)
                               readme=_README.format(name=name, command=f"spectranorm-neuro {command}"))
 
 
+def _write_parcel_maps(stage: Path, tables: dict, parcels: np.ndarray, subjects, measure: str, atlas: Atlas,
+                       meta: dict) -> list[Path]:
+    """The regional tables as parcel maps (``write_parcel_outputs``, the writer of ``apply --atlas``)."""
+    maps = {}
+    for kind in (k for k in tables if k in PARCEL_KINDS):
+        values = tables[kind].to_numpy()[:, np.maximum(parcels, 0)]
+        values[:, parcels < 0] = np.nan
+        maps[kind] = values
+    regions = list(next(iter(tables.values())).columns)
+    note = {"RegionalTable": "Each vertex/voxel holds the value of the table region matched to its parcel by name "
+                             "(a regional model of the table's columns, not a model of maps); n/a where no region "
+                             "matches the parcel",
+            "ParcelRegions": {p: (regions[j] if j >= 0 else None) for p, j in zip(atlas.names, parcels.tolist())}}
+    return write_parcel_outputs(stage, maps, subjects, measure, atlas.structures, {}, atlas, {**meta, **note})
+
+
 def apply_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | os.PathLike, *,
                    maps: Sequence[str] = ("zscore", "centile"), population: bool = False, measure: str | None = None,
-                   attachments: Sequence = (), overwrite: bool = False, say=_quiet, warn=_quiet):
+                   attachments: Sequence = (), overwrite: bool = False, say=_quiet, warn=_quiet,
+                   atlas: Atlas | None = None):
     """Score a regional cohort with a regional bundle (``spectranorm-neuro apply`` on a regional bundle).
 
     Parameters
@@ -408,6 +426,11 @@ def apply_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | os.Pa
     population, measure, attachments, overwrite, say, warn :
         As in :func:`~spectranorm_neuro.workflow.apply_bundle` (an attachment's ``write`` gets the
         z-scores, subjects x regions, and no coefficients).
+    atlas : Atlas, optional
+        The parcellation the table's regions come from (:func:`~spectranorm_neuro.workflow.read_atlas_layout`,
+        ``--atlas``): the ``zscore``, ``centile``, ``mu`` and ``sd`` tables are also written as parcel
+        maps (each vertex or voxel holds its parcel's value; regions matched to parcels by name,
+        :func:`~spectranorm_neuro.workflow.parcels.region_parcels`), as ``apply --atlas`` does for maps.
 
     Returns
     -------
@@ -424,6 +447,7 @@ def apply_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | os.Pa
     measure = _measure(measure, bundle, cohort)
     for item in attachments:
         item.check(bundle, covariates)
+    parcels = None if atlas is None else region_parcels(atlas, bundle.model.regions)
     say(f"Scoring {cohort.n_subjects} subjects in {len(bundle.model.regions)} regions ...")
     tables = regional_tables(bundle.model, cohort, covariates, kinds, population)
     meta = _model_metadata(bundle, "apply", population)
@@ -433,6 +457,8 @@ def apply_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | os.Pa
         summary = cohort_summary(tables["zscore"].to_numpy(), cohort.subjects)
         written.append(write_summary(summary, stage / "group" / build_bids_name({"desc": "zscoresummary"}, measure,
                                                                                  ".tsv")))
+        if atlas is not None:
+            written += _write_parcel_maps(stage, tables, parcels, cohort.subjects, measure, atlas, meta)
         for item in attachments:
             item.write(stage, bundle, covariates, tables["zscore"].to_numpy(), None, 1, False)
     files = [out / Path(p).relative_to(stage) for p in written]

@@ -455,7 +455,7 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
         from .regional import apply_regional
 
         return apply_regional(bundle, cohort, out, maps=maps, population=population, measure=measure,
-                              attachments=attachments, overwrite=overwrite, say=say, warn=warn)
+                              attachments=attachments, overwrite=overwrite, say=say, warn=warn, atlas=atlas)
     z = _z_choice(bundle, z, warn)
     kinds = list(dict.fromkeys(maps))
     unknown = [k for k in kinds if k not in MAP_KINDS]
