@@ -19,6 +19,7 @@ from spectranorm_neuro.datasets import regional_cohort
 from spectranorm_neuro.workflow import ModelBundle, apply_bundle, fit_regional_bundle, load_regional_cohort
 
 from ._cli_data import leftovers, run_cli
+from ._validator import bids_errors
 
 MODEL = ["--numerical", "age", "--nonlinear", "age", "--categorical", "sex", "site", "--batch", "site"]
 
@@ -148,13 +149,14 @@ def test_harmonize_removes_site_shifts_and_its_output_can_be_fitted(study):
                             "--out", root / "harmonized"])
     assert code == 0, err
     table = root / "harmonized" / "group" / "desc-harmonized_volume.tsv"
+    assert bids_errors(root / "harmonized") == []
     values = _z(table)
     before = pd.read_csv(files["test"][0], sep=" ", index_col=0)["normal0"]
     cov = pd.read_csv(files["test"][1], sep="\t", index_col="participant_id")
     gap_before = before.groupby(cov["site"].to_numpy()).mean().agg(np.ptp)
     gap_after = values["normal0"].groupby(cov["site"].to_numpy()).mean().agg(np.ptp)
     assert gap_after < 0.3 * gap_before
-    code, _, err = run_cli(["fit", table, "--participants", root / "harmonized" / "participants.tsv",
+    code, _, err = run_cli(["fit", table, "--participants", root / "harmonized" / "group" / "participants.tsv",
                             "--numerical", "age", "--categorical", "sex", "--smoothing", "none",
                             "--likelihood", "Normal", "--out", root / "refit"])
     assert code == 0, err
@@ -263,6 +265,7 @@ def test_apply_with_the_atlas_of_the_table_writes_parcel_maps(tmp_path):
     assert side["ParcelRegions"]["L_band1"] == "lh_band1_thickness" and side["ParcelRegions"]["R_band1"] is None
     assert "RegionalTable" in side and side["Atlas"]["Name"] == "bands"
     assert "parcels of bands" in out
+    assert bids_errors(tmp_path / "scores") == []
     code, _, err = run_cli(["apply", tmp_path / "bundle", tmp_path / "thickness.tsv", "--participants",
                             tmp_path / "participants.tsv", "--out", tmp_path / "none", "--atlas",
                             tmp_path / "lh.bands.annot", "--atlas-name", "x"])

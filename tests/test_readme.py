@@ -122,6 +122,6 @@ def test_regional_quick_start_runs_and_the_command_line_writes_the_same_tables(t
         assert argv[0] == "spectranorm-neuro"
         assert main([*argv[1:], "--quiet"]) == 0, line
     assert (cli / "scores" / "group" / "desc-zscore_value.tsv").read_bytes() == python_z
-    assert (cli / "harmonized" / "participants.tsv").is_file()
+    assert (cli / "harmonized" / "group" / "participants.tsv").is_file()
     assert {p.name for p in (cli / "scores" / "group").glob("desc-*_value.tsv")} == {
         f"desc-{k}_value.tsv" for k in ("zscore", "centile", "mu", "sd", "zscoresummary")}

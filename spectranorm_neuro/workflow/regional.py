@@ -18,8 +18,9 @@ Outputs of ``apply`` (complete or absent, like every output folder)::
                                        units and the model (bundle, checksums, covariates, likelihood)
     group/desc-zscoresummary_<measure>.tsv (+ .json)   per subject: mean/max |z|, count of |z| > 2
 
-``harmonize`` writes ``group/desc-harmonized_<measure>.tsv`` (+ JSON) and ``participants.tsv``
-(+ JSON), so that its output can be fitted or applied again as it is.
+``harmonize`` writes ``group/desc-harmonized_<measure>.tsv`` (+ JSON) and its covariates as
+``group/participants.tsv`` (+ JSON; not at the top, where BIDS would want a subject folder for
+every row), so that it can be fitted or applied again with ``--participants``.
 """
 
 from __future__ import annotations
@@ -470,7 +471,7 @@ def harmonize_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | o
                        say=_quiet, warn=_quiet):
     """Remove site effects from a regional table (``spectranorm-neuro harmonize`` on a regional bundle).
 
-    Writes ``group/desc-harmonized_<measure>.tsv`` (+ JSON) and ``participants.tsv`` (+ JSON).
+    Writes ``group/desc-harmonized_<measure>.tsv`` (+ JSON) and ``group/participants.tsv`` (+ JSON).
 
     Returns
     -------
@@ -491,7 +492,7 @@ def harmonize_regional(bundle: ModelBundle, cohort: RegionalCohort, out: str | o
         _write_dataset(stage, cohort, out, "harmonize")
         written = [_write_table(stage, table, "harmonized", measure,
                                 _model_metadata(bundle, "harmonize", removed=what))]
-        write_participants(stage, frame, cohort.metadata.get("participants_sidecar"),
+        write_participants(stage / "group", frame, cohort.metadata.get("participants_sidecar"),
                            description="Participants of the harmonized table, covariates as in the source.")
     files = [out / Path(p).relative_to(stage) for p in written]
     return ApplyResult(out, files, cohort.n_subjects, {}, None, messages)
