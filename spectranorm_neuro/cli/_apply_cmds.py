@@ -89,6 +89,9 @@ def cmd_report(run: Run) -> int:
     args = run.args
     controls = parse_pair(args.controls, "--controls")
     bundle, cohort, space = _load(run)
+    if bundle.kind == "regional" and args.atlas:
+        raise UsageError("--atlas: a regional report names the table's regions itself; pass --atlas to `apply` "
+                         "to write the regional results as parcel maps")
     atlas = _atlas(run, bundle)
     bundle_report(bundle, cohort, args.out, population=args.population, controls=controls,
                   group_column=args.group_column, max_subjects=args.max_subjects, space=space,

@@ -149,7 +149,7 @@ class ShashFamily:
     def __init__(self, Y: np.ndarray):
         self.Y = Y
 
-    def _scores(self, etas: Sequence[np.ndarray], scores: bool = True, location: bool = False):
+    def _scores(self, etas: Sequence[np.ndarray], scores: bool = True, location: bool = False, loglik: bool = True):
         mu, logsd, eta_e, eta_d = etas
         if eta_e.shape[0] > 1 and not (np.ptp(eta_e, axis=0).any() or np.ptp(eta_d, axis=0).any()):
             eta_e, eta_d = eta_e[:1], eta_d[:1]  # one shape per response: moments once, broadcast
@@ -165,10 +165,18 @@ class ShashFamily:
         sq = np.sqrt(q)
         ash = np.arcsinh(x)
         a = delta * ash - eps
-        with np.errstate(over="ignore", invalid="ignore"):
-            s = np.sinh(a)
-            k = np.tanh(a) - s * np.cosh(a)
-        ll = np.log(delta) + _log_cosh(a) - 0.5 * np.log1p(x * x) - 0.5 * _LOG_2PI - 0.5 * s * s + np.log(v) - logsd
+        # sinh, cosh, tanh and log cosh of a from one exponential: e = exp(-2|a|) in (0, 1]
+        abs_a = np.abs(a)
+        e = np.exp(-2.0 * abs_a)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            half = 0.5 / np.sqrt(e)  # exp(|a|) / 2
+            s = np.copysign((1.0 - e) * half, a)
+            c = (1.0 + e) * half
+            k = np.copysign((1.0 - e) / (1.0 + e), a) - s * c
+        ll = None
+        if loglik:
+            log_cosh = abs_a + np.log1p(e) - np.log(2.0)
+            ll = np.log(delta) + log_cosh - 0.5 * np.log(q) - 0.5 * _LOG_2PI - 0.5 * s * s + np.log(v) - logsd
         if not scores:
             return ll, None
         ll_x = delta / sq * k - x / q
@@ -182,7 +190,6 @@ class ShashFamily:
             return ll, [s_mu, s_sd, s_e, s_d]
         # the observed information of the location-scale part, analytic: d2 ll / dx2 and the chain rule
         with np.errstate(over="ignore", invalid="ignore"):
-            c = np.cosh(a)
             k_a = 1.0 / (c * c) - c * c - s * s
         ll_xx = -delta * x * k / (q * sq) + delta * delta / q * k_a - (1.0 - x * x) / (q * q)
         vs = v * inv_sd
@@ -209,7 +216,7 @@ class ShashFamily:
             up = list(etas)
             up[k] = etas[k] + _FD_STEP
             with np.errstate(over="ignore", invalid="ignore"):
-                s_up = self._scores(up)[1]
+                s_up = self._scores(up, loglik=False)[1]
             for j in range(K):
                 jac[(k, j)] = (s_up[j] - scores[j]) / _FD_STEP
         for j in (0, 1):
