@@ -206,7 +206,10 @@ def test_regional_errors_name_the_option_and_the_fix(study, tmp_path):
     code, _, err = run_cli(["apply", root / "bundle", tmp_path / "gap.tsv", "--participants", files["test"][1],
                             "--out", tmp_path / "f"])
     assert code == 1 and "missing" in err and "lognormal1" in err
-    assert not any((tmp_path / name).exists() for name in "abcdef")
+    code, _, err = run_cli(["report", root / "bundle", files["test"][0], "--participants", files["test"][1],
+                            "--atlas", files["test"][0], "--out", tmp_path / "g"])
+    assert code == 2 and "--atlas" in err and "apply" in err
+    assert not any((tmp_path / name).exists() for name in "abcdefg")
 
 
 def test_report_and_apply_report_on_a_regional_bundle(study, tmp_path):

@@ -56,7 +56,7 @@ from .cohorts import covariates_frame, select_subjects
 from .fitting import holdout_mask
 from .output import check_destination, staged_directory
 from .parcels import PARCEL_KINDS, Atlas, region_parcels, write_parcel_outputs
-from .scoring import MAP_KINDS, check_covariates
+from .scoring import MAP_KINDS
 
 __all__ = ["RegionalCohort", "load_regional_cohort", "fit_regional_bundle", "apply_regional", "adapt_regional",
            "harmonize_regional", "regional_tables", "prepare_regional", "SMOOTHING_OPTIONS", "LIKELIHOOD_OPTIONS"]
@@ -329,13 +329,9 @@ def prepare_regional(bundle: ModelBundle, cohort: RegionalCohort, population: bo
         raise bad_value("--participants", None, f"is not given and the table {cohort.source} lacks the covariate "
                         f"column(s) {lacking} the model needs", "pass the covariates with --participants "
                         "participants.tsv (participants=...), or add the columns to the table", InvalidInputError)
-    messages = check_covariates(bundle.model, covariates, population, cohort.source or "cohort",
-                                str(bundle.path or "BUNDLE"))
-    if population and not bundle.model.spec.batch_covariates:
-        messages.append("--population has no effect: the model has no batch (site) covariate")
-    for message in messages:
-        warn(message)
-    return covariates, messages
+    from .steps import covariate_messages
+
+    return covariates, covariate_messages(bundle, covariates, population, cohort.source or "cohort", warn)
 
 
 def regional_tables(model: RegionalNormativeModel, cohort: RegionalCohort, covariates: pd.DataFrame,

@@ -34,7 +34,8 @@ from .parcels import Atlas, parcel_scores, write_parcel_outputs
 from .scoring import MAP_KINDS, check_covariates, check_writable, score_and_write, smoothing_queries, z_metadata
 
 __all__ = ["Attachment", "ApplyResult", "check_fit_options", "fit_bundle", "apply_bundle", "adapt_bundle",
-           "harmonize_bundle", "prepare_scoring", "map_metadata", "source_datasets", "harmonized_covariates"]
+           "harmonize_bundle", "prepare_scoring", "map_metadata", "source_datasets", "harmonized_covariates",
+           "covariate_messages"]
 
 Say = Callable[[str], None]
 
@@ -311,13 +312,19 @@ def prepare_scoring(bundle: ModelBundle, cohort: Cohort, space: dict | None = No
     """
     check_compatible(bundle, cohort.structures, space, "cohort")
     covariates = covariates_frame(cohort)
-    messages = check_covariates(bundle.model, covariates, population, cohort.source or "cohort",
-                                str(bundle.path or "BUNDLE"))
+    messages = covariate_messages(bundle, covariates, population, cohort.source or "cohort", warn)
+    return covariates, dict(bundle.space or space or {}), messages
+
+
+def covariate_messages(bundle: ModelBundle, covariates: pd.DataFrame, population: bool, source: str,
+                       warn: Say = _quiet) -> list[str]:
+    """:func:`~spectranorm_neuro.workflow.scoring.check_covariates` for a bundle, its warnings passed to ``warn``."""
+    messages = check_covariates(bundle.model, covariates, population, source, str(bundle.path or "BUNDLE"))
     if population and not bundle.model.spec.batch_covariates:
         messages.append("--population has no effect: the model has no batch (site) covariate")
     for message in messages:
         warn(message)
-    return covariates, dict(bundle.space or space or {}), messages
+    return messages
 
 
 def _measure(measure: str | None, bundle: ModelBundle, cohort: Cohort) -> str:
