@@ -6,6 +6,10 @@ map is an age-dependent bivariate Gaussian blob plus ``0.6 ((age - 40) / 20)^2``
 site effect; its sd is ``0.1 * mean + 0.01 * age``; and the observation is ``mean + eps * sd`` with
 one standard-normal ``eps`` per subject (so every linear query of a map has true z-score ``eps``).
 
+:func:`regional_cohort` is a table of regional measures (thickness-like Normal regions,
+log-normal volumes, sinh-arcsinh skewed and heavy-tailed regions) with covariates and every
+value's true z-score.
+
 :class:`DemoProcess` is a synthetic cortical-thickness cohort on fsaverage5 with a known normative
 process and planted lesions (used by ``spectranorm-neuro demo`` and the tutorials).
 
@@ -39,7 +43,8 @@ from .basis import EigenmodeBasis
 from .graphs.lattice import lattice_graph
 
 __all__ = ["SITES", "lattice_basis", "blob_images", "seed_lattice_cohort", "gaussian_kernel_queries",
-           "tutorial_cohorts", "SyntheticCohort", "DemoProcess", "PATCH_TARGETS"]
+           "tutorial_cohorts", "SyntheticCohort", "DemoProcess", "PATCH_TARGETS", "regional_cohort",
+           "REGIONAL_KINDS"]
 
 SITES = ("A", "B", "C", "D", "E", "F")
 
@@ -336,3 +341,66 @@ class DemoProcess:
         if n_patients:
             maps[n_controls:], core[n_controls:] = self.plant(maps[n_controls:], cov.iloc[n_controls:], rng)
         return SyntheticCohort(cov, maps, core)
+
+
+#: Kinds of region of :func:`regional_cohort`, cycled over the columns.
+REGIONAL_KINDS = ("normal", "lognormal", "shash")
+_REGIONAL_SHIFT = {"A": -0.4, "B": 0.0, "C": 0.5, "D": 0.8, "E": -0.8, "F": 0.3}  # site shifts, in sds
+_REGIONAL_SPREAD = {"A": 0.8, "B": 1.0, "C": 1.25, "D": 2.0, "E": 0.6, "F": 1.1}  # site spreads
+
+
+def regional_cohort(n: int, seed: int, n_regions: int = 6, sites: str | tuple = ("A", "B", "C"),
+                    ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """A synthetic table of regional measures with a known normative process and every value's true z.
+
+    Subjects are aged 8-85, of sex F/M, from ``sites`` (each shifts the mean by a fixed number of
+    sds and scales the spread, sites ``A``-``F``: x0.8, x1.0, x1.25, x2.0, x0.6, x1.1). Region ``k``
+    has the kind ``REGIONAL_KINDS[k % 3]``; with ``z ~ N(0, 1)`` the value is
+
+    * ``normal``: ``m(age) + s(age) z`` (thickness-like, in mm);
+    * ``lognormal``: ``1000 (1 + k) exp(0.004 (age - 45) + 0.45 z)`` (volume-like, right-skewed);
+    * ``shash``: ``m(age) + s(age) sinh((arcsinh(z) + 0.5) / 0.7)`` (skewed, heavy-tailed);
+
+    with the site shift and spread applied to ``z`` (log-normal volumes: the shift only, which
+    scales their mean and sd alike), so ``z`` is each value's true z-score under its own site's
+    distribution.
+
+    Parameters
+    ----------
+    n : int
+        Subjects.
+    seed : int
+    n_regions : int, optional
+    sites : sequence of str, optional
+        Among ``"A"`` .. ``"F"``.
+
+    Returns
+    -------
+    covariates : pandas.DataFrame, shape (n, 3)
+        ``age``, ``sex``, ``site``, indexed by ``participant_id`` (``sub-<seed>x<i>``).
+    table : pandas.DataFrame, shape (n, n_regions)
+        Region values, same index; columns ``<kind><k>``.
+    true_z : pandas.DataFrame, shape (n, n_regions)
+        The true z-score of every value.
+    """
+    rng = np.random.default_rng(seed)
+    sites = list(sites)
+    index = pd.Index([f"sub-{seed}x{i:05d}" for i in range(n)], name="participant_id")
+    cov = pd.DataFrame({"age": rng.uniform(8, 85, n), "sex": rng.choice(["F", "M"], n),
+                        "site": rng.choice(sites, n)}, index=index)
+    age = cov["age"].to_numpy()[:, None]
+    shift = cov["site"].map(_REGIONAL_SHIFT).to_numpy(float)[:, None]
+    spread = cov["site"].map(_REGIONAL_SPREAD).to_numpy(float)[:, None]
+    male = (cov["sex"] == "M").to_numpy(float)[:, None]
+    z = rng.normal(size=(n, n_regions))
+    k = np.arange(n_regions)[None, :]
+    m = 2.6 - 0.25 * np.tanh((age - 30) / 25) + 0.05 * np.sin(age / 12 + k) + 0.04 * male
+    s = 0.09 + 0.0006 * age
+    normal = m + s * (shift + spread * z)
+    lognormal = 1000 * (1 + k) * np.exp(0.004 * (age - 45) + 0.05 * male + 0.45 * (0.5 * shift + z))
+    shash = m + s * (shift + spread * np.sinh((np.arcsinh(z) + 0.5) / 0.7))
+    kind = k % 3
+    values = np.where(kind == 0, normal, np.where(kind == 1, lognormal, shash))
+    columns = [f"{REGIONAL_KINDS[j % 3]}{j}" for j in range(n_regions)]
+    return (cov, pd.DataFrame(values, index=index, columns=columns),
+            pd.DataFrame(z, index=index, columns=columns))

@@ -97,3 +97,31 @@ def test_config_example_gives_fit_and_apply_their_options(tmp_path):
     apply = parse_with_config(build_parser(), ["apply", "--config", str(tmp_path / "study.toml")])
     assert (str(apply.bundle), str(apply.cohort), str(apply.out), apply.measure) == ("bundle", "patients", "zmaps",
                                                                                      "thickness")
+
+
+def test_regional_quick_start_runs_and_the_command_line_writes_the_same_tables(tmp_path, monkeypatch, capsys):
+    from spectranorm_neuro.cli import main
+
+    section = _section("Quick-start: regional tables")
+    (code,) = _blocks(section, "python")
+    (commands,) = _blocks(section, "bash")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(code, "README.md#quick-start-regional-tables", "exec"), namespace)
+    assert "likelihood: Normal in 2, SHASHb" in capsys.readouterr().out  # describe() names the choice per region
+    assert namespace["result"].n_subjects == 50
+    assert namespace["adapted"].card["adaptations"][0]["levels"] == {"site": ["D"]}
+    python_z = (tmp_path / "scores" / "group" / "desc-zscore_value.tsv").read_bytes()
+    cli = tmp_path / "cli"
+    cli.mkdir()
+    for table in tmp_path.glob("*.tsv"):
+        (cli / table.name).write_bytes(table.read_bytes())
+    monkeypatch.chdir(cli)
+    for line in commands.replace("\\\n", " ").strip().splitlines():
+        argv = shlex.split(line)
+        assert argv[0] == "spectranorm-neuro"
+        assert main([*argv[1:], "--quiet"]) == 0, line
+    assert (cli / "scores" / "group" / "desc-zscore_value.tsv").read_bytes() == python_z
+    assert (cli / "harmonized" / "group" / "participants.tsv").is_file()
+    assert {p.name for p in (cli / "scores" / "group").glob("desc-*_value.tsv")} == {
+        f"desc-{k}_value.tsv" for k in ("zscore", "centile", "mu", "sd", "zscoresummary")}

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 from ..report import BundleReport, bundle_report
-from ..workflow import ModelBundle, apply_bundle, check_destination, harmonize_bundle, read_atlas, space_label
-from ._common import Run, load_cohort, parse_pair
+from ..workflow import (
+    ModelBundle,
+    apply_bundle,
+    check_destination,
+    harmonize_bundle,
+    read_atlas,
+    read_atlas_layout,
+    space_label,
+)
+from ._common import Run, UsageError, load_cohort, load_regional, parse_pair
 
 __all__ = ["cmd_apply", "cmd_harmonize", "cmd_report"]
 
@@ -14,6 +22,11 @@ def _load(run: Run):
     args = run.args
     check_destination(args.out, run.overwrite)
     bundle = ModelBundle.load(args.bundle)
+    if bundle.kind == "regional":
+        maps_only = [opt for opt, dest in (("--z", "z"), ("--fwhm", "fwhm")) if getattr(args, dest, None) is not None]
+        if maps_only:
+            raise UsageError(f"{' '.join(maps_only)}: for bundles of maps; {args.bundle} is a regional bundle")
+        return bundle, load_regional(run, bundle), {}
     cohort, space = load_cohort(run, bundle.basis, bundle)
     return bundle, cohort, space
 
@@ -21,7 +34,11 @@ def _load(run: Run):
 def _atlas(run: Run, bundle: ModelBundle):
     """The ``--atlas`` file(s) read onto the bundle's basis (None without ``--atlas``)."""
     args = run.args
-    return read_atlas(args.atlas, bundle.basis, args.atlas_name) if args.atlas else None
+    if not args.atlas:
+        return None
+    if bundle.kind == "regional":
+        return read_atlas_layout(args.atlas, args.atlas_name)
+    return read_atlas(args.atlas, bundle.basis, args.atlas_name)
 
 
 def cmd_apply(run: Run) -> int:
@@ -39,8 +56,12 @@ def cmd_apply(run: Run) -> int:
                           warn=run.warn, z=args.z, fwhm=args.fwhm, atlas=atlas)
     n_extreme = int(result.summary["n_abs_z_gt_2"].sum())
     n_values = int(result.summary["n_features"].sum())
-    run.say(f"Wrote {', '.join(sorted({*args.maps, 'zscore'}))} maps of {result.n_subjects} subjects "
-            f"({space_label(result.space)}) and the summary table into {args.out}")
+    if bundle.kind == "regional":
+        run.say(f"Wrote {', '.join(sorted({*args.maps, 'zscore'}))} tables of {result.n_subjects} subjects x "
+                f"{len(bundle.model.regions)} regions and the summary table into {args.out}/group")
+    else:
+        run.say(f"Wrote {', '.join(sorted({*args.maps, 'zscore'}))} maps of {result.n_subjects} subjects "
+                f"({space_label(result.space)}) and the summary table into {args.out}")
     run.say(f"  {n_extreme} values with |z| > 2 ({100 * n_extreme / n_values:.2f}%, about 4.6% expected "
             "in healthy subjects)")
     if atlas:
@@ -68,6 +89,9 @@ def cmd_report(run: Run) -> int:
     args = run.args
     controls = parse_pair(args.controls, "--controls")
     bundle, cohort, space = _load(run)
+    if bundle.kind == "regional" and args.atlas:
+        raise UsageError("--atlas: a regional report names the table's regions itself; pass --atlas to `apply` "
+                         "to write the regional results as parcel maps")
     atlas = _atlas(run, bundle)
     bundle_report(bundle, cohort, args.out, population=args.population, controls=controls,
                   group_column=args.group_column, max_subjects=args.max_subjects, space=space,

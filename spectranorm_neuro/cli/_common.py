@@ -14,8 +14,8 @@ from ._config import add_config_option
 if TYPE_CHECKING:  # the parser stays light: nothing heavy is imported before a command runs
     from ..io import Cohort
 
-__all__ = ["UsageError", "Run", "common_options", "cohort_options", "load_cohort", "parse_select", "parse_pair",
-           "n_jobs_option"]
+__all__ = ["UsageError", "Run", "common_options", "cohort_options", "load_cohort", "load_regional", "parse_select",
+           "parse_pair", "n_jobs_option"]
 
 
 def n_jobs_option(text: str) -> int:
@@ -111,8 +111,12 @@ def cohort_options(parser: argparse.ArgumentParser, what: str) -> None:
     """Add the positional cohort and the options that select its maps."""
     parser.add_argument("cohort", type=Path,
                         help=f"{what}: a BIDS derivatives folder (with participants.tsv) or a CSV/TSV table with "
-                             "participant_id, map path column(s) (lh/rh or file) and covariates")
+                             "participant_id, map path column(s) (lh/rh or file) and covariates; for regional "
+                             "models a table of regional measures (FreeSurfer aparcstats2table/asegstats2table "
+                             "output or CSV/TSV, covariates in it or in --participants)")
     group = parser.add_argument_group("cohort selection")
+    group.add_argument("--subject-column", default=None, metavar="COL",
+                       help="regional tables: header of the subject-id column (default: detected)")
     group.add_argument("--measure", help="BIDS suffix of the maps, e.g. thickness (BIDS folders; a bundle "
                                          "defaults to its own measure)")
     group.add_argument("--participants", type=Path,
@@ -173,3 +177,20 @@ def load_cohort(run: Run, basis, bundle=None) -> tuple[Cohort, dict[str, str]]:
                                 participants=args.participants, space=args.space, den=args.den, desc=args.desc,
                                 session=args.session, file_columns=_file_columns(args.file_columns),
                                 missing=args.missing, select=parse_select(args.select))
+
+
+_MAP_ONLY = ("space", "den", "desc", "session", "file_columns")
+
+
+def load_regional(run: Run, bundle=None, covariates=(), regions=None):
+    """Read the table of regional measures named on the command line (``workflow.load_regional_cohort``)."""
+    from .. import workflow
+
+    args = run.args
+    given = [f"--{name.replace('_', '-')}" for name in _MAP_ONLY if getattr(args, name, None)]
+    if given:
+        raise UsageError(f"{' '.join(given)}: select maps, not the rows of a table of regional measures (leave "
+                         "them out, or use --select COLUMN=VALUE)")
+    return workflow.load_regional_cohort(args.cohort, participants=args.participants,
+                                         subject_column=args.subject_column, regions=regions,
+                                         covariates=covariates, select=parse_select(args.select), bundle=bundle)

@@ -18,11 +18,12 @@ from ..workflow import (
     check_bundle_target,
     check_fit_options,
     fit_bundle,
+    fit_regional_bundle,
     load_basis,
     space_label,
 )
 from ..workflow.bases import check_basis_target, make_basis, save_basis_file
-from ._common import Run, UsageError, load_cohort
+from ._common import Run, UsageError, load_cohort, load_regional
 
 __all__ = ["cmd_basis", "cmd_fit", "cmd_adapt", "cmd_info", "cmd_sys_info"]
 
@@ -46,6 +47,14 @@ def cmd_fit(run: Run) -> int:
     args = run.args
     check_fit_options(args.numerical, args.categorical, args.batch, args.nonlinear, args.holdout)
     check_bundle_target(args.out, run.overwrite)
+    if args.basis is None:
+        return _fit_regional(run)
+    for option, value, default in (("--regions", args.regions, None), ("--likelihood", args.likelihood, "SHASHb"),
+                                   ("--smoothing", args.smoothing, "eb"), ("--subject-column", args.subject_column,
+                                                                          None)):
+        if value != default:
+            raise UsageError(f"{option} is for tables of regional measures (fit without --basis); maps are "
+                             "modelled with Gaussian modes and the df=5 spline")
     basis = load_basis(args.basis, "--basis")
     cohort, space = load_cohort(run, basis)
     bundle = fit_bundle(cohort, basis, args.out, numerical=args.numerical, categorical=args.categorical,
@@ -55,13 +64,39 @@ def cmd_fit(run: Run) -> int:
                         holdout=args.holdout, measure=args.measure, space=space, seed=run.seed, n_jobs=run.n_jobs,
                         progress=run.progress, overwrite=run.overwrite, say=run.say, residual=args.residual,
                         calibrate_fwhm=args.fwhm, local_modes=args.local_modes)
+    _fitted(run, bundle)
+    return 0
+
+
+def _fit_regional(run: Run) -> int:
+    """``spectranorm-neuro fit TABLE`` without ``--basis``: every region of a table -> regional bundle."""
+    args = run.args
+    if (args.residual is False or args.fwhm or args.n_modes != -1 or args.covariance_structure != "lowrank"
+            or args.local_modes is not None):
+        raise UsageError("--no-residual, --fwhm, --local-modes, --n-modes and --covariance-structure are for maps (fit with "
+                         "--basis); a table of regional measures needs none of them")
+    cohort = load_regional(run, covariates=[*args.numerical, *args.categorical], regions=args.regions)
+    run.say(f"Read {cohort.n_subjects} subjects x {len(cohort.regions)} regions from {args.cohort}")
+    bundle = fit_regional_bundle(cohort, args.out, numerical=args.numerical, categorical=args.categorical,
+                                 batch=args.batch, nonlinear=args.nonlinear, mean=args.mean, variance=args.variance,
+                                 model_type=args.model_type, likelihood=args.likelihood, smoothing=args.smoothing,
+                                 inference=args.inference, holdout=args.holdout, measure=args.measure,
+                                 seed=run.seed, overwrite=run.overwrite, say=run.say)
+    _fitted(run, bundle)
+    lik = bundle.card["regions"]["likelihood"]
+    skewed = [r for r, v in lik.items() if v["used"] != "Normal"]
+    run.say(f"Likelihood per region: Normal in {len(lik) - len(skewed)}, SHASHb in {len(skewed)}"
+            + (f" ({', '.join(skewed[:6])}{' ...' if len(skewed) > 6 else ''})" if skewed else ""))
+    return 0
+
+
+def _fitted(run: Run, bundle) -> None:
     held = bundle.card["metrics"]["held_out"]
-    run.say(f"Wrote the model bundle {args.out} (trained on {bundle.card['training']['n_subjects']} subjects"
+    run.say(f"Wrote the model bundle {run.args.out} (trained on {bundle.card['training']['n_subjects']} subjects"
             + (f", {held['n_subjects']} held out" if held else "") + ")")
     if held:
         run.say(f"Held-out calibration: mean z {held['z_mean']:.3f}, sd z {held['z_sd']:.3f}, "
                 f"|z| > 1.96 in {100 * held['fraction_abs_z_gt_1.96']:.1f}% (5% expected)")
-    return 0
 
 
 def cmd_adapt(run: Run) -> int:
@@ -71,7 +106,10 @@ def cmd_adapt(run: Run) -> int:
         raise UsageError("--out must differ from the input bundle (write the adapted bundle next to it)")
     check_bundle_target(args.out, run.overwrite)
     bundle = ModelBundle.load(args.bundle)
-    cohort, space = load_cohort(run, bundle.basis, bundle)
+    if bundle.kind == "regional":
+        cohort, space = load_regional(run, bundle), None
+    else:
+        cohort, space = load_cohort(run, bundle.basis, bundle)
     adapted = adapt_bundle(bundle, cohort, args.out, space=space, n_jobs=run.n_jobs, progress=run.progress,
                            overwrite=run.overwrite)
     last = adapted.card["adaptations"][-1]

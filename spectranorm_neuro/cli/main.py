@@ -111,12 +111,18 @@ def _add_basis(sub, parent) -> None:
 def _add_fit(sub, parent) -> None:
     p = sub.add_parser("fit", parents=[parent], help="fit a normative model on a cohort -> model bundle",
                        description="Encode a cohort's maps in a basis, fit the spectral normative model and write a "
-                                   "model bundle (model + model card + checksums).",
-                       epilog="example: spectranorm-neuro fit derivatives/ --measure thickness --basis basis.npz "
+                                   "model bundle (model + model card + checksums). Without --basis the cohort is a "
+                                   "table of regional measures (FreeSurfer aparcstats2table/asegstats2table output "
+                                   "or CSV/TSV, one column per region): every region is fitted at once and the "
+                                   "bundle is a regional bundle that apply/adapt/harmonize/report take alike.",
+                       epilog="examples: spectranorm-neuro fit derivatives/ --measure thickness --basis basis.npz "
                               "--numerical age --nonlinear age --categorical sex site --batch site --holdout 0.1 "
-                              "--out model_bundle")
+                              "--out model_bundle; spectranorm-neuro fit aseg_volumes.txt --participants "
+                              "participants.tsv --numerical age --nonlinear age --categorical sex site --batch site "
+                              "--out regional_bundle")
     cohort_options(p, "training cohort")
-    p.add_argument("--basis", type=Path, required=True, help="basis file (from `spectranorm-neuro basis`)")
+    p.add_argument("--basis", type=Path, default=None,
+                   help="basis file (from `spectranorm-neuro basis`); leave it out to fit a table of regional measures")
     p.add_argument("--out", type=Path, required=True, help="bundle to write: a folder, or a file ending in .zip")
     g = p.add_argument_group("model")
     g.add_argument("--numerical", nargs="+", default=[], metavar="COL", help="numerical covariates (e.g. age)")
@@ -144,6 +150,15 @@ def _add_fit(sub, parent) -> None:
     g.add_argument("--inference", choices=("map", "advi", "nuts"), default="map", help="default map (fast)")
     g.add_argument("--holdout", type=float, default=0.0,
                    help="fraction of each site held out of the fit and scored for the model card (default 0)")
+    r = p.add_argument_group("regional tables (fit without --basis)")
+    r.add_argument("--regions", nargs="+", default=None, metavar="COL",
+                   help="region columns (default: every numeric column that is not a covariate)")
+    r.add_argument("--likelihood", choices=("SHASHb", "Normal"), default="SHASHb",
+                   help="SHASHb (default): skew and tails per region, kept only where a likelihood-ratio test "
+                        "rejects the Normal (the card says which); Normal: Gaussian only")
+    r.add_argument("--smoothing", choices=("eb", "none"), default="eb",
+                   help="nonlinear effects: eb (default) a penalized spline whose smoothness is estimated per "
+                        "region; none the fixed df=5 spline")
     p.set_defaults(handler="fit")
 
 

@@ -137,8 +137,9 @@ class ShashFamily:
     """``y ~ SHASHb(eta_mean, exp(eta_logsd), eps(eta_skew), delta(eta_tail))``; data ``Y`` (n, M).
 
     Same interface as :class:`~spectranorm_neuro.engine.inference.GaussianFamily` with four
-    linear predictors. Scores are analytic; the observed negative Hessian is the forward
-    difference of the scores (symmetrized), the positive-definite fallback the outer product of
+    linear predictors. Scores are analytic; the observed negative Hessian is analytic in the
+    location and log-scale, and the forward difference of the scores in the skew and tail
+    directions (symmetrized among them); the positive-definite fallback is the outer product of
     the scores (BHHH). When the shape does not vary over subjects (no covariate acts on it, the
     default) its moments are computed once per response.
     """
@@ -148,7 +149,7 @@ class ShashFamily:
     def __init__(self, Y: np.ndarray):
         self.Y = Y
 
-    def _scores(self, etas: Sequence[np.ndarray], scores: bool = True):
+    def _scores(self, etas: Sequence[np.ndarray], scores: bool = True, location: bool = False, loglik: bool = True):
         mu, logsd, eta_e, eta_d = etas
         if eta_e.shape[0] > 1 and not (np.ptp(eta_e, axis=0).any() or np.ptp(eta_d, axis=0).any()):
             eta_e, eta_d = eta_e[:1], eta_d[:1]  # one shape per response: moments once, broadcast
@@ -164,10 +165,18 @@ class ShashFamily:
         sq = np.sqrt(q)
         ash = np.arcsinh(x)
         a = delta * ash - eps
-        with np.errstate(over="ignore", invalid="ignore"):
-            s = np.sinh(a)
-            k = np.tanh(a) - s * np.cosh(a)
-        ll = np.log(delta) + _log_cosh(a) - 0.5 * np.log1p(x * x) - 0.5 * _LOG_2PI - 0.5 * s * s + np.log(v) - logsd
+        # sinh, cosh, tanh and log cosh of a from one exponential: e = exp(-2|a|) in (0, 1]
+        abs_a = np.abs(a)
+        e = np.exp(-2.0 * abs_a)
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            half = 0.5 / np.sqrt(e)  # exp(|a|) / 2
+            s = np.copysign((1.0 - e) * half, a)
+            c = (1.0 + e) * half
+            k = np.copysign((1.0 - e) / (1.0 + e), a) - s * c
+        ll = None
+        if loglik:
+            log_cosh = abs_a + np.log1p(e) - np.log(2.0)
+            ll = np.log(delta) + log_cosh - 0.5 * np.log(q) - 0.5 * _LOG_2PI - 0.5 * s * s + np.log(v) - logsd
         if not scores:
             return ll, None
         ll_x = delta / sq * k - x / q
@@ -177,30 +186,49 @@ class ShashFamily:
         s_d = ll_x * (m_d + v_d * r) + 1.0 / delta + ash * k + v_d / v
         s_e = s_e * (1.0 - te * te)
         s_d = s_d * delta * (1.0 - td * td)
-        return ll, [s_mu, s_sd, s_e, s_d]
+        if not location:
+            return ll, [s_mu, s_sd, s_e, s_d]
+        # the observed information of the location-scale part, analytic: d2 ll / dx2 and the chain rule
+        with np.errstate(over="ignore", invalid="ignore"):
+            k_a = 1.0 / (c * c) - c * c - s * s
+        ll_xx = -delta * x * k / (q * sq) + delta * delta / q * k_a - (1.0 - x * x) / (q * q)
+        vs = v * inv_sd
+        h_mu_mu = -ll_xx * vs * vs
+        h_mu_sd = -(ll_xx * v * r + ll_x) * vs
+        h_sd_sd = -(ll_xx * v * r + ll_x) * v * r
+        return ll, [s_mu, s_sd, s_e, s_d], (h_mu_mu, h_mu_sd, h_sd_sd)
 
     def evaluate(self, etas: Sequence[np.ndarray], hessian: bool = True):
         """Log-likelihood (M,), scores, and BHHH / observed Hessian weights (each (n, M))."""
         etas = [np.broadcast_to(e, self.Y.shape) for e in etas]
         with np.errstate(over="ignore", invalid="ignore"):
-            ll, scores = self._scores(etas, scores=hessian)
+            out = self._scores(etas, scores=hessian, location=hessian)
+        ll, scores = out[0], out[1]
         ll_sum = ll.sum(axis=0)
         ll_sum = np.where(np.isfinite(ll_sum), ll_sum, -np.inf)
         if not hessian:
             return ll_sum, None, None, None
         K = len(etas)
-        jac = [[None] * K for _ in range(K)]
-        for k in range(K):
+        # location-scale block analytic; the shape rows by forward differences of the scores
+        observed = {(0, 0): out[2][0], (0, 1): out[2][1], (1, 1): out[2][2]}
+        jac = {}
+        for k in (2, 3):
             up = list(etas)
             up[k] = etas[k] + _FD_STEP
             with np.errstate(over="ignore", invalid="ignore"):
-                s_up = self._scores(up)[1]
+                s_up = self._scores(up, loglik=False)[1]
             for j in range(K):
-                jac[k][j] = (s_up[j] - scores[j]) / _FD_STEP
-        observed, fisher = {}, {}
+                jac[(k, j)] = (s_up[j] - scores[j]) / _FD_STEP
+        for j in (0, 1):
+            for k in (2, 3):
+                observed[(j, k)] = -jac[(k, j)]
+        for k in (2, 3):
+            for j in range(k, K):
+                observed[(k, j)] = -0.5 * (jac[(k, j)] + jac[(j, k)])
+        fisher = {}
         for k in range(K):
             for j in range(k, K):
-                observed[(k, j)] = np.nan_to_num(-0.5 * (jac[k][j] + jac[j][k]))
+                observed[(k, j)] = np.nan_to_num(observed[(k, j)])
                 fisher[(k, j)] = np.nan_to_num(scores[k] * scores[j])
         scores = [np.nan_to_num(s) for s in scores]
         return ll_sum, scores, fisher, observed

@@ -52,14 +52,14 @@ from .bids import (
     write_participants,
 )
 from .cifti import CiftiMap, read_dscalar, write_dscalar
-from .cohort import Cohort, CohortMaps, encode_cohort, read_bids_cohort, read_table_cohort
+from .cohort import Cohort, CohortMaps, encode_cohort, read_bids_cohort, read_participants, read_table_cohort
 from .freesurfer import FreeSurferMap, read_morph, write_morph
 from .gifti import GiftiMap, read_gifti, write_gifti
 from .maps import filename_hemi, read_map, read_parcel_table, write_map, write_parcel_table
 from .mapstore import MapStore, store_cohort
 from .nifti import read_nifti, volume_structure, write_nifti
 from .queries import QuerySet, atlas_queries, kernel_queries, vertex_queries, voxel_queries
-from .regional import SUBJECT_COLUMNS, align_subjects, read_regional_table
+from .regional import SUBJECT_COLUMNS, align_subjects, read_regional_cohort, read_regional_table
 from .summary import cohort_summary, write_summary
 
 __all__ = [
@@ -73,13 +73,14 @@ __all__ = [
     "CiftiMap", "read_dscalar", "write_dscalar",
     "read_nifti", "write_nifti",
     "filename_hemi", "read_map", "write_map", "write_parcel_table", "read_parcel_table",
-    "read_regional_table", "align_subjects", "SUBJECT_COLUMNS",
+    "read_regional_table", "read_regional_cohort", "align_subjects", "SUBJECT_COLUMNS",
     # BIDS
     "DESC_VOCABULARY", "ENTITY_ORDER", "parse_bids_name", "normalize_entities", "build_bids_name",
     "write_dataset_description", "DerivativesWriter", "SHAPE_MEASURES", "surface_extension", "MAP_DESCRIPTIONS",
     "map_sidecar", "BIDSIGNORE_PATTERNS", "write_bidsignore", "write_dataset_readme", "write_participants",
     # cohorts
-    "Cohort", "CohortMaps", "MapStore", "read_bids_cohort", "read_table_cohort", "encode_cohort", "store_cohort",
+    "Cohort", "CohortMaps", "MapStore", "read_bids_cohort", "read_table_cohort", "read_participants", "encode_cohort",
+    "store_cohort",
     "cohort_summary", "write_summary",
     # queries
     "QuerySet", "vertex_queries", "voxel_queries", "kernel_queries", "atlas_queries",

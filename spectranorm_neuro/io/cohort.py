@@ -49,7 +49,7 @@ from .bids import normalize_entities, parse_bids_name
 from .cifti import read_dscalar
 from .maps import filename_hemi, read_map
 
-__all__ = ["Cohort", "CohortMaps", "read_bids_cohort", "read_table_cohort", "encode_cohort"]
+__all__ = ["Cohort", "CohortMaps", "read_bids_cohort", "read_table_cohort", "read_participants", "encode_cohort"]
 
 _MAP_EXTENSIONS = (".func.gii", ".shape.gii", ".dscalar.nii", ".nii.gz", ".nii")
 _SURFACE_COLUMNS = {
@@ -374,6 +374,27 @@ def _participants(participants: Any, root: Path | None,
     _check_duplicates(frame["participant_id"], str(path or "participants"))
     covs = _typed_covariates(frame.set_index("participant_id"), sidecar, path)
     return covs, sidecar, path
+
+
+def read_participants(participants: Any, argument: str = "participants") -> tuple[pd.DataFrame, dict]:
+    """Read a BIDS ``participants.tsv`` (or a CSV, or a DataFrame with ``participant_id``) as typed covariates.
+
+    Parameters
+    ----------
+    participants : path-like or pandas.DataFrame
+    argument : str, optional
+        Option name used in messages.
+
+    Returns
+    -------
+    covariates : pandas.DataFrame
+        Indexed by ``participant_id`` (``sub-<label>``); numbers as floats, columns with ``Levels``
+        in the JSON sidecar as categories.
+    sidecar : dict
+        The JSON sidecar (empty when there is none).
+    """
+    covariates, sidecar, _ = _participants(participants, None, argument)
+    return covariates, sidecar
 
 
 def _check_duplicates(ids: pd.Series | Sequence[str], where: str) -> None:

@@ -13,9 +13,13 @@ nilearn viewers).
 
 The report of a cohort scored with a model bundle is :func:`bundle_report` (what
 ``spectranorm-neuro report`` does); :class:`BundleReport` adds it to ``workflow.apply_bundle``.
+With a regional bundle (tables of regional measures) ``bundle_report`` writes
+:func:`regional_report`: the same summary, calibration, subject table and model card, with a table
+of regions (likelihood used, calibration, group means) in place of brain views.
 """
 
 from ._bundle import BundleReport, bundle_report
 from ._generate import generate_report
+from ._regional import regional_report
 
-__all__ = ["generate_report", "bundle_report", "BundleReport"]
+__all__ = ["generate_report", "bundle_report", "BundleReport", "regional_report"]

@@ -81,6 +81,11 @@ class BundleReport:
     def render(self, out: Path, bundle: ModelBundle, covariates: pd.DataFrame, zscores: np.ndarray,
                coefficients: np.ndarray, n_jobs: int | None, progress: bool) -> Path:
         """Write the report into the folder ``out`` (``generate_report`` with the bundle's model card)."""
+        if bundle.kind == "regional":
+            from ._regional import render_regional
+
+            table = pd.DataFrame(zscores, index=covariates.index, columns=bundle.model.regions)
+            return render_regional(out, bundle, covariates, table, self._mask(covariates), self.group_column)
         spec = bundle.model.spec
         site = spec.batch_covariates[0] if spec.batch_covariates else None
         with warnings.catch_warnings():  # centile charts sweep the covariate range; the cohort was checked already
@@ -133,6 +138,12 @@ def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
     if isinstance(controls, Mapping):
         controls = next(iter(controls.items())) if controls else None
+    if bundle.kind == "regional":
+        from ._regional import regional_report
+
+        return regional_report(bundle, cohort, out, population=population,
+                               controls=tuple(controls) if controls else None, group_column=group_column,
+                               overwrite=overwrite, warn=warn)
     options = BundleReport(tuple(controls) if controls else None, group_column, max_subjects,
                            threshold=threshold, min_cluster_area=min_cluster_area, atlas_labels=atlas_labels)
     out = check_destination(out, overwrite)

@@ -5,9 +5,14 @@ Layout (bundle format version 1)::
     manifest.json        bundle manifest: format "spectranorm_neuro.model_bundle", format_version,
                          package version, SHA-256 of every other file of the bundle
     model_card.json      the model card (see :mod:`spectranorm_neuro.workflow.card`)
-    model/               the fitted model exactly as ``SpectralNormativeModel.save_model`` writes it
+    model/               the fitted model exactly as its ``save_model`` writes it
         manifest.json    (its own format name/version and checksums, see engine.persistence)
         spec.json, model.json, params.npz, basis.npz
+
+The manifest's ``kind`` says which model the bundle holds: ``"spectral"`` (maps:
+``SpectralNormativeModel``, the default of bundles that do not say) or ``"regional"`` (a table of
+regional measures: ``RegionalNormativeModel``, whose ``model/`` holds no basis); its
+``model_format``/``model_format_version`` are those of that model's saved format.
 
 A ``.zip`` bundle is the same tree zipped (fixed timestamps, so the same model gives the same
 bytes). Loading never unpickles: JSON (bounded in size and depth), and ``.npz`` read with
@@ -34,14 +39,15 @@ from .._manifest import MAX_JSON_BYTES, check_format_version, read_json, read_ma
 from .._util import atomic_path, clean_leftovers, json_default, replace_folder, sibling_path
 from ..engine.persistence import FORMAT_NAME as MODEL_FORMAT_NAME
 from ..engine.persistence import FORMAT_VERSION as MODEL_FORMAT_VERSION
+from ..engine.regional import DIRECT_FORMAT_NAME, DIRECT_FORMAT_VERSION, RegionalNormativeModel
 from ..engine.spectral import SpectralNormativeModel
 from ..exceptions import FileFormatError, IncompatibleModelError, OutputExistsError, UnsafeFormatError, bad_value
 from .card import format_card
 from .output import made_parents, os_errors, relative_files
 
-__all__ = ["BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "MAX_BUNDLE_BYTES", "MAX_BUNDLE_MEMBERS", "ModelBundle",
-           "save_bundle", "load_bundle", "read_bundle_manifest", "check_compatible", "check_bundle_target",
-           "space_label"]
+__all__ = ["BUNDLE_FORMAT", "BUNDLE_FORMAT_VERSION", "KINDS", "bundle_kind", "MAX_BUNDLE_BYTES", "MAX_BUNDLE_MEMBERS",
+           "ModelBundle", "save_bundle", "load_bundle", "read_bundle_manifest", "check_compatible",
+           "check_bundle_target", "space_label"]
 
 BUNDLE_FORMAT = "spectranorm_neuro.model_bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -51,6 +57,9 @@ MAX_BUNDLE_BYTES = 8 * 1024**3
 MAX_BUNDLE_MEMBERS = 1000
 CARD_FILE = "model_card.json"
 MODEL_DIR = "model"
+#: Bundle kinds (manifest ``kind``): the model class and its saved format (name, newest version).
+KINDS = {"spectral": (SpectralNormativeModel, MODEL_FORMAT_NAME, MODEL_FORMAT_VERSION),
+         "regional": (RegionalNormativeModel, DIRECT_FORMAT_NAME, DIRECT_FORMAT_VERSION)}
 _ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _SPACE_KEYS = ("space", "res", "den")  # BIDS entity order
 _FIX = "pass the folder or .zip written by `spectranorm-neuro fit` (or `adapt`)"
@@ -65,8 +74,8 @@ class ModelBundle:
 
     Attributes
     ----------
-    model : SpectralNormativeModel
-        The fitted model (its ``eigenmode_basis`` is the basis).
+    model : SpectralNormativeModel or RegionalNormativeModel
+        The fitted model (a spectral model's ``eigenmode_basis`` is the basis).
     card : dict
         The model card (see :mod:`spectranorm_neuro.workflow.card`).
     manifest : dict
@@ -75,7 +84,7 @@ class ModelBundle:
         Where the bundle was read from or last saved to (folder or ``.zip``).
     """
 
-    model: SpectralNormativeModel
+    model: SpectralNormativeModel | RegionalNormativeModel
     card: dict
     manifest: dict = field(default_factory=dict)
     path: Path | None = None
@@ -109,9 +118,14 @@ class ModelBundle:
         return format_card(self.card, self.manifest or None, None if self.path is None else str(self.path))
 
     @property
+    def kind(self) -> str:
+        """``"spectral"`` (a model of maps) or ``"regional"`` (a model of a table of regional measures)."""
+        return bundle_kind(self.model)
+
+    @property
     def basis(self):
-        """The model's :class:`~spectranorm_neuro.basis.EigenmodeBasis`."""
-        return self.model.eigenmode_basis
+        """The model's :class:`~spectranorm_neuro.basis.EigenmodeBasis` (None for a regional bundle)."""
+        return getattr(self.model, "eigenmode_basis", None)
 
     @property
     def space(self) -> dict[str, str]:
@@ -122,6 +136,15 @@ class ModelBundle:
     def measure(self) -> str | None:
         """Name of the modelled measure (BIDS suffix), e.g. ``"thickness"``."""
         return self.card.get("measure")
+
+
+def bundle_kind(model) -> str:
+    """The bundle kind of a fitted model (see :data:`KINDS`)."""
+    for kind, (cls, _, _) in KINDS.items():
+        if isinstance(model, cls):
+            return kind
+    raise bad_value("model", type(model).__name__, "is not a model a bundle can hold",
+                    "pass a fitted SpectralNormativeModel or RegionalNormativeModel")
 
 
 def _is_bundle_dir(path: Path) -> bool:
@@ -168,13 +191,17 @@ def check_bundle_target(path: str | os.PathLike, overwrite: bool, argument: str 
     return path
 
 
-def _write_tree(model: SpectralNormativeModel, card: dict, root: Path) -> None:
+def _write_tree(model, card: dict, root: Path) -> None:
     import json
 
+    kind = bundle_kind(model)
+    _, name, version = KINDS[kind]
     model.save_model(root / MODEL_DIR)
     (root / CARD_FILE).write_text(json.dumps(card, indent=2, default=json_default) + "\n")
-    write_manifest(root, relative_files(root), BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION,
-                   extra={"model_format": MODEL_FORMAT_NAME, "model_format_version": MODEL_FORMAT_VERSION})
+    extra = {"model_format": name, "model_format_version": version}
+    if kind != "spectral":  # spectral bundles stay byte-identical to those of earlier releases
+        extra["kind"] = kind
+    write_manifest(root, relative_files(root), BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, extra=extra)
 
 
 def _zip_tree(root: Path, target: Path) -> None:
@@ -186,13 +213,13 @@ def _zip_tree(root: Path, target: Path) -> None:
             zf.writestr(info, (root / rel).read_bytes())
 
 
-def save_bundle(model: SpectralNormativeModel, path: str | os.PathLike, card: dict, overwrite: bool = False,
+def save_bundle(model, path: str | os.PathLike, card: dict, overwrite: bool = False,
                 argument: str = "--out") -> Path:
     """Write a model bundle atomically.
 
     Parameters
     ----------
-    model : SpectralNormativeModel
+    model : SpectralNormativeModel or RegionalNormativeModel
         A fitted model.
     path : path-like
         Bundle folder, or a file ending in ``.zip``.
@@ -295,7 +322,7 @@ def read_bundle_manifest(folder: str | os.PathLike, source: str | os.PathLike | 
         raise bad_value("bundle", shown, "holds no manifest.json, so it is not a model bundle", _FIX, FileFormatError)
     fmt = read_json(manifest_path, f"{shown} (manifest.json)", "rebuild the bundle with `spectranorm-neuro fit`"
                     ).get("format")
-    if fmt == MODEL_FORMAT_NAME:
+    if fmt in (MODEL_FORMAT_NAME, DIRECT_FORMAT_NAME):
         raise bad_value("bundle", shown, "is a saved model folder (save_model), not a bundle",
                         "pass the bundle folder that contains it, or build a bundle with `spectranorm-neuro fit`",
                         FileFormatError)
@@ -303,8 +330,12 @@ def read_bundle_manifest(folder: str | os.PathLike, source: str | os.PathLike | 
         raise bad_value("bundle", shown, f"has a manifest of format {fmt!r}, not a model bundle", _FIX,
                         FileFormatError)
     manifest = read_manifest(folder, BUNDLE_FORMAT, BUNDLE_FORMAT_VERSION, "model bundle", _FIX)
+    kind = manifest.get("kind", "spectral")
+    if kind not in KINDS:
+        raise bad_value("bundle", shown, f"holds a model of kind {kind!r}, which this version does not know "
+                        f"(known: {list(KINDS)})", "upgrade spectranorm_neuro", FileFormatError)
     if "model_format_version" in manifest:
-        check_format_version(manifest["model_format_version"], MODEL_FORMAT_VERSION, shown,
+        check_format_version(manifest["model_format_version"], KINDS[kind][2], shown,
                              manifest.get("package_version"))
     for name in manifest["files"]:
         if not _safe_name(name):
@@ -322,7 +353,7 @@ def _load_folder(folder: Path, source: Path) -> ModelBundle:
     manifest = read_bundle_manifest(folder, source)
     card = read_json(folder / CARD_FILE, f"{source} ({CARD_FILE})", "rebuild the bundle")
     try:
-        model = SpectralNormativeModel.load_model(folder / MODEL_DIR)
+        model = KINDS[manifest.get("kind", "spectral")][0].load_model(folder / MODEL_DIR)
     except FileFormatError:
         raise
     except (ValueError, KeyError, TypeError, OSError, zipfile.BadZipFile, EOFError) as exc:
@@ -406,6 +437,10 @@ def check_compatible(bundle: ModelBundle, structures=None, space: dict | None = 
     ------
     IncompatibleModelError
     """
+    if bundle.basis is None:
+        raise bad_value("bundle", str(bundle.path or "bundle"), "holds a regional model (a table of regional "
+                        "measures), not a model of maps", "pass a table of regional measures (CSV/TSV or a FreeSurfer "
+                        "stats table) as the cohort, or use a bundle fitted on maps", IncompatibleModelError)
     mine = tuple(bundle.basis.structures)
     if structures is not None:
         theirs = tuple(structures)

@@ -20,7 +20,14 @@ Keys of ``model_card.json`` (card version 1)
     ``held_out`` calibration and accuracy over held-out training-site subjects (``null`` when no
     subject was held out).
 ``adaptations``
-    One entry per ``adapt`` run: the new levels and the number of subjects they were learned from.
+    One entry per ``adapt`` run: the new levels and the number of subjects they were learned from
+    (regional bundles: also ``report``, the controls and effective number of controls per level).
+
+A regional bundle's card (:func:`build_regional_card`) has ``kind: "regional"``, ``basis: null``
+and ``regions``: ``n_regions``, ``names``, ``source`` (the table), and ``likelihood``, per region
+the likelihood the fit uses (``Normal`` where the likelihood-ratio test of the SHASHb fit does not
+reject it) with the test's ``p_value`` and the fitted ``epsilon`` (skew) and ``delta`` (tails).
+Its ``fitting`` holds ``likelihood`` and ``n_regions`` instead of modes and pairs.
 """
 
 from __future__ import annotations
@@ -34,8 +41,8 @@ import pandas as pd
 
 from .._version import __version__
 
-__all__ = ["CARD_VERSION", "build_model_card", "held_out_metrics", "record_adaptation", "format_card",
-           "basis_space", "portable_source"]
+__all__ = ["CARD_VERSION", "build_model_card", "build_regional_card", "held_out_metrics", "record_adaptation",
+           "format_card", "basis_space", "portable_source"]
 
 CARD_VERSION = 1
 
@@ -129,6 +136,23 @@ def build_model_card(model, covariates: pd.DataFrame, *, measure: str | None, sp
     basis = model.eigenmode_basis
     params = dict(model.model_params)
     prov = dict(basis.provenance or {})
+    card = _card(spec, covariates, measure, source, seed, holdout, metrics, params)
+    card["basis"] = {
+        "n_modes": int(basis.n_modes),
+        "n_features": int(basis.n_features),
+        "structures": _structures(basis),
+        "space": {k: str(space[k]) for k in ("space", "res", "den") if (space or {}).get(k)},
+        "laplacian": prov.get("laplacian"),
+        "provenance": _portable_provenance(prov),
+    }
+    card["fitting"] = {"model_type": spec.model_type, "n_modes": int(params.get("n_modes", basis.n_modes)),
+                       "n_pairs": int(params.get("n_pairs", 0)), "inference": params.get("inference"),
+                       "covariance_structure": params.get("covariance_structure"), **card["fitting"]}
+    return card
+
+
+def _card(spec, covariates: pd.DataFrame, measure, source, seed, holdout, metrics, params: dict) -> dict:
+    """What every card holds (the model-specific keys are added by the builders)."""
     sites = {b: {str(k): int(v) for k, v in covariates[b].astype(str).value_counts().sort_index().items()}
              for b in spec.batch_covariates}
     return {
@@ -142,22 +166,10 @@ def build_model_card(model, covariates: pd.DataFrame, *, measure: str | None, sp
             "covariates": _covariates(spec, covariates),
             "source": portable_source(source),
         },
-        "basis": {
-            "n_modes": int(basis.n_modes),
-            "n_features": int(basis.n_features),
-            "structures": _structures(basis),
-            "space": {k: str(space[k]) for k in ("space", "res", "den") if (space or {}).get(k)},
-            "laplacian": prov.get("laplacian"),
-            "provenance": _portable_provenance(prov),
-        },
+        "basis": None,
         "fitting": {
-            "model_type": spec.model_type,
-            "n_modes": int(params.get("n_modes", basis.n_modes)),
-            "n_pairs": int(params.get("n_pairs", 0)),
-            "inference": params.get("inference"),
-            "covariance_structure": params.get("covariance_structure"),
             "numerical_covariates": spec.numerical_covariates,
-            "nonlinear_covariates": [c.name for c in spec.covariates if c.effect == "spline"],
+            "nonlinear_covariates": [c.name for c in spec.covariates if c.effect in ("spline", "pspline")],
             "categorical_covariates": spec.categorical_covariates,
             "batch_covariates": list(spec.batch_covariates),
             "influencing_mean": list(spec.influencing_mean),
@@ -170,6 +182,39 @@ def build_model_card(model, covariates: pd.DataFrame, *, measure: str | None, sp
         "metrics": {"held_out": dict(metrics) if metrics else None},
         "adaptations": [],
     }
+
+
+def build_regional_card(model, covariates: pd.DataFrame, *, measure: str | None, seed: int | None,
+                        holdout: float = 0.0, metrics: Mapping | None = None, source: str | None = None) -> dict:
+    """Describe a freshly fitted regional model (see the module notes).
+
+    Parameters
+    ----------
+    model : RegionalNormativeModel
+        The fitted model.
+    covariates : pandas.DataFrame, shape (n_train, ...)
+        The training covariates (exactly the rows the model was fitted on).
+    measure, seed, holdout, metrics, source :
+        As in :func:`build_model_card`.
+
+    Returns
+    -------
+    dict
+    """
+    spec = model.spec
+    params = dict(model.model_params)
+    card = _card(spec, covariates, measure, source, seed, holdout, metrics, params)
+    card["kind"] = "regional"
+    test = model.likelihood_comparison()
+    card["regions"] = {
+        "n_regions": len(model.regions), "names": list(model.regions), "source": portable_source(source),
+        "likelihood": {str(r): {"used": str(row["likelihood_used"]), "p_value": float(row["p_value"]),
+                                "epsilon": float(row["epsilon"]), "delta": float(row["delta"])}
+                       for r, row in test.iterrows()},
+    }
+    card["fitting"] = {"model_type": spec.model_type, "likelihood": spec.likelihood,
+                       "n_regions": len(model.regions), "inference": params.get("inference"), **card["fitting"]}
+    return card
 
 
 def held_out_metrics(z: np.ndarray, evaluations: Mapping[str, np.ndarray], n_subjects: int) -> dict:
@@ -199,7 +244,7 @@ def held_out_metrics(z: np.ndarray, evaluations: Mapping[str, np.ndarray], n_sub
 
 
 def record_adaptation(card: dict, added: Mapping[str, list], n_subjects: int,
-                      source: str | None = None) -> dict:
+                      source: str | None = None, report: Mapping | None = None) -> dict:
     """A copy of ``card`` updated after ``adapt_fit``: new levels, their N, the adapted spec.
 
     Parameters
@@ -210,6 +255,8 @@ def record_adaptation(card: dict, added: Mapping[str, list], n_subjects: int,
     n_subjects : int
         Subjects the new levels were learned from.
     source : str, optional
+    report : mapping, optional
+        The engine's adaptation report (controls and effective controls per new level).
 
     Returns
     -------
@@ -221,7 +268,7 @@ def record_adaptation(card: dict, added: Mapping[str, list], n_subjects: int,
     new["package_version"] = __version__
     new.setdefault("adaptations", []).append(
         {"levels": {k: list(v) for k, v in added.items()}, "n_subjects": int(n_subjects),
-         "source": portable_source(source)})
+         "source": portable_source(source), **({"report": dict(report)} if report else {})})
     return new
 
 
@@ -235,6 +282,19 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def _region_lines(regions: Mapping) -> list[str]:
+    """The regions of a regional card and the likelihood each uses."""
+    lik = regions.get("likelihood") or {}
+    skewed = [r for r, v in lik.items() if v.get("used") != "Normal"]
+    names = regions.get("names") or []
+    lines = [f"Regions: {regions.get('n_regions')} ({', '.join(names[:6])}{' ...' if len(names) > 6 else ''})"]
+    if lik:
+        lines.append(f"  likelihood: Normal in {len(lik) - len(skewed)}, SHASHb (skewed or heavy-tailed, the "
+                     f"Normal rejected) in {len(skewed)}" + (f": {', '.join(skewed[:8])}" if skewed else "")
+                     + (" ..." if len(skewed) > 8 else ""))
+    return lines
+
+
 def format_card(card: Mapping, manifest: Mapping | None = None, path: str | None = None) -> str:
     """Human-readable text of a model card (what ``spectranorm-neuro info`` prints)."""
     lines = []
@@ -244,7 +304,7 @@ def format_card(card: Mapping, manifest: Mapping | None = None, path: str | None
         lines.append(f"  bundle format {manifest.get('format_version')}, written by spectranorm_neuro "
                      f"{manifest.get('package_version')}; {len(manifest.get('files', {}))} files, "
                      "SHA-256 verified")
-    tr, ba, fi = card.get("training", {}), card.get("basis", {}), card.get("fitting", {})
+    tr, ba, fi = card.get("training", {}), card.get("basis") or {}, card.get("fitting", {})
     lines.append(f"Measure: {card.get('measure') or '-'}")
     lines.append(f"Training: {tr.get('n_subjects')} subjects" + (f" from {tr['source']}" if tr.get("source") else ""))
     for name, levels in (tr.get("sites") or {}).items():
@@ -258,13 +318,18 @@ def format_card(card: Mapping, manifest: Mapping | None = None, path: str | None
             kind = "batch" if c.get("batch") else "categorical"
             lines.append(f"  {name}: {kind}, categories " + ", ".join(
                 f"{k} (N={v})" for k, v in (c.get("counts") or {}).items()))
-    space = ba.get("space") or {}
-    lines.append(f"Basis: {ba.get('n_modes')} modes ({ba.get('laplacian') or '-'}), {ba.get('n_features')} features, "
-                 f"{'_'.join(f'{k}-{v}' for k, v in space.items()) or 'space unspecified'}")
-    for s in ba.get("structures", []):
-        lines.append(f"  {s['name']} ({s['kind']}): {s['n_features']} of {s['n_total']} nodes")
-    lines.append(f"Fitting: {fi.get('model_type')}, {fi.get('n_modes')} modes, {fi.get('n_pairs')} mode pairs, "
-                 f"inference {fi.get('inference')}, seed {fi.get('seed')}")
+    if card.get("kind") == "regional":
+        lines += _region_lines(card.get("regions") or {})
+        lines.append(f"Fitting: {fi.get('model_type')}, {fi.get('n_regions')} regions, likelihood "
+                     f"{fi.get('likelihood')}, inference {fi.get('inference')}, seed {fi.get('seed')}")
+    else:
+        space = ba.get("space") or {}
+        lines.append(f"Basis: {ba.get('n_modes')} modes ({ba.get('laplacian') or '-'}), {ba.get('n_features')} "
+                     f"features, {'_'.join(f'{k}-{v}' for k, v in space.items()) or 'space unspecified'}")
+        for s in ba.get("structures", []):
+            lines.append(f"  {s['name']} ({s['kind']}): {s['n_features']} of {s['n_total']} nodes")
+        lines.append(f"Fitting: {fi.get('model_type')}, {fi.get('n_modes')} modes, {fi.get('n_pairs')} mode pairs, "
+                     f"inference {fi.get('inference')}, seed {fi.get('seed')}")
     lines.append(f"  mean ~ {_fmt(fi.get('influencing_mean'))}; log sd ~ {_fmt(fi.get('influencing_variance'))}")
     held = (card.get("metrics") or {}).get("held_out")
     if held:

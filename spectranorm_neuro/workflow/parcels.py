@@ -26,7 +26,8 @@ from ..exceptions import InvalidInputError, bad_value
 from ..io import DerivativesWriter, atlas_queries, build_bids_name, filename_hemi, write_parcel_table
 from ..io._common import write_text
 
-__all__ = ["Atlas", "PARCEL_KINDS", "read_atlas", "parcel_scores", "write_parcel_outputs"]
+__all__ = ["Atlas", "PARCEL_KINDS", "read_atlas", "read_atlas_layout", "region_parcels", "parcel_scores",
+           "write_parcel_outputs"]
 
 
 @dataclass
@@ -47,14 +48,18 @@ class Atlas:
         The atlas file names.
     weights : scipy.sparse matrix, shape (n_parcels, n_features), optional
         The parcel-mean weights over features (to score the maps themselves, exact z).
+    structures : tuple of Structure, optional
+        The feature layout of an atlas read without a basis (:func:`read_atlas_layout`); empty
+        for one read onto a basis (whose structures it shares).
     """
 
     name: str
     names: list[str]
     parcel: np.ndarray
-    encoded: np.ndarray
+    encoded: np.ndarray | None
     sources: list[str]
     weights: object = None
+    structures: tuple = ()
 
     @property
     def n_parcels(self) -> int:
@@ -107,14 +112,7 @@ def read_atlas(paths: str | os.PathLike | Sequence[str | os.PathLike], basis, na
     -------
     Atlas
     """
-    items = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
-    if not items or len(items) > 2:
-        raise bad_value(argument, [str(p) for p in items], "is not one atlas file or one per hemisphere",
-                        "pass e.g. --atlas lh.aparc.annot rh.aparc.annot, or one .dlabel.nii", InvalidInputError)
-    missing = [str(p) for p in items if not p.is_file()]
-    if missing:
-        raise bad_value(argument, missing, "do not exist", "pass existing atlas files (annot, label.gii, dlabel, "
-                        "NIfTI atlas)", InvalidInputError)
+    items = _atlas_files(paths, argument)
     if len(items) == 1:
         atlas = str(items[0])
     else:
@@ -137,6 +135,117 @@ def read_atlas(paths: str | os.PathLike | Sequence[str | os.PathLike], basis, na
                         InvalidInputError)
     return Atlas(label, [str(n) for n in q.names], parcel, np.asarray(q.encoded), [p.name for p in items],
                  weights.tocsr())
+
+
+def _atlas_files(paths, argument: str) -> list[Path]:
+    items = [Path(p) for p in ([paths] if isinstance(paths, (str, os.PathLike)) else paths)]
+    if not items or len(items) > 2:
+        raise bad_value(argument, [str(p) for p in items], "is not one atlas file or one per hemisphere",
+                        "pass e.g. --atlas lh.aparc.annot rh.aparc.annot, or one .dlabel.nii", InvalidInputError)
+    missing = [str(p) for p in items if not p.is_file()]
+    if missing:
+        raise bad_value(argument, missing, "do not exist", "pass existing atlas files (annot, label.gii, dlabel, "
+                        "NIfTI atlas)", InvalidInputError)
+    return items
+
+
+def read_atlas_layout(paths: str | os.PathLike | Sequence[str | os.PathLike], name: str | None = None,
+                      argument: str = "--atlas") -> Atlas:
+    """Read an atlas on its own (no basis): its parcels and the layout of the maps it defines.
+
+    Used to write the results of a regional model as parcel maps (each vertex or voxel gets its
+    parcel's value). Surface atlases (``.annot``/``.label.gii``, one per hemisphere, matched by
+    ``lh.``/``rh.``/``hemi-`` in the name, else left then right) give every vertex of the mesh;
+    a NIfTI atlas gives its labelled voxels. Label 0 (and negative labels) is no parcel.
+
+    Parameters
+    ----------
+    paths : path-like or sequence of path-like
+    name : str, optional
+        The ``atlas-`` label of the outputs (default from the file name).
+    argument : str, optional
+        How to name the option in messages.
+
+    Returns
+    -------
+    Atlas
+        With ``structures`` set and ``encoded`` None; parcel names ``"<hemi>_<name>"`` for
+        surface atlases, the label value for NIfTI atlases.
+    """
+    from ..graphs.parcellation import read_labels
+    from ..io import surface_structure, volume_structure
+
+    items = _atlas_files(paths, argument)
+    hemis = [filename_hemi(p) for p in items]
+    if None in hemis or len(set(hemis)) != len(items):
+        hemis = ["L", "R"][:len(items)]
+    structures, codes, names = [], [], []
+    for hemi, path in zip(hemis, items):
+        try:
+            labels, label_names = read_labels(path)
+            volume = len(items) == 1 and path.name.lower().endswith((".nii", ".nii.gz")) and \
+                not path.name.lower().endswith(".dlabel.nii")
+            if path.name.lower().endswith(".dlabel.nii"):
+                raise InvalidInputError("a CIFTI dlabel needs the basis' layout")
+            structures.append(volume_structure(path) if volume else surface_structure(hemi, labels.size))
+        except (InvalidInputError, ValueError) as exc:
+            raise bad_value(argument, str(path), f"cannot be read as an atlas without a basis ({exc})",
+                            "pass .annot/.label.gii files (one per hemisphere) or a NIfTI atlas", InvalidInputError
+                            ) from None
+        values = [int(v) for v in np.unique(labels) if v > 0]
+        index = {v: len(names) + k for k, v in enumerate(values)}
+        names += [str(label_names.get(v, v)) if volume else f"{hemi}_{label_names.get(v, v)}" for v in values]
+        codes.append(np.array([index.get(int(v), -1) for v in labels], dtype=np.int64))
+    label = name or _atlas_name(items)
+    if not re.fullmatch(r"[A-Za-z0-9]+", label):
+        raise bad_value("--atlas-name", label, "is not a BIDS label", "use letters and digits only",
+                        InvalidInputError)
+    return Atlas(label, names, np.concatenate(codes), None, [p.name for p in items], None, tuple(structures))
+
+
+_HEMI_PREFIX = re.compile(r"^(lh|rh|left|right|l|r)[_\-.]", re.IGNORECASE)
+_MEASURE_SUFFIX = re.compile(r"_(thickness|thicknessstd|area|volume|meancurv|gauscurv|foldind|curvind)$",
+                             re.IGNORECASE)
+
+
+def _region_key(name: str) -> tuple[str, str]:
+    """``lh_precentral_thickness`` / ``L_precentral`` / ``Left-Hippocampus`` -> ``("L", "precentral")``."""
+    text = _MEASURE_SUFFIX.sub("", str(name).strip())
+    hemi = ""
+    match = _HEMI_PREFIX.match(text)
+    if match:
+        hemi = "L" if match.group(1).lower().startswith("l") else "R"
+        text = text[match.end():]
+    return hemi, re.sub(r"[^a-z0-9]", "", text.lower())
+
+
+def region_parcels(atlas: Atlas, regions: Sequence[str], argument: str = "--atlas") -> np.ndarray:
+    """Which region (table column) each parcel of the atlas is, matched by name.
+
+    Names are compared without the hemisphere prefix (``lh_``, ``L_``, ``Left-``) and the measure
+    suffix (``_thickness``, ``_area``, ``_volume`` ...), case and punctuation ignored, within the
+    same hemisphere: ``lh_precentral_thickness`` is the parcel ``L_precentral``.
+
+    Returns
+    -------
+    numpy.ndarray of int, shape (n_parcels,)
+        Column index in ``regions``, ``-1`` for a parcel no region matches.
+
+    Raises
+    ------
+    InvalidInputError
+        No region matches any parcel.
+    """
+    keys = {}
+    for j, region in enumerate(regions):
+        keys.setdefault(_region_key(region), j)
+    out = np.array([keys.get(_region_key(p), -1) for p in atlas.names], dtype=np.int64)
+    if not (out >= 0).any():
+        raise bad_value(argument, atlas.sources, f"has no parcel named as a region of the table (parcels "
+                        f"{atlas.names[:4]} ..., regions {list(regions)[:4]} ...)",
+                        "pass the atlas the table was computed on (e.g. lh/rh.aparc.annot for aparcstats2table "
+                        "--parc aparc)", InvalidInputError)
+    return out
 
 
 #: Map kinds that have parcel versions (``harmonized`` maps are vertex maps only).

@@ -34,7 +34,8 @@ from .parcels import Atlas, parcel_scores, write_parcel_outputs
 from .scoring import MAP_KINDS, check_covariates, check_writable, score_and_write, smoothing_queries, z_metadata
 
 __all__ = ["Attachment", "ApplyResult", "check_fit_options", "fit_bundle", "apply_bundle", "adapt_bundle",
-           "harmonize_bundle", "prepare_scoring", "map_metadata", "source_datasets"]
+           "harmonize_bundle", "prepare_scoring", "map_metadata", "source_datasets", "harmonized_covariates",
+           "covariate_messages"]
 
 Say = Callable[[str], None]
 
@@ -273,6 +274,10 @@ def adapt_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike | N
         The adapted bundle; its card records the new levels (``card["adaptations"]``).
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    if bundle.kind == "regional":
+        from .regional import adapt_regional
+
+        return adapt_regional(bundle, cohort, out, overwrite=overwrite)
     if out is not None:
         if bundle.path is not None and Path(out).resolve() == Path(bundle.path).resolve():
             raise UsageError("--out must differ from the input bundle (write the adapted bundle next to it)")
@@ -315,13 +320,19 @@ def prepare_scoring(bundle: ModelBundle, cohort: Cohort, space: dict | None = No
     """
     check_compatible(bundle, cohort.structures, space, "cohort")
     covariates = covariates_frame(cohort)
-    messages = check_covariates(bundle.model, covariates, population, cohort.source or "cohort",
-                                str(bundle.path or "BUNDLE"))
+    messages = covariate_messages(bundle, covariates, population, cohort.source or "cohort", warn)
+    return covariates, dict(bundle.space or space or {}), messages
+
+
+def covariate_messages(bundle: ModelBundle, covariates: pd.DataFrame, population: bool, source: str,
+                       warn: Say = _quiet) -> list[str]:
+    """:func:`~spectranorm_neuro.workflow.scoring.check_covariates` for a bundle, its warnings passed to ``warn``."""
+    messages = check_covariates(bundle.model, covariates, population, source, str(bundle.path or "BUNDLE"))
     if population and not bundle.model.spec.batch_covariates:
         messages.append("--population has no effect: the model has no batch (site) covariate")
     for message in messages:
         warn(message)
-    return covariates, dict(bundle.space or space or {}), messages
+    return messages
 
 
 def _measure(measure: str | None, bundle: ModelBundle, cohort: Cohort) -> str:
@@ -358,7 +369,9 @@ def map_metadata(bundle: ModelBundle, command: str, population: bool = False,
     model = {"Bundle": Path(bundle.path).name, "Command": f"spectranorm-neuro {command}",
              "PackageVersion": bundle.manifest.get("package_version"),
              "ModelCardSHA256": files.get("model_card.json"), "ParametersSHA256": files.get("model/params.npz"),
-             "Measure": bundle.measure, "NModes": int(bundle.model.model_params["n_modes"]),
+             "Measure": bundle.measure,
+             **({"NModes": int(bundle.model.model_params["n_modes"])} if bundle.kind == "spectral" else
+                {"NRegions": len(bundle.model.regions), "Likelihood": spec.likelihood}),
              "Covariates": list(spec.covariate_names), "BatchCovariates": list(spec.batch_covariates),
              "PredictedWithout": list(spec.batch_covariates) if population else []}
     if removed is not None:
@@ -458,6 +471,11 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     ApplyResult
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    if bundle.kind == "regional":
+        from .regional import apply_regional
+
+        return apply_regional(bundle, cohort, out, maps=maps, population=population, measure=measure,
+                              attachments=attachments, overwrite=overwrite, say=say, warn=warn, atlas=atlas)
     z = _z_choice(bundle, z, warn)
     kinds = list(dict.fromkeys(maps))
     if z == "local" and "harmonized" in kinds:
@@ -502,6 +520,19 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
     return ApplyResult(out, files, cohort.n_subjects, space, summary, messages)
 
 
+def harmonized_covariates(model, covariates: Sequence[str] | None) -> list[str]:
+    """The covariates ``harmonize`` removes (``--covariates``, default the batch covariates), checked."""
+    what = list(covariates or model.spec.batch_covariates)
+    if not what:
+        raise bad_value("--covariates", None, "is empty and the model has no batch covariate",
+                        "name the covariates to remove with --covariates", InvalidInputError)
+    unknown = [c for c in what if c not in model.spec.covariate_names]
+    if unknown:
+        raise bad_value("--covariates", unknown, f"are not covariates of the model ({model.spec.covariate_names})",
+                        "name covariates the model was fitted with", InvalidInputError)
+    return what
+
+
 def harmonize_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
                      covariates: Sequence[str] | None = None, measure: str | None = None, space: dict | None = None,
                      overwrite: bool = False, n_jobs: int | None = None, progress: bool = False, say: Say = _quiet,
@@ -527,15 +558,13 @@ def harmonize_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike
     ApplyResult
     """
     n_jobs = check_n_jobs(n_jobs, "--n-jobs")
+    if bundle.kind == "regional":
+        from .regional import harmonize_regional
+
+        return harmonize_regional(bundle, cohort, out, covariates=covariates, measure=measure, overwrite=overwrite,
+                                  say=say, warn=warn)
     model = bundle.model
-    what = list(covariates or model.spec.batch_covariates)
-    if not what:
-        raise bad_value("--covariates", None, "is empty and the model has no batch covariate",
-                        "name the covariates to remove with --covariates", InvalidInputError)
-    unknown = [c for c in what if c not in model.spec.covariate_names]
-    if unknown:
-        raise bad_value("--covariates", unknown, f"are not covariates of the model ({model.spec.covariate_names})",
-                        "name covariates the model was fitted with", InvalidInputError)
+    what = harmonized_covariates(model, covariates)
     out = check_destination(out, overwrite)
     check_writable(bundle.basis.structures)
     frame, space, messages = prepare_scoring(bundle, cohort, space, False, warn)
