@@ -115,7 +115,7 @@ def compute_random_walk_laplacian_eigenmodes(adjacency_matrix, num_eigenvalues: 
 
 
 def _load_pyamg():
-    """Pyamg if it is installed, else ``None`` (it is an optional dependency: the ``amg`` extra)."""
+    """Return pyamg if it is installed, else ``None`` (it is an optional dependency: the ``amg`` extra)."""
     try:
         import pyamg
     except ImportError:
