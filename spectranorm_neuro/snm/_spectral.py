@@ -36,6 +36,7 @@ from ._direct import DirectNormativeModel
 from ._predictions import NormativePredictions
 from ._stepwise import StepwiseFitMixin
 from ._upstream import UpstreamParameters, is_converted, is_upstream_path, load_converted, read_upstream, save_converted
+from ._upstream_adapt import adapt_upstream
 from .utils.gsp import EigenmodeBasis
 from .utils.metrics import calibration, smse
 
@@ -294,6 +295,14 @@ class SpectralNormativeModel(StepwiseFitMixin, _NativeSpectral):
         if spectral_coeff_train_data is None or covariates_dataframe is None:
             raise bad_value("spectral_coeff_train_data", None, "or covariates_dataframe is missing",
                             "pass the new site's encoded maps and covariates")
+        if self._upstream is not None:  # the reference's parameters: the new levels' effects by their posterior mode
+            self._upstream = UpstreamParameters(adapt_upstream(
+                self._upstream.data, covariate_to_adapt, new_category_names, covariates_dataframe,
+                spectral_coeff_train_data))
+            self.model_params = self._upstream.model_params
+            if save_directory is not None:
+                self.save_model(save_directory)
+            return self
         if covariate_to_adapt is not None:
             from ._direct import _check_adaptation
 
