@@ -23,7 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
-PORTS = ["05_univariate_model.py"]
+PORTS = ["05_univariate_model.py", "06_digit_eigenmode_bases.py"]
 IMPORT = re.compile(r"^from spectranorm_neuro import snm$", re.M)
 
 if __name__ == "__main__":
