@@ -2,7 +2,7 @@
 
 Run with the REFERENCE's interpreter (see README.md in this folder), from the repository root::
 
-    OMP_NUM_THREADS=1 /work/refenv/bin/python data/upstream/reference_tutorials.py [--full]
+    OMP_NUM_THREADS=1 /work/refenv/bin/python data/upstream/reference_tutorials.py [--full] [TUTORIAL ...]
 
 Each tutorial in ``tutorials/`` that is a port of a reference tutorial uses only the reference's
 API, with its import line changed to ``from spectranorm_neuro import snm``. This script switches that
@@ -23,14 +23,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(__file__).resolve().parent
-PORTS = ["05_univariate_model.py", "06_digit_eigenmode_bases.py"]
+PORTS = ["02_spectral_model.py", "05_univariate_model.py", "06_digit_eigenmode_bases.py"]
 IMPORT = re.compile(r"^from spectranorm_neuro import snm$", re.M)
 
 if __name__ == "__main__":
     full = "--full" in sys.argv[1:]
     if not full:
         os.environ["SPECTRANORM_TUTORIAL_FAST"] = "1"
-    for name in PORTS:
+    chosen = [a for a in sys.argv[1:] if not a.startswith("--")] or PORTS
+    for name in chosen:
         source = (ROOT / "tutorials" / name).read_text()
         assert len(IMPORT.findall(source)) == 1, name
         with tempfile.TemporaryDirectory() as tmp:
