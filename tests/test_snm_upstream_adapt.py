@@ -72,6 +72,8 @@ def test_adaptation_input_errors_name_the_problem(direct_data):
         model.adapt_fit("site", ["s1"], _new_site(direct_data, 10, 3, site="s1"))
     with pytest.raises(ValueError, match="covariate_to_adapt"):
         model.adapt_fit("age", ["s9"], _new_site(direct_data, 10, 3))
+    with pytest.raises(ValueError, match="do not occur"):
+        model.adapt_fit("site", ["s9", "s10"], _new_site(direct_data, 10, 3))
     untouched = model.model_params["posterior_means"]["intercept_offset_site"]
     assert len(untouched) == 3  # a failed adaptation changes nothing
     model.adapt_fit(_new_site(direct_data, 50, 5))  # the engine's order: the new level is inferred

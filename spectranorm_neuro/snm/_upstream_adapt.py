@@ -70,6 +70,10 @@ def _levels(spec: dict, covariate, new_category_names, covariates: pd.DataFrame)
     if clash:
         raise bad_value("new_category_names", clash, f"are levels the model already knows ({known})",
                         "adapt only to new levels")
+    absent = sorted(set(new) - set(present))
+    if absent:
+        raise bad_value("new_category_names", absent, f"do not occur in the adaptation data's {covariate!r}",
+                        "pass the new levels present in the adaptation data")
     other = sorted(set(present) - set(new))
     if other:
         raise bad_value(covariate, other, "occur in the adaptation data but are not new levels",
