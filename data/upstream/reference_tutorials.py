@@ -43,8 +43,8 @@ if __name__ == "__main__":
             try:
                 with contextlib.redirect_stdout(buffer):
                     runpy.run_path(str(script), run_name="__main__")
-            finally:
+            finally:  # what was printed is kept even if the run fails
                 os.chdir(cwd)
-        target = OUT / f"reference_{Path(name).stem}{'_full' if full else ''}.txt"
-        target.write_text(buffer.getvalue())
+                target = OUT / f"reference_{Path(name).stem}{'_full' if full else ''}.txt"
+                target.write_text(buffer.getvalue())
         print(f"{name}: {len(buffer.getvalue().splitlines())} lines -> {target.name}")
