@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import struct
 import tempfile
 import zipfile
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .exceptions import InvalidInputError, OutputExistsError, ShapeMismatchError, bad_value
+from .exceptions import FileFormatError, InvalidInputError, OutputExistsError, ShapeMismatchError, bad_value
 
 __all__ = [
     "as_finite_array",
@@ -32,6 +33,8 @@ __all__ = [
     "check_random_state",
     "json_default",
     "write_npz",
+    "memmap_npz_member",
+    "MappedNpz",
     "check_n_jobs",
     "check_positive_int",
     "run_tasks",
@@ -263,6 +266,71 @@ def write_npz(file, arrays: dict[str, np.ndarray]) -> None:
             info.external_attr = 0o644 << 16
             with zf.open(info, mode="w", force_zip64=True) as member:
                 np.lib.format.write_array(member, np.asanyarray(arr), allow_pickle=False)
+
+
+def memmap_npz_member(path, member: str, mode: str = "r",
+                      fix: str = "load without memory-mapping, or re-save the file with this package") -> np.memmap:
+    """Memory-map an uncompressed ``.npy`` member of a ``.npz`` archive in place, without copying it.
+
+    Parameters
+    ----------
+    path : path-like
+        The archive (as :func:`write_npz` writes it: members stored uncompressed).
+    member : str
+        Member name, e.g. ``"eigenvectors.npy"``.
+    mode : {"r", "c"}
+        Read-only, or copy-on-write (changes stay in memory; the file is never modified).
+    fix : str
+        The fix the error names when the member is stored compressed.
+
+    Returns
+    -------
+    numpy.memmap
+        The member's array, with its shape, dtype and memory order.
+    """
+    path = Path(path)
+    with zipfile.ZipFile(path) as zf:
+        info = zf.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        raise bad_value("path", str(path), f"stores {member} compressed, which cannot be memory-mapped",
+                        fix, FileFormatError)
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        sig, *_, name_len, extra_len = struct.unpack("<IHHHHHIIIHH", fh.read(30))
+        if sig != 0x04034B50:
+            raise bad_value("path", str(path), f"has a corrupt zip entry ({member})", "re-save the file",
+                            FileFormatError)
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        major, _ = np.lib.format.read_magic(fh)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read(fh)
+        offset = fh.tell()
+    return np.memmap(path, dtype=dtype, mode=mode, offset=offset, shape=shape, order="F" if fortran else "C")
+
+
+class MappedNpz:
+    """The arrays of an uncompressed ``.npz`` as read-only memory maps, with ``np.load``'s interface.
+
+    ``files`` lists the member names (``name in archive`` tests them); ``archive[name]`` is a
+    :class:`numpy.memmap` (0-d members are read into memory).
+
+    Parameters
+    ----------
+    path : path-like
+        An archive written by :func:`write_npz`.
+    """
+
+    def __init__(self, path):
+        self.path = Path(path)
+        with zipfile.ZipFile(self.path) as zf:
+            self.files = [name[:-4] for name in zf.namelist() if name.endswith(".npy")]
+
+    def __contains__(self, name) -> bool:
+        return name in self.files
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        mapped = memmap_npz_member(self.path, f"{name}.npy")
+        return np.array(mapped) if mapped.ndim == 0 else mapped
 
 
 def check_n_jobs(n_jobs: Any, argument: str = "n_jobs") -> int | None:

@@ -41,13 +41,25 @@ def test_random_walk_returns_three_values_and_degree_orthonormal_modes(adj):
     np.testing.assert_allclose(basis.inverted_eigenvectors() @ basis.eigenvectors, np.eye(9), atol=1e-9)
 
 
-def test_amg_lobpcg_solver_matches_the_direct_solver(adj):
+@pytest.mark.parametrize("path", ["amg", "ilu"])
+def test_amg_lobpcg_solver_matches_eigsh(adj, path, monkeypatch):
+    from scipy.sparse.linalg import eigsh
+
+    calls = []
+    if path == "amg":  # pyamg's smoothed aggregation, as the reference (the optional `amg` extra)
+        pyamg = pytest.importorskip("pyamg")
+        real = pyamg.smoothed_aggregation_solver
+        monkeypatch.setattr(pyamg, "smoothed_aggregation_solver", lambda a: calls.append(a.shape) or real(a))
+    else:  # without pyamg: the incomplete-LU preconditioner
+        monkeypatch.setattr(gsp, "_load_pyamg", lambda: None)
     vals, vecs, degrees = gsp.compute_symmetric_normalized_laplacian_eigenmodes_amg_lobpcg(adj, 5, amg_cycles=2)
+    assert calls == ([(120, 120)] if path == "amg" else [])
     np.testing.assert_allclose(degrees, np.asarray(adj.sum(axis=1)).ravel())
-    ref, _ = gsp.compute_symmetric_normalized_laplacian_eigenmodes(adj, 5)
-    np.testing.assert_allclose(vals, ref, atol=1e-7)
     lap = normalized_laplacian(adj)
+    ref = np.sort(eigsh(lap.tocsc(), k=6, sigma=-1e-3, which="LM")[0])
+    np.testing.assert_allclose(vals, ref, atol=1e-7)
     assert np.abs(lap @ vecs.T - vecs.T * vals).max() < 1e-5
+    np.testing.assert_allclose(vecs @ vecs.T, np.eye(6), atol=1e-6)
     with pytest.raises(ValueError, match="amg_cycles"):
         gsp.compute_symmetric_normalized_laplacian_eigenmodes_amg_lobpcg(adj, 5, amg_cycles=0)
 

@@ -417,5 +417,5 @@ plt.ylabel("model z (every 100th pixel)")
 plt.title(f"z-scores vs truth (RMSE {z_rmse:.3f})")
 save_figure("z_vs_truth")
 reloaded_z = loaded_spectral_normative_model.evaluate(
-    pixel_queries_encoded, spectral_coefficients_test, test_data).predictions["z-score"]
+    pixel_queries_encoded, spectral_coefficients_test, test_covariates=test_data).predictions["z-score"]
 assert np.array_equal(reloaded_z, z_scores)

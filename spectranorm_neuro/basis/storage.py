@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from scipy import sparse
 
-from .._util import atomic_path, json_default, sha256_array, write_npz
+from .._util import atomic_path, json_default, memmap_npz_member, sha256_array, write_npz
 from .._version import __version__
 from ..exceptions import (
     ChecksumError,
@@ -174,29 +174,6 @@ def _metadata(npz, path: Path) -> dict:
     return meta
 
 
-def _memmap_member(path: Path, member: str) -> np.memmap:
-    """Memory-map an uncompressed ``.npy`` member of a zip archive in place."""
-    with zipfile.ZipFile(path) as zf:
-        info = zf.getinfo(member)
-    if info.compress_type != zipfile.ZIP_STORED:
-        raise bad_value("path", str(path), f"stores {member} compressed, which cannot be memory-mapped",
-                        "load with mmap=False, or re-save with EigenmodeBasis.save (uncompressed)",
-                        FileFormatError)
-    with open(path, "rb") as fh:
-        fh.seek(info.header_offset)
-        header = fh.read(30)
-        sig, *_, name_len, extra_len = struct.unpack("<IHHHHHIIIHH", header)
-        if sig != 0x04034B50:
-            raise bad_value("path", str(path), "has a corrupt zip entry", "re-save the basis",
-                            FileFormatError)
-        fh.seek(info.header_offset + 30 + name_len + extra_len)
-        major, _ = np.lib.format.read_magic(fh)
-        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
-        shape, fortran, dtype = read(fh)
-        offset = fh.tell()
-    return np.memmap(path, dtype=dtype, mode="r", offset=offset, shape=shape, order="F" if fortran else "C")
-
-
 def load_basis(cls, path: str | os.PathLike, mmap: bool = False, verify: bool = True):
     """Read a basis file (see the module docstring); implementation of ``EigenmodeBasis.load``.
 
@@ -229,8 +206,10 @@ def _read_basis(cls, path: Path, mmap: bool, verify: bool):
             raise bad_value("path", str(path), f"lacks the members {missing}", "re-save the basis",
                             FileFormatError)
         arrays = {name: npz[name] for name in npz.files if name not in ("metadata", "eigenvectors")}
-    arrays["eigenvectors"] = _memmap_member(path, "eigenvectors.npy") if mmap else None
-    if arrays["eigenvectors"] is None:
+    if mmap:
+        arrays["eigenvectors"] = memmap_npz_member(
+            path, "eigenvectors.npy", fix="load with mmap=False, or re-save with EigenmodeBasis.save (uncompressed)")
+    else:
         with np.load(path, allow_pickle=False) as npz:
             arrays["eigenvectors"] = npz["eigenvectors"]
     if verify:

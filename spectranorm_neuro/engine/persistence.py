@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from .._manifest import read_json, read_manifest, verify_manifest, write_manifest
-from .._util import clean_leftovers, json_default, replace_folder, sibling_path, write_npz
+from .._util import MappedNpz, clean_leftovers, json_default, replace_folder, sibling_path, write_npz
 from ..basis import EigenmodeBasis
 from ..exceptions import FileFormatError, OutputExistsError, SpectraNormError, bad_value
 from .covariance import CovarianceParams
@@ -158,7 +158,7 @@ def save_folder(directory, overwrite: bool, write, format_name: str, format_vers
     return directory
 
 
-def load_spectral_model(directory, model_class):
+def load_spectral_model(directory, model_class, mmap: bool = False):
     """Load a model written by :func:`save_spectral_model`, verifying format and checksums.
 
     Parameters
@@ -167,6 +167,10 @@ def load_spectral_model(directory, model_class):
     model_class : type
         :class:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel` (passed in, so this
         module does not import the model's module, which imports it).
+    mmap : bool
+        Memory-map the arrays that grow with the number of features (the basis' eigenvectors,
+        ``n_features x n_modes``, and the residual part's per-feature parameters) read-only from
+        the saved files instead of reading them into memory; the files are checksummed first.
 
     Returns
     -------
@@ -183,7 +187,9 @@ def load_spectral_model(directory, model_class):
             direct = DirectParams.from_arrays(arrays, "direct_")
             cov = CovarianceParams.from_arrays(arrays, "covariance_")
             factor = FactorParams.from_arrays(arrays, "factor_") if "factor_loadings" in arrays.files else None
-        if "residual.npz" in manifest.get("files", {}):
+        if "residual.npz" in manifest.get("files", {}) and mmap:
+            residual = ResidualParams.from_arrays(MappedNpz(directory / "residual.npz"))
+        elif "residual.npz" in manifest.get("files", {}):
             with np.load(directory / "residual.npz", allow_pickle=False) as arrays:
                 residual = ResidualParams.from_arrays(arrays)
     except SpectraNormError:
@@ -192,7 +198,7 @@ def load_spectral_model(directory, model_class):
         raise bad_value("params.npz", str(directory), f"cannot be read ({type(exc).__name__}: "
                         f"{' '.join(str(exc).split())[:100]})", "restore the saved model from its source",
                         FileFormatError) from None
-    basis = EigenmodeBasis.load(directory / "basis.npz")
+    basis = EigenmodeBasis.load(directory / "basis.npz", mmap=mmap)
     model = model_class(basis, DirectNormativeModel(spec))
     model.direct_params, model.covariance_params, model.model_params = direct, cov, model_params
     model.factor_params, model.residual_params = factor, residual

@@ -779,9 +779,13 @@ class SpectralNormativeModel(MapScoring):
         save_spectral_model(self, directory, overwrite=overwrite)
 
     @classmethod
-    def load_model(cls, directory) -> SpectralNormativeModel:
-        """Load a model written by :meth:`save_model` (checksums and format version verified)."""
+    def load_model(cls, directory, mmap: bool = False) -> SpectralNormativeModel:
+        """Load a model written by :meth:`save_model` (checksums and format version verified).
+
+        ``mmap=True`` memory-maps the per-feature arrays (basis eigenvectors, residual part)
+        read-only from the saved files instead of reading them into memory.
+        """
         from .persistence import load_spectral_model
 
-        return load_spectral_model(directory, cls)
+        return load_spectral_model(directory, cls, mmap=mmap)
 

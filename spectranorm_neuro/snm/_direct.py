@@ -27,6 +27,7 @@ from ..exceptions import NotFittedError, bad_value
 from ._predictions import NormativePredictions
 from ._store import save_folder
 from ._upstream import UpstreamParameters, is_converted, is_upstream_path, load_converted, read_upstream, save_converted
+from ._upstream_adapt import adapt_upstream
 
 __all__ = ["DEFAULTS", "DirectNormativeModel"]
 
@@ -191,9 +192,13 @@ class DirectNormativeModel(_NativeDirect):
             train_data, covariate_to_adapt = covariate_to_adapt, None
         if train_data is None:
             raise bad_value("train_data", None, "is missing", "pass the new site's data (covariates and response)")
-        if self._upstream is not None:
-            raise bad_value("model", "converted reference model", "cannot be adapted by this package's engine",
-                            "refit the model with this package (fit), then adapt it")
+        if self._upstream is not None:  # the reference's parameters: the new levels' effects by their posterior mode
+            data = adapt_upstream(self._upstream.data, covariate_to_adapt, new_category_names, train_data,
+                                  self._response(train_data, y, "train_data"))
+            self._upstream = UpstreamParameters(data)
+            if save_directory is not None:
+                self.save_model(save_directory)
+            return self
         if pretrained_model_params is not None and "params" in pretrained_model_params:
             self.params = pretrained_model_params["params"]
         if covariate_to_adapt is not None:

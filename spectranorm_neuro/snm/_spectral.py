@@ -36,6 +36,7 @@ from ._direct import DirectNormativeModel
 from ._predictions import NormativePredictions
 from ._stepwise import StepwiseFitMixin
 from ._upstream import UpstreamParameters, is_converted, is_upstream_path, load_converted, read_upstream, save_converted
+from ._upstream_adapt import adapt_upstream
 from .utils.gsp import EigenmodeBasis
 from .utils.metrics import calibration, smse
 
@@ -294,6 +295,14 @@ class SpectralNormativeModel(StepwiseFitMixin, _NativeSpectral):
         if spectral_coeff_train_data is None or covariates_dataframe is None:
             raise bad_value("spectral_coeff_train_data", None, "or covariates_dataframe is missing",
                             "pass the new site's encoded maps and covariates")
+        if self._upstream is not None:  # the reference's parameters: the new levels' effects by their posterior mode
+            self._upstream = UpstreamParameters(adapt_upstream(
+                self._upstream.data, covariate_to_adapt, new_category_names, covariates_dataframe,
+                spectral_coeff_train_data))
+            self.model_params = self._upstream.model_params
+            if save_directory is not None:
+                self.save_model(save_directory)
+            return self
         if covariate_to_adapt is not None:
             from ._direct import _check_adaptation
 
@@ -330,16 +339,23 @@ class SpectralNormativeModel(StepwiseFitMixin, _NativeSpectral):
     def load_model(cls, directory, mmap_mode: str | None = "r") -> SpectralNormativeModel:
         """Load this package's model, a converted reference model, or a reference-saved directory.
 
-        ``mmap_mode`` is accepted for compatibility; bases are read into memory.
+        ``mmap_mode="r"`` (the default, as the reference) memory-maps the arrays that grow with the
+        number of features (basis eigenvectors, the residual part; all arrays of a converted model)
+        read-only from the saved files; ``None`` reads them into memory. The files are checksummed,
+        so writable modes are refused. A reference-saved (joblib) directory is always read into
+        memory by the restricted unpickler.
         """
+        if mmap_mode not in (None, "r"):
+            raise bad_value("mmap_mode", mmap_mode, "is not supported: saved models are checksummed and "
+                            "never modified in place", "pass mmap_mode='r' (read-only) or None")
         if is_upstream_path(directory):
             return cls.from_upstream(read_upstream(directory))
         nested = Path(directory) / SUBDIRECTORY  # the reference's layout, if a model was saved that way
         if (nested / "manifest.json").is_file():
             directory = nested
         if is_converted(directory):
-            return cls.from_upstream(load_converted(directory))
-        native = load_spectral_model(directory, _NativeSpectral)
+            return cls.from_upstream(load_converted(directory, mmap=mmap_mode is not None))
+        native = load_spectral_model(directory, _NativeSpectral, mmap=mmap_mode is not None)
         model = cls(EigenmodeBasis(native.eigenmode_basis.eigenvalues, native.eigenmode_basis.eigenvectors,
                                    native.eigenmode_basis.mass_matrix, native.eigenmode_basis.provenance,
                                    native.eigenmode_basis.structures), DirectNormativeModel(native.spec))

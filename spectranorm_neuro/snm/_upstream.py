@@ -26,7 +26,7 @@ import pandas as pd
 from scipy.interpolate import BSpline
 
 from .._manifest import read_manifest, verify_manifest
-from .._util import json_default, write_npz
+from .._util import MappedNpz, json_default, write_npz
 from ..basis import EigenmodeBasis as NativeBasis
 from ..exceptions import FileFormatError, UnseenCategoryError, bad_value
 from ._store import save_folder
@@ -165,14 +165,21 @@ def save_converted(data: dict, directory, overwrite: bool = False) -> Path:
         {"converted_from": "spectranorm 0.1.4", "kind": data["kind"]})
 
 
-def load_converted(directory) -> dict:
-    """Read a converted model written by :func:`save_converted` (checksums verified; no pickle)."""
+def load_converted(directory, mmap: bool = False) -> dict:
+    """Read a converted model written by :func:`save_converted` (checksums verified; no pickle).
+
+    ``mmap=True`` memory-maps its arrays read-only from ``arrays.npz`` instead of reading them.
+    """
     directory = Path(directory)
     manifest = read_manifest(directory, CONVERTED_FORMAT, CONVERTED_VERSION)
     verify_manifest(directory, manifest)
     tree = json.loads((directory / "upstream_model.json").read_text())
-    with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
+    if mmap:
+        npz = MappedNpz(directory / "arrays.npz")
         arrays = {k: npz[k] for k in npz.files}
+    else:
+        with np.load(directory / "arrays.npz", allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
     return _join_arrays(tree, arrays)
 
 

@@ -7,9 +7,10 @@ clean:
   return ``num_eigenvalues + 1`` modes (one mode per row), as the reference does; the random-walk
   one also returns the node degrees (its mass matrix is ``diag(degrees)``).
 * :func:`compute_symmetric_normalized_laplacian_eigenmodes_amg_lobpcg` uses
-  :func:`scipy.sparse.linalg.lobpcg`. The reference preconditions it with pyamg's algebraic
-  multigrid; pyamg is not a dependency of this package, so the preconditioner is an incomplete LU
-  factorization of ``L + 1e-3 I`` (scipy), applied ``amg_cycles`` times per call.
+  :func:`scipy.sparse.linalg.lobpcg` preconditioned, as the reference does, by ``amg_cycles``
+  V-cycles of pyamg's smoothed-aggregation multigrid on the Laplacian when pyamg is installed
+  (optional: ``pip install spectranorm-neuro[amg]``); without pyamg the preconditioner is an
+  incomplete LU factorization of ``L + 1e-3 I`` (scipy), applied ``amg_cycles`` times per call.
 * :class:`EigenmodeBasis`: ``reduce`` works in place by default; ``save(filepath, compress=0)``
   writes this package's safe format (``compress`` is accepted for compatibility; the file is
   uncompressed so that it can be memory-mapped); ``load(filepath, mmap_mode="r")`` reads this
@@ -113,29 +114,34 @@ def compute_random_walk_laplacian_eigenmodes(adjacency_matrix, num_eigenvalues: 
     return evals, np.ascontiguousarray(evecs.T), mass.diagonal().copy()
 
 
-def compute_symmetric_normalized_laplacian_eigenmodes_amg_lobpcg(adjacency_matrix, num_eigenvalues: int = 100,
-                                                                 amg_cycles: int = 1
-                                                                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Smallest ``num_eigenvalues + 1`` eigenpairs of ``I - D^-1/2 A D^-1/2`` by preconditioned LOBPCG.
+def _load_pyamg():
+    """Return pyamg if it is installed, else ``None`` (it is an optional dependency: the ``amg`` extra)."""
+    try:
+        import pyamg
+    except ImportError:
+        return None
+    return pyamg
 
-    For large graphs where shift-invert is too costly. The preconditioner is an incomplete LU of
-    ``L + 1e-3 I`` (see the module docstring), applied ``amg_cycles`` times by iterative refinement;
-    the start block is seeded (42), so results are reproducible.
 
-    Returns
-    -------
-    eigenvalues : numpy.ndarray, shape (num_eigenvalues + 1,)
-    eigenvectors : numpy.ndarray, shape (num_eigenvalues + 1, n_nodes)
-    degrees : numpy.ndarray, shape (n_nodes,)
-    """
-    lap = normalized_laplacian(_symmetrized(adjacency_matrix))  # validates the graph
+def _amg_preconditioner(lap: sparse.csr_matrix, amg_cycles: int, pyamg) -> splinalg.LinearOperator:
+    """``amg_cycles`` smoothed-aggregation V-cycles on ``lap``, as a linear operator (n, n)."""
+    hierarchy = pyamg.smoothed_aggregation_solver(lap)
+
+    def apply(x):
+        x = np.asarray(x, dtype=np.float64)
+        if x.ndim == 1:
+            return hierarchy.solve(x, cycle="V", maxiter=int(amg_cycles), tol=1e-8)
+        return np.column_stack([hierarchy.solve(col, cycle="V", maxiter=int(amg_cycles), tol=1e-8)
+                                for col in x.T])
+
+    return splinalg.LinearOperator(lap.shape, matvec=apply, matmat=apply, dtype=np.float64)
+
+
+def _ilu_preconditioner(lap: sparse.csr_matrix, amg_cycles: int) -> splinalg.LinearOperator:
+    """Incomplete LU of ``lap + 1e-3 I``, refined ``amg_cycles`` times, as a linear operator (n, n)."""
     n = lap.shape[0]
-    k = check_k(int(num_eigenvalues) + 1, n, "num_eigenvalues")
-    if isinstance(amg_cycles, bool) or not isinstance(amg_cycles, (int, np.integer)) or amg_cycles < 1:
-        raise bad_value("amg_cycles", amg_cycles, "is not a positive integer", "pass e.g. amg_cycles=1")
-    degrees = _degrees(make_csr_matrix(_symmetrized(adjacency_matrix)))
-    ilu = splinalg.spilu((lap + 1e-3 * sparse.identity(n)).tocsc(), drop_tol=1e-5, fill_factor=20)
     shifted = (lap + 1e-3 * sparse.identity(n)).tocsr()
+    ilu = splinalg.spilu(shifted.tocsc(), drop_tol=1e-5, fill_factor=20)
 
     def apply(x):
         z = ilu.solve(x)
@@ -143,7 +149,34 @@ def compute_symmetric_normalized_laplacian_eigenmodes_amg_lobpcg(adjacency_matri
             z = z + ilu.solve(x - shifted @ z)
         return z
 
-    precond = splinalg.LinearOperator((n, n), matvec=apply, matmat=apply, dtype=np.float64)
+    return splinalg.LinearOperator((n, n), matvec=apply, matmat=apply, dtype=np.float64)
+
+
+def compute_symmetric_normalized_laplacian_eigenmodes_amg_lobpcg(adjacency_matrix, num_eigenvalues: int = 100,
+                                                                 amg_cycles: int = 1
+                                                                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Smallest ``num_eigenvalues + 1`` eigenpairs of ``I - D^-1/2 A D^-1/2`` by preconditioned LOBPCG.
+
+    For large graphs where shift-invert is too costly. The preconditioner is ``amg_cycles`` V-cycles
+    of pyamg's smoothed-aggregation multigrid when pyamg is installed (the reference's), otherwise
+    an incomplete LU of ``L + 1e-3 I`` refined ``amg_cycles`` times (see the module docstring); the
+    start block is seeded (42), so results are reproducible.
+
+    Returns
+    -------
+    eigenvalues : numpy.ndarray, shape (num_eigenvalues + 1,)
+    eigenvectors : numpy.ndarray, shape (num_eigenvalues + 1, n_nodes)
+    degrees : numpy.ndarray, shape (n_nodes,)
+    """
+    lap = normalized_laplacian(_symmetrized(adjacency_matrix)).tocsr()  # validates the graph
+    n = lap.shape[0]
+    k = check_k(int(num_eigenvalues) + 1, n, "num_eigenvalues")
+    if isinstance(amg_cycles, bool) or not isinstance(amg_cycles, (int, np.integer)) or amg_cycles < 1:
+        raise bad_value("amg_cycles", amg_cycles, "is not a positive integer", "pass e.g. amg_cycles=1")
+    degrees = _degrees(make_csr_matrix(_symmetrized(adjacency_matrix)))
+    pyamg = _load_pyamg()
+    precond = _amg_preconditioner(lap, amg_cycles, pyamg) if pyamg is not None else _ilu_preconditioner(
+        lap, amg_cycles)
     x0 = np.random.default_rng(42).random((n, k))
     evals, evecs = splinalg.lobpcg(lap, x0, M=precond, tol=1e-8, maxiter=1000, largest=False)
     order = np.argsort(evals)
