@@ -213,7 +213,8 @@ def run_demo(out: str | os.PathLike, settings: DemoSettings | None = None, *, re
         if report is not None:
             step("Report")
             report.check(bundle, clinic_cov)
-            report.write(stage, bundle, clinic_cov, maps["zscore"], clinic_coeffs, n_jobs, progress)
+            report.write(stage, bundle, clinic_cov, maps["zscore"], clinic_coeffs, n_jobs, progress,
+                         maps=clinic_cohort.maps())
         result = {"settings": vars(cfg), "planted_deviation_check": check,
                   "held_out_metrics": fitted.card["metrics"]["held_out"]}
         (stage / "demo_check.json").write_text(json.dumps(result, indent=2) + "\n")
