@@ -63,7 +63,7 @@ def test_spectral_parcels_are_region_means_covering_every_feature():
 
 
 def test_lesion_ranks_above_every_control_and_null_is_calibrated(fitted):
-    basis, model, test, Yt, sd = fitted
+    _, model, test, Yt, sd = fitted
     maps = Yt.copy()
     patch = (np.arange(N_SIDE)[:, None] * N_SIDE + np.arange(3, 6)[None, :]).ravel()[9:18]  # a 3 x 3 patch
     maps[0, patch] -= 3.0 * sd[patch]
@@ -82,7 +82,7 @@ def test_lesion_ranks_above_every_control_and_null_is_calibrated(fitted):
 
 
 def test_report_table_is_sorted_by_the_multivariate_z(fitted, tmp_path):
-    basis, model, test, Yt, _ = fitted
+    basis, _, test, _, _ = fitted
     n = 8
     rng = np.random.default_rng(2)
     z = rng.normal(size=(n, basis.n_features))

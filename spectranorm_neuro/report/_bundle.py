@@ -79,20 +79,22 @@ class BundleReport:
         """Write the report into ``folder / self.folder`` (``maps``: the cohort's maps, for the multivariate z)."""
         self.render(Path(folder) / self.folder, bundle, covariates, zscores, coefficients, n_jobs, progress, maps)
 
-    def severity(self, bundle: ModelBundle, covariates: pd.DataFrame, maps) -> MultivariateSeverity | None:
+    def severity(self, bundle: ModelBundle, covariates: pd.DataFrame, maps,
+                 n_jobs: int | None = 1) -> MultivariateSeverity | None:
         """The multivariate deviation of every subject (None without maps or the bundle's residual part)."""
         model = bundle.model
         if maps is None or getattr(model, "residual_params", None) is None:
             return None
         batch = [c for c in model.spec.batch_covariates if c not in covariates.columns]
-        return multivariate_severity(model, maps, covariates, self._mask(covariates), predict_without=batch)
+        return multivariate_severity(model, maps, covariates, self._mask(covariates), predict_without=batch,
+                                     n_jobs=n_jobs)
 
     def render(self, out: Path, bundle: ModelBundle, covariates: pd.DataFrame, zscores: np.ndarray,
                coefficients: np.ndarray, n_jobs: int | None, progress: bool, maps=None) -> Path:
         """Write the report into the folder ``out`` (``generate_report`` with the bundle's model card)."""
         spec = bundle.model.spec
         site = spec.batch_covariates[0] if spec.batch_covariates else None
-        multivariate = self.severity(bundle, covariates, maps)
+        multivariate = self.severity(bundle, covariates, maps, n_jobs)
         with warnings.catch_warnings():  # centile charts sweep the covariate range; the cohort was checked already
             warnings.simplefilter("ignore", ExtrapolationWarning)
             return generate_report(out, zscores, covariates, bundle.basis, model=bundle.model,

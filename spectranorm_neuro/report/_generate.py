@@ -123,7 +123,8 @@ def generate_report(
 
     Results come first: summary, calibration (on the ``controls`` only), group maps and the cohort
     centile chart, the subject table sorted by severity (the multivariate z when ``multivariate`` is
-    given, else the area of suprathreshold clusters), the subjects; the scored cohort and the model card (collapsed) close the page.
+    given, else the area of suprathreshold clusters), the subjects; the scored cohort and the model
+    card (collapsed) close the page.
 
     Parameters
     ----------
@@ -187,8 +188,9 @@ def generate_report(
     min_cluster_area : float
         Smallest cluster kept on surfaces, in mm² measured on the mesh (fsaverage5: midthickness).
     multivariate : MultivariateSeverity, optional
-        Multivariate deviation of every subject (:func:`~spectranorm_neuro.report.severity.multivariate_severity`):
-        a column of the subject table, on each subject's page, and the table's default order.
+        Multivariate deviation of every subject
+        (:func:`~spectranorm_neuro.report.severity.multivariate_severity`): a column of the subject
+        table, on each subject's page, and the table's default order.
 
     Returns
     -------

@@ -23,6 +23,8 @@ import pandas as pd
 from scipy import sparse, special, stats
 from scipy.cluster.vq import kmeans2
 
+from .._util import run_tasks
+
 __all__ = ["MultivariateSeverity", "spectral_parcels", "multivariate_severity", "DEFAULT_PARCELS_PER_MODE",
            "MIN_CALIBRATION_CONTROLS"]
 
@@ -31,6 +33,7 @@ DEFAULT_PARCELS_PER_MODE = 1.6
 #: Fewest controls for the recalibration of the null (fewer: the model's chi2 is used as is).
 MIN_CALIBRATION_CONTROLS = 10
 _EIGENVECTORS = 40  # low-frequency eigenvectors that define the parcels
+_BLOCK = 64  # subjects per task
 
 
 @dataclass(frozen=True)
@@ -91,7 +94,7 @@ def spectral_parcels(basis: Any, n_parcels: int, seed: int = 0) -> sparse.csr_ma
     sd = feats.std(axis=0)
     feats = feats / np.where(sd > 0, sd, 1.0)
     k = int(min(n_parcels, psi.shape[0]))
-    _, labels = kmeans2(feats, k, seed=np.random.default_rng(seed), minit="++")
+    _, labels = kmeans2(feats, k, iter=20, seed=np.random.default_rng(seed), minit="points")
     _, labels = np.unique(labels, return_inverse=True)
     counts = np.bincount(labels)
     n = psi.shape[0]
@@ -108,8 +111,13 @@ def _calibrate(d2: np.ndarray, df: int, controls: np.ndarray | None) -> tuple[fl
     return var / (2.0 * mean), 2.0 * mean**2 / var, int(controls.sum())
 
 
+def _block_d2(model: Any, maps: np.ndarray, covariates: pd.DataFrame, W, predict_without: list) -> np.ndarray:
+    return np.asarray(model.mahalanobis_maps(maps, covariates, W, predict_without=predict_without)[0], dtype=np.float64)
+
+
 def multivariate_severity(model: Any, maps: Any, covariates: pd.DataFrame, controls: np.ndarray | None = None,
-                          n_parcels: int | None = None, predict_without=(), seed: int = 0) -> MultivariateSeverity:
+                          n_parcels: int | None = None, predict_without=(), seed: int = 0,
+                          n_jobs: int | None = 1) -> MultivariateSeverity:
     """Multivariate deviation of every subject (see the module docstring).
 
     Parameters
@@ -127,15 +135,20 @@ def multivariate_severity(model: Any, maps: Any, covariates: pd.DataFrame, contr
         Covariates (sites) left out of the predictions, as for the z-scores.
     seed : int
         Seed of the parcels.
+    n_jobs : int or None
+        Workers over blocks of subjects (the package's parallel runner); the result does not depend on it.
 
     Returns
     -------
     MultivariateSeverity
     """
     k = int(model.residual_params.n_modes)
-    W = spectral_parcels(model.eigenmode_basis, n_parcels or int(round(DEFAULT_PARCELS_PER_MODE * k)), seed)
-    d2, _ = model.mahalanobis_maps(maps, covariates, W, predict_without=list(predict_without))
-    d2 = np.asarray(d2, dtype=np.float64)
+    W = spectral_parcels(model.eigenmode_basis, n_parcels or round(DEFAULT_PARCELS_PER_MODE * k), seed)
+    n = len(covariates)
+    starts = range(0, n, _BLOCK)
+    tasks = ((model, np.asarray(maps[a:a + _BLOCK], dtype=np.float64), covariates.iloc[a:a + _BLOCK], W,
+              list(predict_without)) for a in starts)
+    d2 = np.concatenate(list(run_tasks(_block_d2, tasks, n_jobs, total=len(starts)))) if n else np.empty(0)
     mask = None if controls is None else np.asarray(controls, dtype=bool)
     scale, dof, n_controls = _calibrate(d2, W.shape[0], mask)
     p = stats.chi2.sf(d2 / scale, dof)
