@@ -11,13 +11,18 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-from scipy import stats
+from scipy import special, stats
 
 from spectranorm_neuro.datasets import lattice_basis
 from spectranorm_neuro.engine.spectral import SpectralNormativeModel
 from spectranorm_neuro.exceptions import InvalidInputError
 from spectranorm_neuro.report import generate_report
-from spectranorm_neuro.report.severity import MultivariateSeverity, multivariate_severity, spectral_parcels
+from spectranorm_neuro.report.severity import (
+    MultivariateSeverity,
+    chi2_z_equivalent,
+    multivariate_severity,
+    spectral_parcels,
+)
 
 from .test_report_render import body_rows, parse, value
 
@@ -79,6 +84,14 @@ def test_lesion_ranks_above_every_control_and_null_is_calibrated(fitted):
     assert raw.n_controls == 0 and raw.scale == 1.0 and raw.dof == raw.n_parcels
     np.testing.assert_allclose(raw.p_value, stats.chi2.sf(raw.d2, raw.n_parcels))
     np.testing.assert_allclose(raw.d2, sev.d2)
+    np.testing.assert_allclose(raw.z, -special.ndtri(raw.p_value), rtol=1e-9)
+
+
+def testchi2_z_equivalent_keeps_ranking_where_p_underflows():
+    x = np.array([150.0, 175.0, 500.0, 2000.0, 3000.0, 5000.0, 20000.0])
+    z = chi2_z_equivalent(x, 175.0)
+    assert np.all(np.isfinite(z)) and np.all(np.diff(z) > 0)
+    assert z[1] == pytest.approx(-special.ndtri(stats.chi2.sf(175.0, 175.0)))
 
 
 def test_report_table_is_sorted_by_the_multivariate_z(fitted, tmp_path):
@@ -88,7 +101,7 @@ def test_report_table_is_sorted_by_the_multivariate_z(fitted, tmp_path):
     z = rng.normal(size=(n, basis.n_features))
     z[1, :40] = -4.0  # the largest clusters, but not the largest multivariate z
     mz = np.array([0.1, 1.0, -0.5, 6.0, 0.3, 2.5, -1.2, 0.0])
-    sev = MultivariateSeverity(np.ones(n), stats.norm.sf(mz), mz, 10, 1.0, 10.0, 0)
+    sev = MultivariateSeverity(stats.chi2.isf(stats.norm.sf(mz), 10), stats.norm.sf(mz), mz, 10, 1.0, 10.0, 0)
     index = generate_report(tmp_path / "rep", z, test.iloc[:n], basis, inline_subjects=0, progress=False,
                             multivariate=sev)
     rows = body_rows(parse(index), "subject-table")

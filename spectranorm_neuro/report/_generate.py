@@ -252,7 +252,7 @@ def generate_report(
     found = [find_clusters(z[i], geometries, z_threshold, min_area) for i in range(n_subjects)]
     severity = np.array([[sum(c.size for c in cl if c.sign < 0), sum(c.size for c in cl if c.sign > 0)]
                          for _, cl in found]).reshape(n_subjects, 2)
-    first = np.zeros(n_subjects) if mv is None else -mv.z
+    first = np.zeros(n_subjects) if mv is None else -mv.d2  # same null for all: d2 orders as p
     order = sorted(range(n_subjects), key=lambda i: (first[i], -severity[i].sum(), -float(np.abs(z[i]).max()), i))
     cal = calibration_summary(z[control_mask],
                               None if site_col is None else table[site_col].to_numpy()[control_mask],

@@ -25,8 +25,8 @@ from scipy.cluster.vq import kmeans2
 
 from .._util import run_tasks
 
-__all__ = ["MultivariateSeverity", "spectral_parcels", "multivariate_severity", "DEFAULT_PARCELS_PER_MODE",
-           "MIN_CALIBRATION_CONTROLS"]
+__all__ = ["MultivariateSeverity", "spectral_parcels", "multivariate_severity", "chi2_z_equivalent",
+           "DEFAULT_PARCELS_PER_MODE", "MIN_CALIBRATION_CONTROLS"]
 
 #: Parcels per mode of the model's residual part (more parcels than modes: focal deviations count).
 DEFAULT_PARCELS_PER_MODE = 1.6
@@ -47,7 +47,8 @@ class MultivariateSeverity:
     p_value : numpy.ndarray, shape (n_subjects,)
         Upper-tail p-value of ``d2`` under the (recalibrated) null.
     z : numpy.ndarray, shape (n_subjects,)
-        z-equivalent of ``p_value`` (``Phi^-1(1 - p)``).
+        z-equivalent of ``p_value`` (``Phi^-1(1 - p)``, from log p; Wilson-Hilferty's normal
+        approximation where p underflows, z > 37).
     n_parcels : int
         Number of regional means (the model's degrees of freedom).
     scale, dof : float
@@ -152,5 +153,15 @@ def multivariate_severity(model: Any, maps: Any, covariates: pd.DataFrame, contr
     mask = None if controls is None else np.asarray(controls, dtype=bool)
     scale, dof, n_controls = _calibrate(d2, W.shape[0], mask)
     p = stats.chi2.sf(d2 / scale, dof)
-    z = -special.ndtri(np.clip(p, 1e-300, 1.0))
-    return MultivariateSeverity(d2, p, z, int(W.shape[0]), float(scale), float(dof), n_controls)
+    return MultivariateSeverity(d2, p, chi2_z_equivalent(d2 / scale, dof), int(W.shape[0]), float(scale), float(dof),
+                                n_controls)
+
+
+def chi2_z_equivalent(x: np.ndarray, dof: float) -> np.ndarray:
+    """``Phi^-1(1 - p)`` of chi2(dof) values, from log p; beyond log p's underflow, Wilson-Hilferty."""
+    with np.errstate(divide="ignore"):
+        z = -special.ndtri_exp(stats.chi2.logsf(x, dof))
+    far = ~np.isfinite(z)
+    c = 2.0 / (9.0 * dof)
+    z[far] = ((x[far] / dof) ** (1.0 / 3.0) - (1.0 - c)) / np.sqrt(c)
+    return z
