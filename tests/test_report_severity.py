@@ -80,6 +80,10 @@ def test_lesion_ranks_above_every_control_and_null_is_calibrated(fitted):
     held_out = sev.z[121:]  # controls not used for the calibration: N(0, 1)
     assert abs(held_out.mean()) < 0.3 and 0.75 < held_out.std() < 1.3
     assert stats.kstest(sev.p_value[121:], "uniform").pvalue > 0.01
+    outlier = maps.copy()
+    outlier[1] += 50.0 * sd  # a control far off (a failed scan): the robust null is barely moved
+    robust = multivariate_severity(model, outlier, test, controls)
+    assert abs(robust.z[121:].mean()) < 0.3 and 0.75 < robust.z[121:].std() < 1.3
     raw = multivariate_severity(model, maps, test)
     assert raw.n_controls == 0 and raw.scale == 1.0 and raw.dof == raw.n_parcels
     np.testing.assert_allclose(raw.p_value, stats.chi2.sf(raw.d2, raw.n_parcels))

@@ -8,7 +8,8 @@ finer than the modes so that focal deviations that the modes cannot express stil
 
 Under the model ``d2 ~ chi2(n_parcels)``. A fitted model is seldom exactly right for a new cohort,
 so when control subjects are given the null is recalibrated on them: ``d2 ~ a * chi2(nu)`` with
-``a`` and ``nu`` matched to the controls' mean and variance of ``d2`` (Satterthwaite). The
+``a`` and ``nu`` matched to the controls' median and quartile ratio of ``d2`` (robust to a few
+outlying controls, which moments are not). The
 subject's score is the upper-tail p-value under that null and its z-equivalent
 ``z = Phi^-1(1 - p)`` (N(0, 1) in calibrated controls; large = more deviant).
 """
@@ -20,7 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import sparse, special, stats
+from scipy import optimize, sparse, special, stats
 from scipy.cluster.vq import kmeans2
 
 from .._util import run_tasks
@@ -103,13 +104,22 @@ def spectral_parcels(basis: Any, n_parcels: int, seed: int = 0) -> sparse.csr_ma
 
 
 def _calibrate(d2: np.ndarray, df: int, controls: np.ndarray | None) -> tuple[float, float, int]:
+    """Scale and degrees of freedom of ``a * chi2(nu)`` with the controls' median and quartile ratio."""
     if controls is None or int(controls.sum()) < MIN_CALIBRATION_CONTROLS:
         return 1.0, float(df), 0
-    ref = d2[controls]
-    mean, var = float(ref.mean()), float(ref.var(ddof=1))
-    if not (mean > 0 and var > 0):
+    q25, q50, q75 = np.percentile(d2[controls], [25, 50, 75])
+    if not q25 > 0:
         return 1.0, float(df), 0
-    return var / (2.0 * mean), 2.0 * mean**2 / var, int(controls.sum())
+    ratio = q75 / q25
+
+    def gap(log_nu: float) -> float:
+        nu = np.exp(log_nu)
+        return stats.chi2.ppf(0.75, nu) / stats.chi2.ppf(0.25, nu) - ratio
+
+    lo, hi = np.log(0.5), np.log(1e6)
+    log_nu = lo if gap(lo) <= 0 else hi if gap(hi) >= 0 else optimize.brentq(gap, lo, hi, xtol=1e-6)
+    nu = float(np.exp(log_nu))
+    return float(q50 / stats.chi2.median(nu)), nu, int(controls.sum())
 
 
 def _block_d2(model: Any, maps: np.ndarray, covariates: pd.DataFrame, W, predict_without: list) -> np.ndarray:
