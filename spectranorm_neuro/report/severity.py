@@ -35,6 +35,9 @@ DEFAULT_PARCELS_PER_MODE = 1.6
 MIN_CALIBRATION_CONTROLS = 10
 _EIGENVECTORS = 40  # low-frequency eigenvectors that define the parcels
 _BLOCK = 64  # subjects per task
+#: Floor of the eigenvalues of the mode correlation matrices (the engine's 1e-6 lets near-singular
+#: correlations at the edge of the age range give controls d2 ~ 1e5 on demo seed 2; 0.1 keeps them N(0, 1)).
+DEFAULT_RIDGE = 0.1
 
 
 @dataclass(frozen=True)
@@ -122,13 +125,15 @@ def _calibrate(d2: np.ndarray, df: int, controls: np.ndarray | None) -> tuple[fl
     return float(q50 / stats.chi2.median(nu)), nu, int(controls.sum())
 
 
-def _block_d2(model: Any, maps: np.ndarray, covariates: pd.DataFrame, W, predict_without: list) -> np.ndarray:
-    return np.asarray(model.mahalanobis_maps(maps, covariates, W, predict_without=predict_without)[0], dtype=np.float64)
+def _block_d2(model: Any, maps: np.ndarray, covariates: pd.DataFrame, W, predict_without: list,
+              ridge: float) -> np.ndarray:
+    d2 = model.mahalanobis_maps(maps, covariates, W, predict_without=predict_without, ridge=ridge)[0]
+    return np.asarray(d2, dtype=np.float64)
 
 
 def multivariate_severity(model: Any, maps: Any, covariates: pd.DataFrame, controls: np.ndarray | None = None,
                           n_parcels: int | None = None, predict_without=(), seed: int = 0,
-                          n_jobs: int | None = 1) -> MultivariateSeverity:
+                          n_jobs: int | None = 1, ridge: float = DEFAULT_RIDGE) -> MultivariateSeverity:
     """Multivariate deviation of every subject (see the module docstring).
 
     Parameters
@@ -146,6 +151,8 @@ def multivariate_severity(model: Any, maps: Any, covariates: pd.DataFrame, contr
         Covariates (sites) left out of the predictions, as for the z-scores.
     seed : int
         Seed of the parcels.
+    ridge : float
+        Floor of the eigenvalues of each subject's mode correlation matrix (``mahalanobis_maps``).
     n_jobs : int or None
         Workers over blocks of subjects (the package's parallel runner); the result does not depend on it.
 
@@ -158,7 +165,7 @@ def multivariate_severity(model: Any, maps: Any, covariates: pd.DataFrame, contr
     n = len(covariates)
     starts = range(0, n, _BLOCK)
     tasks = ((model, np.asarray(maps[a:a + _BLOCK], dtype=np.float64), covariates.iloc[a:a + _BLOCK], W,
-              list(predict_without)) for a in starts)
+              list(predict_without), ridge) for a in starts)
     d2 = np.concatenate(list(run_tasks(_block_d2, tasks, n_jobs, total=len(starts)))) if n else np.empty(0)
     mask = None if controls is None else np.asarray(controls, dtype=bool)
     scale, dof, n_controls = _calibrate(d2, W.shape[0], mask)
