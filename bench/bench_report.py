@@ -8,10 +8,17 @@ of :class:`~spectranorm_neuro.engine.spectral.SpectralNormativeModel`. Prints th
 
 Run: ``python bench/bench_report.py [--subjects N] [--jobs N] [--out DIR]``.
 
-``--demo DIR`` (the output folder of ``spectranorm-neuro demo``) instead checks the issue-18
-targets on the demo cohort: the held-out controls' mean z against the drawn centile curves, per sex
-(cohort chart: points standardized to the reference; subject charts: curves at each subject's own
-covariates), and that no modelled vertex is drawn in the "not modelled" colour.
+``--demo DIR [DIR ...]`` (output folders of ``spectranorm-neuro demo``, e.g. with several
+``--seed``) instead checks the issue-18 targets on each demo cohort: the held-out controls' mean z
+against the drawn centile curves, per sex (cohort chart: points standardized to the reference;
+subject charts: curves at each subject's own covariates), that no modelled vertex is drawn in the
+"not modelled" colour, and how well the two severity scores of the subject table separate the
+patients from the controls (AUC of the multivariate z and of the cluster area, with the
+multivariate score's calibration in the controls and its CPU time).
+
+Timings are CPU seconds of this process and its workers (joblib's loky workers are joined before
+reading them) and wall seconds, with the load average: the machine may be shared, so compare the
+CPU time with a run of another tree in the same sitting (``PYTHONPATH=/path/to/other/tree``).
 """
 
 from __future__ import annotations
@@ -158,6 +165,47 @@ def demo_targets(folder: Path) -> None:
         wrong += int((modelled & ~coloured).sum())
     print(f"controls' fraction |z| > 2 map: {int(np.sum(frac == 0))} modelled vertices at exactly 0; "
           f"modelled vertices drawn only in the 'not modelled' colour: {wrong} of {n_modelled}")
+    severity_auc(bundle, cohort, covariates, z, blocks, controls)
+
+
+def _auc(score: np.ndarray, positive: np.ndarray) -> float:
+    """Probability that a positive subject scores above a negative one (ties count one half)."""
+    from scipy import stats
+
+    ranks = stats.rankdata(score)
+    n1, n0 = int(positive.sum()), int((~positive).sum())
+    return float((ranks[positive].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def severity_auc(bundle, cohort, covariates, z, blocks, controls) -> None:
+    """AUC (patients vs controls) of the multivariate z and of the cluster area; the score's calibration."""
+    from spectranorm_neuro.report._generate import DEFAULT_MIN_CLUSTER_AREA, DEFAULT_THRESHOLD
+    from spectranorm_neuro.report.brainviews import fsaverage5_geometry
+    from spectranorm_neuro.report.clusters import cluster_geometries, find_clusters
+    from spectranorm_neuro.report.severity import multivariate_severity
+
+    meshes = {b.name: fsaverage5_geometry("left" if "left" in b.name.lower() else "right") for b in blocks}
+    geometries = cluster_geometries(blocks, {k: (g.vertices if g.area_vertices is None else g.area_vertices, g.faces)
+                                             for k, g in meshes.items()})
+    area = np.array([sum(c.size for c in find_clusters(z[i], geometries, DEFAULT_THRESHOLD,
+                                                       DEFAULT_MIN_CLUSTER_AREA)[1]) for i in range(len(z))])
+    cpu0, t0 = _cpu_seconds(), time.perf_counter()
+    sev = multivariate_severity(bundle.model, cohort.maps(), covariates, controls)
+    cpu, wall = _cpu_seconds() - cpu0, time.perf_counter() - t0
+    patients = ~controls
+    held = sev.z[controls]
+    print(f"severity, patients ({patients.sum()}) vs controls ({controls.sum()}): AUC multivariate z "
+          f"{_auc(sev.z, patients):.3f}, cluster area (|z| > {DEFAULT_THRESHOLD:g}, >= "
+          f"{DEFAULT_MIN_CLUSTER_AREA:g} mm²) {_auc(area, patients):.3f}; multivariate z in controls: mean "
+          f"{held.mean():+.2f}, sd {held.std():.2f}, p < 0.05 in {100 * np.mean(sev.p_value[controls] < 0.05):.1f} % "
+          f"(null {sev.scale:.2f} x chi2({sev.dof:.0f}), {sev.n_parcels} parcels); in patients median "
+          f"{np.median(sev.z[patients]):.1f}, min {sev.z[patients].min():.1f}")
+    print(f"multivariate score of {len(z)} subjects: {cpu:.1f} s CPU, {wall:.1f} s wall "
+          f"({100 * cpu / len(z):.1f} s CPU per 100 subjects); load average {_load_text()}")
+
+
+def _load_text() -> str:
+    return ", ".join(f"{x:.1f}" for x in _load())
 
 
 def main() -> None:
@@ -165,10 +213,13 @@ def main() -> None:
     parser.add_argument("--subjects", type=int, default=100)
     parser.add_argument("--jobs", type=int, default=2, help="worker processes (n_jobs)")
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: a temporary one)")
-    parser.add_argument("--demo", type=Path, default=None, help="check the issue-18 targets on a demo folder")
+    parser.add_argument("--demo", type=Path, nargs="+", default=None,
+                        help="check the issue-18 targets on demo folders")
     args = parser.parse_args()
     if args.demo is not None:
-        demo_targets(args.demo)
+        for folder in args.demo:
+            print(f"== {folder}")
+            demo_targets(folder)
         return
     basis, subjects, z, atlas, coefficients = synthetic_cohort(args.subjects)
     model = LinearModel(basis)
@@ -193,8 +244,7 @@ def main() -> None:
               f"{elapsed:.1f} s "
               f"({elapsed / args.subjects:.2f} s per subject); {n_png} PNGs, {size:.1f} MiB; "
               f"index {index.stat().st_size / 2**20:.2f} MiB")
-        print(f"CPU time (this process + workers): {cpu:.1f} s; load average at the end: "
-              f"{', '.join(f'{x:.1f}' for x in _load())}")
+        print(f"CPU time (this process + workers): {cpu:.1f} s; load average at the end: {_load_text()}")
 
 
 if __name__ == "__main__":

@@ -18,6 +18,7 @@ from ..workflow import ModelBundle, prepare_scoring, score, staged_directory
 from ..workflow.output import check_destination
 from ._generate import DEFAULT_MIN_CLUSTER_AREA, DEFAULT_THRESHOLD, generate_report
 from ._inputs import check_threshold
+from .severity import MultivariateSeverity, multivariate_severity
 
 __all__ = ["BundleReport", "bundle_report"]
 
@@ -74,12 +75,22 @@ class BundleReport:
         return covariates[column].astype(str).to_numpy() == value
 
     def write(self, folder: Path, bundle: ModelBundle, covariates: pd.DataFrame, zscores: np.ndarray,
-              coefficients: np.ndarray, n_jobs: int | None, progress: bool) -> None:
-        """Write the report into ``folder / self.folder``."""
-        self.render(Path(folder) / self.folder, bundle, covariates, zscores, coefficients, n_jobs, progress)
+              coefficients: np.ndarray, n_jobs: int | None, progress: bool, maps=None) -> None:
+        """Write the report into ``folder / self.folder`` (``maps``: the cohort's maps, for the multivariate z)."""
+        self.render(Path(folder) / self.folder, bundle, covariates, zscores, coefficients, n_jobs, progress, maps)
+
+    def severity(self, bundle: ModelBundle, covariates: pd.DataFrame, maps,
+                 n_jobs: int | None = 1) -> MultivariateSeverity | None:
+        """The multivariate deviation of every subject (None without maps or the bundle's residual part)."""
+        model = bundle.model
+        if maps is None or getattr(model, "residual_params", None) is None:
+            return None
+        batch = [c for c in model.spec.batch_covariates if c not in covariates.columns]
+        return multivariate_severity(model, maps, covariates, self._mask(covariates), predict_without=batch,
+                                     n_jobs=n_jobs)
 
     def render(self, out: Path, bundle: ModelBundle, covariates: pd.DataFrame, zscores: np.ndarray,
-               coefficients: np.ndarray, n_jobs: int | None, progress: bool) -> Path:
+               coefficients: np.ndarray, n_jobs: int | None, progress: bool, maps=None) -> Path:
         """Write the report into the folder ``out`` (``generate_report`` with the bundle's model card)."""
         if bundle.kind == "regional":
             from ._regional import render_regional
@@ -88,6 +99,7 @@ class BundleReport:
             return render_regional(out, bundle, covariates, table, self._mask(covariates), self.group_column)
         spec = bundle.model.spec
         site = spec.batch_covariates[0] if spec.batch_covariates else None
+        multivariate = self.severity(bundle, covariates, maps, n_jobs)
         with warnings.catch_warnings():  # centile charts sweep the covariate range; the cohort was checked already
             warnings.simplefilter("ignore", ExtrapolationWarning)
             return generate_report(out, zscores, covariates, bundle.basis, model=bundle.model,
@@ -95,7 +107,8 @@ class BundleReport:
                                    group_column=self.group_column, max_subjects=self.max_subjects, progress=progress,
                                    site_column=site if site in covariates.columns else None,
                                    n_jobs=n_jobs, threshold=self.threshold,
-                                   min_cluster_area=self.min_cluster_area, atlas_labels=self.atlas_labels)
+                                   min_cluster_area=self.min_cluster_area, atlas_labels=self.atlas_labels,
+                                   multivariate=multivariate)
 
 
 def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *, population: bool = False,
@@ -155,7 +168,7 @@ def bundle_report(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *
     z = score(bundle.model, coeffs, covariates, ["zscore"], population, progress=progress, n_jobs=n_jobs,
               maps=cohort.maps(), z=kind)["zscore"]
     with staged_directory(out, overwrite, command="report") as stage:
-        options.render(stage, bundle, covariates, z, coeffs, n_jobs, progress)
+        options.render(stage, bundle, covariates, z, coeffs, n_jobs, progress, cohort.maps())
     return out
 
 

@@ -25,6 +25,7 @@ from .clusters import cluster_geometries, find_clusters
 from .figures import CentileChartFigure, calibration_figure
 from .html import EmbeddedFigure, data_uri, render_page
 from .pages import cluster_rows, cohort_context, model_card_rows, subject_context
+from .severity import MultivariateSeverity
 
 __all__ = ["generate_report"]
 
@@ -111,6 +112,7 @@ def generate_report(
     n_jobs: int | None = 1,
     threshold: float | None = DEFAULT_THRESHOLD,
     min_cluster_area: float = DEFAULT_MIN_CLUSTER_AREA,
+    multivariate: MultivariateSeverity | None = None,
 ) -> Path:
     """Write a self-contained HTML deviation report.
 
@@ -120,8 +122,9 @@ def generate_report(
     linked from the index, with links to the previous and next subject (in order of severity).
 
     Results come first: summary, calibration (on the ``controls`` only), group maps and the cohort
-    centile chart, the subject table sorted by severity (area of suprathreshold clusters), the
-    subjects; the scored cohort and the model card (collapsed) close the page.
+    centile chart, the subject table sorted by severity (the multivariate z when ``multivariate`` is
+    given, else the area of suprathreshold clusters), the subjects; the scored cohort and the model
+    card (collapsed) close the page.
 
     Parameters
     ----------
@@ -184,6 +187,10 @@ def generate_report(
         clusters at ``threshold`` (2.0 when None).
     min_cluster_area : float
         Smallest cluster kept on surfaces, in mm² measured on the mesh (fsaverage5: midthickness).
+    multivariate : MultivariateSeverity, optional
+        Multivariate deviation of every subject
+        (:func:`~spectranorm_neuro.report.severity.multivariate_severity`): a column of the subject
+        table, on each subject's page, and the table's default order.
 
     Returns
     -------
@@ -208,6 +215,7 @@ def generate_report(
     mesh_specs = checks.check_surface_meshes(blocks, meshes)
     jobs = check_n_jobs(n_jobs)
     z_threshold, min_area = checks.check_threshold(threshold, min_cluster_area)
+    mv = _check_multivariate(multivariate, n_subjects)
     if model_card is not None and not isinstance(model_card, Mapping):
         raise bad_value("model_card", type(model_card).__name__, "is not a dict",
                         "pass the model card as a dict (e.g. loaded from the model's JSON)")
@@ -244,7 +252,8 @@ def generate_report(
     found = [find_clusters(z[i], geometries, z_threshold, min_area) for i in range(n_subjects)]
     severity = np.array([[sum(c.size for c in cl if c.sign < 0), sum(c.size for c in cl if c.sign > 0)]
                          for _, cl in found]).reshape(n_subjects, 2)
-    order = sorted(range(n_subjects), key=lambda i: (-severity[i].sum(), -float(np.abs(z[i]).max()), i))
+    first = np.zeros(n_subjects) if mv is None else -mv.d2  # same null for all: d2 orders as p
+    order = sorted(range(n_subjects), key=lambda i: (first[i], -severity[i].sum(), -float(np.abs(z[i]).max()), i))
     cal = calibration_summary(z[control_mask],
                               None if site_col is None else table[site_col].to_numpy()[control_mask],
                               levels)
@@ -322,6 +331,7 @@ def generate_report(
                 "site_column": site_col or "site", "groups": groups, "group_vmax": group_vmax,
                 "frac_vmax": frac_scale.vmax, "cohort_centiles": cohort_chart,
                 "notes": _notes(n_subjects, n_shown, max_subjects, model, coeffs, charts),
+                "multivariate": None if mv is None else mv.describe(),
             }
 
             inline = {}
@@ -350,6 +360,8 @@ def generate_report(
                 s["has_atlas"] = atlas is not None
                 s["thresholding"] = thresholding
                 s["severity"] = [float(v) for v in severity[i]]
+                s["multivariate"] = None if mv is None else {"z": float(mv.z[i]), "p": float(mv.p_value[i]),
+                                                             "text": mv.describe()}
                 k = page_order.index(i)
                 s["position"], s["n_pages"] = k + 1, len(page_order)
                 neighbours = [page_order[k - 1] if k > 0 else None,
@@ -368,7 +380,7 @@ def generate_report(
 
     context["inline_subjects"] = [inline[i] for i in order if i in inline]
     context["summary"] = _summary(severity, control_mask if controls is not None else None, group_labels,
-                                  group_levels, cal)
+                                  group_levels, cal, mv)
     context["subject_rows"] = [
         {"id": ids[i], "group": group_labels[i] if group_levels else "",
          "control": None if controls is None else bool(control_mask[i]),
@@ -378,6 +390,7 @@ def generate_report(
          "frac_extreme": float(stats.n_extreme[i].sum() / n_features),
          "n_severe": int(stats.n_severe[i].sum()), "max_abs": float(stats.max_abs[i].max()),
          "mean": float(z[i].mean()),
+         "mv_z": None if mv is None else float(mv.z[i]),
          "href": (f"subjects/{slugs[i]}.html" if pages else f"#subject-{slugs[i]}") if i < n_shown else None}
         for i in order
     ]
@@ -439,8 +452,18 @@ def _fit_by_level(charts: CentileCharts, table: pd.DataFrame, controls: np.ndarr
     return rows
 
 
+def _check_multivariate(multivariate, n_subjects: int) -> MultivariateSeverity | None:
+    if multivariate is None:
+        return None
+    if not isinstance(multivariate, MultivariateSeverity) or np.shape(multivariate.z) != (n_subjects,):
+        raise bad_value("multivariate", type(multivariate).__name__,
+                        f"is not a MultivariateSeverity of the {n_subjects} subjects",
+                        "pass report.severity.multivariate_severity(model, maps, covariates) of the same subjects")
+    return multivariate
+
+
 def _summary(severity: np.ndarray, controls: np.ndarray | None, group_labels: np.ndarray,
-             group_levels: list[str], cal) -> list[tuple[str, str]]:
+             group_levels: list[str], cal, mv: MultivariateSeverity | None = None) -> list[tuple[str, str]]:
     """Key numbers for the top of the page."""
     with_clusters = severity.sum(axis=1) > 0
     rows = [("Calibration", f"mean z {cal.mean:.2f} (0 expected), sd {cal.sd:.2f} (1 expected), "
@@ -455,6 +478,11 @@ def _summary(severity: np.ndarray, controls: np.ndarray | None, group_labels: np
     if controls is not None:
         rows.append(("Controls with suprathreshold clusters",
                      f"{int(with_clusters[controls].sum())} of {int(controls.sum())} (false-positive rate)"))
+    if mv is not None:
+        flagged = mv.p_value < 0.05
+        where = [(f"group {g}", group_labels == g) for g in group_levels] or [("all", np.ones(len(flagged), bool))]
+        rows.append(("Multivariate p < 0.05", "; ".join(f"{int(flagged[m].sum())} of {int(m.sum())} ({name})"
+                                                       for name, m in where) + " (5 % of controls expected)"))
     return rows
 
 

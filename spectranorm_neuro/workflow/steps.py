@@ -55,8 +55,8 @@ class Attachment(Protocol):
         """Raise if the attachment cannot be made for these covariates."""
 
     def write(self, folder: Path, bundle: ModelBundle, covariates: pd.DataFrame, zscores: np.ndarray,
-              coefficients: np.ndarray, n_jobs: int | None, progress: bool) -> None:
-        """Write into ``folder`` (a sub-folder of the staged output)."""
+              coefficients: np.ndarray, n_jobs: int | None, progress: bool, maps=None) -> None:
+        """Write into ``folder`` (a sub-folder of the staged output); ``maps``: the cohort's maps."""
 
 
 @dataclass
@@ -514,7 +514,7 @@ def apply_bundle(bundle: ModelBundle, cohort: Cohort, out: str | os.PathLike, *,
             parcel_files = write_parcel_outputs(stage, parcel_maps, cohort.subjects, measure, bundle.basis.structures,
                                                 space, atlas, map_metadata(bundle, "apply", population))
         for item in attachments:
-            item.write(stage, bundle, covariates, kept["zscore"], coeffs, n_jobs, progress)
+            item.write(stage, bundle, covariates, kept["zscore"], coeffs, n_jobs, progress, maps=cohort.maps())
         summary = pd.read_csv(written[-1], sep="\t")
     files = [out / Path(p).relative_to(stage) for p in [*written, *parcel_files]]
     return ApplyResult(out, files, cohort.n_subjects, space, summary, messages)
