@@ -73,8 +73,8 @@ def _fit_regional(run: Run) -> int:
     args = run.args
     if (args.residual is False or args.fwhm or args.n_modes != -1 or args.covariance_structure != "lowrank"
             or args.local_modes is not None):
-        raise UsageError("--no-residual, --fwhm, --local-modes, --n-modes and --covariance-structure are for maps (fit with "
-                         "--basis); a table of regional measures needs none of them")
+        raise UsageError("--no-residual, --fwhm, --local-modes, --n-modes and --covariance-structure are for maps "
+                         "(fit with --basis); a table of regional measures needs none of them")
     cohort = load_regional(run, covariates=[*args.numerical, *args.categorical], regions=args.regions)
     run.say(f"Read {cohort.n_subjects} subjects x {len(cohort.regions)} regions from {args.cohort}")
     bundle = fit_regional_bundle(cohort, args.out, numerical=args.numerical, categorical=args.categorical,
