@@ -119,10 +119,14 @@ def adapt(model_shash, model_normal, seed, n_regions):
                   f"{rep['n_effective']:.1f}")
 
 
+def equal_spread_sites(seed: int) -> tuple[dict, dict]:
+    """Site mean shifts drawn N(0, 1) and spreads all 1 (the timing and pymc cohorts)."""
+    rng = np.random.default_rng(seed)
+    return dict(zip(SITES, rng.normal(0, 1, len(SITES)))), dict.fromkeys(SITES, 1.0)
+
+
 def timing(n_regions=200, n=1000):
-    rng = np.random.default_rng(5)
-    shifts = dict(zip(SITES, rng.normal(0, 1, len(SITES))))
-    spreads = dict(zip(SITES, np.ones(len(SITES))))
+    shifts, spreads = equal_spread_sites(5)
     table, cov = cohort(n, 5, SITES, shifts, spreads, n_regions)
     times = {}
     for lik in ("Normal", "SHASHb", "Normal", "SHASHb"):
@@ -136,9 +140,7 @@ def timing(n_regions=200, n=1000):
 
 
 def pymc_agreement(n_regions=6, n=600):
-    rng = np.random.default_rng(6)
-    shifts = dict(zip(SITES, rng.normal(0, 1, len(SITES))))
-    spreads = dict(zip(SITES, np.ones(len(SITES))))
+    shifts, spreads = equal_spread_sites(6)
     table, cov = cohort(n, 6, SITES, shifts, spreads, n_regions)
     test, tcov = cohort(300, 7, SITES, shifts, spreads, n_regions)
     out = {}
