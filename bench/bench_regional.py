@@ -20,6 +20,7 @@ same-run ratio to the Normal fit (target <= 10 s; the machine is shared, so comp
 with ``--pymc``, the agreement of the pymc ADVI path with the MAP path on the same Normal model.
 
 Usage: python bench/bench_regional.py [--seeds 0 1 2] [--regions 60] [--pymc]
+       python bench/bench_regional.py --only adapt [--spreads 0.6 1 2] [--controls 5 20 50]
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ def build(cov, likelihood):
         likelihood=likelihood)
 
 
-def accuracy(seed, n_regions, n_train, n_test):
+def accuracy(seed, n_regions, n_train, n_test, only=None, spreads=(0.6, 2.0), controls=(20,)):
     rng = np.random.default_rng(1000 + seed)
     shifts = dict(zip(SITES, rng.normal(0, 1, len(SITES))))
     spreads = dict(zip(SITES, np.exp(rng.permutation(np.linspace(np.log(0.6), np.log(2.0), len(SITES)))) / 1.1))
@@ -87,6 +88,9 @@ def accuracy(seed, n_regions, n_train, n_test):
         res[lik] = (model, model.evaluate(test, tcov))
     kinds = np.array([c.split("_")[0] for c in train.columns])
     print(f"seed {seed}: {n_regions} regions, {n_train} training / {n_test} test subjects, 12 sites")
+    if only == "adapt":
+        adapt(res["SHASHb"][0], res["Normal"][0], seed, n_regions, spreads, controls)
+        return
     d = res["SHASHb"][1].metrics["MSLL"] - res["Normal"][1].metrics["MSLL"]
     comp = res["SHASHb"][0].likelihood_comparison()
     for kind in KINDS:
@@ -101,22 +105,26 @@ def accuracy(seed, n_regions, n_train, n_test):
             print(f"    {name:6s} z: |skew| median {np.median(np.abs(sk)):.2f}, excess kurtosis median "
                   f"{np.median(ku):.2f}, |z|>1.96 {np.mean(np.abs(z.to_numpy()) > 1.96):.3f}")
         print(f"    likelihood-ratio test: Normal rejected in {np.mean(~comp['normal_adequate'][sel]):.0%} of regions")
-    adapt(res["SHASHb"][0], res["Normal"][0], seed, n_regions)
+    adapt(res["SHASHb"][0], res["Normal"][0], seed, n_regions, spreads, controls)
 
 
-def adapt(model_shash, model_normal, seed, n_regions):
-    for mult in (0.6, 2.0):
-        for name, model in (("Normal", model_normal), ("SHASHb", model_shash)):
-            shifts, spreads = {"NEW": 0.8}, {"NEW": mult}
-            controls, ccov = cohort(20, seed + 700, ["NEW"], shifts, spreads, n_regions)
-            test, tcov = cohort(300, seed + 800, ["NEW"], shifts, spreads, n_regions)
-            adapted = copy.deepcopy(model).adapt_fit(controls, ccov)
-            z = adapted.evaluate(test, tcov)["z-score"]
-            rep = adapted.model_params["adaptation"]["site"]["NEW"]
-            inside = np.mean((z.std() > 0.9) & (z.std() < 1.1))
-            print(f"  adapt x{mult} spread, 20 controls ({name}): z mean median {z.mean().median():+.3f}, z sd "
-                  f"median {z.std().median():.3f} (regions in 0.9-1.1: {inside:.0%}); effective controls "
-                  f"{rep['n_effective']:.1f}")
+def adapt(model_shash, model_normal, seed, n_regions, spreads=(0.6, 2.0), controls=(20,)):
+    """A held-out site's z on 300 further subjects after adapting on its controls (scored apart)."""
+    for mult in spreads:
+        for n_controls in controls:
+            for name, model in (("Normal", model_normal), ("SHASHb", model_shash)):
+                shifts, spread = {"NEW": 0.8}, {"NEW": mult}
+                ctrl, ccov = cohort(n_controls, seed + 700, ["NEW"], shifts, spread, n_regions)
+                test, tcov = cohort(300, seed + 800, ["NEW"], shifts, spread, n_regions)
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # fewer than 10 controls warn
+                    adapted = copy.deepcopy(model).adapt_fit(ctrl, ccov)
+                z = adapted.evaluate(test, tcov)["z-score"]
+                rep = adapted.model_params["adaptation"]["site"]["NEW"]
+                inside = np.mean((z.std() > 0.9) & (z.std() < 1.1))
+                print(f"  adapt x{mult} spread, {n_controls} controls ({name}): z mean median "
+                      f"{z.mean().median():+.3f}, z sd median {z.std().median():.3f} (regions in 0.9-1.1: "
+                      f"{inside:.0%}); effective controls {rep['n_effective']:.1f}")
 
 
 def equal_spread_sites(seed: int) -> tuple[dict, dict]:
@@ -167,12 +175,18 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=1000)
     parser.add_argument("--test", type=int, default=1000)
     parser.add_argument("--pymc", action="store_true", help="also compare the pymc ADVI path with MAP")
+    parser.add_argument("--only", choices=["adapt"], help="run only the adaptation part (no MSLL, timing, pymc)")
+    parser.add_argument("--spreads", type=float, nargs="+", default=[0.6, 2.0],
+                        help="spread multipliers of the held-out sites adapted to")
+    parser.add_argument("--controls", type=int, nargs="+", default=[20], help="numbers of controls to adapt on")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     print(f"machine: {machine()} (shared: compare same-run ratios, not absolute times)")
     with pinned(1):
         for seed in args.seeds:
-            accuracy(seed, args.regions, args.train, args.test)
+            accuracy(seed, args.regions, args.train, args.test, args.only, args.spreads, args.controls)
+        if args.only:
+            return
         timing()
         if args.pymc:
             pymc_agreement()

@@ -437,12 +437,25 @@ def _between_level_variance(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray
     return 0.5 * est + 0.5 * np.median(est)
 
 
-def _adaptation_tau2(design: Design, params: DirectParams) -> np.ndarray:
+def _adaptation_scale2(design: Design, params: DirectParams) -> np.ndarray:
+    """Squared scale (M, n_hierarchical_blocks) of the Student-t prior of a new level's offsets.
+
+    A new level's offset about the estimated population level has variance ``tau^2 (1 + 1/K)``
+    (``tau^2`` the between-level variance of :func:`_between_level_variance`, ``K`` the fitted
+    levels: the population level is itself estimated from ``K`` levels). The Student-t prior with
+    :data:`ADAPT_PRIOR_DF` degrees of freedom gets the scale whose curvature at zero equals that
+    normal's (``scale^2 = (nu + 1) / nu * tau^2 (1 + 1/K)``): small offsets are shrunk no more
+    than by the empirical-Bayes normal prior (a Cauchy with scale ``tau`` shrinks them as a normal
+    of variance ``tau^2 / 2`` would, which pulled a typical site's offsets halfway to zero), and
+    the heavy tails only add room for a site unlike the training ones.
+    """
     theta, cov, tau2 = params.target(design.target)
     out = tau2.copy()
     for j, block in enumerate(design.hierarchical_blocks):
         if design.spec.covariate(block.name).effect == "categorical":
-            out[:, j] = _between_level_variance(theta, cov, tau2[:, j], block)
+            n_levels = block.stop - block.start
+            out[:, j] = (_between_level_variance(theta, cov, tau2[:, j], block) * (1.0 + 1.0 / n_levels)
+                         * (ADAPT_PRIOR_DF + 1.0) / ADAPT_PRIOR_DF)
     return out
 
 
@@ -516,7 +529,7 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
         theta, cov, _ = params.target(d.target)
         thetas.append(relayout(theta, od, d, (1,)))
         covs.append(relayout(cov, od, d, (1, 2)))
-        tau2s.append(_adaptation_tau2(od, params))
+        tau2s.append(_adaptation_scale2(od, params))
         frees.append(new_level_mask(d, added))
         Xs.append(d.matrix(covariates, warn=False)[0])
     Ys = (Y - params.y_mean) / params.y_std
