@@ -18,10 +18,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+from scipy import special, stats
 
 from .._util import as_finite_array
 from ..exceptions import AdaptationWarning, NotFittedError, ShapeMismatchError, UnseenCategoryError, bad_value
+from . import site_prior
 from .effects import Design, new_level_mask, relayout
 from .inference import ArrayRecord, GaussianFamily, fit_laplace
 from .results import NormativePredictions
@@ -411,52 +412,73 @@ def extend_levels(spec: NormativeModelSpec, covariates: pd.DataFrame) -> tuple[N
     return new_spec, added
 
 
-def _between_level_variance(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block) -> np.ndarray:
-    """Between-level variance of a hierarchical block, not shrunk by the hyperprior, pooled over responses.
+def _t_scale2(variance, n_levels: int):
+    """Squared scale of the Student-t prior whose curvature at 0 is that of ``N(0, variance (1 + 1/K))``.
 
-    Each training level's offset is turned back into its data-only estimate (posterior precision
-    minus prior precision), and the variance of the true offsets is re-estimated from those by
-    the EM fixed point of the marginal likelihood (no hyperprior). Half of each response's
-    estimate is pooled with the median over responses (few training levels make one response's
-    estimate noisy).
+    A new level's offset about an estimated centre has variance ``variance (1 + 1/K)`` (the centre
+    is itself estimated from ``K`` levels). The Student-t prior with :data:`ADAPT_PRIOR_DF` degrees
+    of freedom and ``scale^2 = (nu + 1) / nu`` times that shrinks small offsets no more than that
+    normal would (a Cauchy of scale ``tau`` shrinks them as a normal of variance ``tau^2 / 2``,
+    which pulled a typical site's offsets halfway to zero); its heavy tails only add room for a
+    site unlike the training ones.
+    """
+    return variance * (1.0 + 1.0 / n_levels) * (ADAPT_PRIOR_DF + 1.0) / ADAPT_PRIOR_DF
+
+
+def _site_priors(design: Design, params: DirectParams, scale: np.ndarray) -> tuple[np.ndarray, list]:
+    """Prior of a new level's offsets per hierarchical block: t scale^2 (M, h) and the common structure.
 
     Returns
     -------
-    numpy.ndarray, shape (M,)
-    """
-    t = theta[:, block.slice]
-    s = np.maximum(np.diagonal(cov[:, block.slice, block.slice], axis1=1, axis2=2), 1e-12)
-    prior = tau2[:, None]
-    data_prec = np.maximum(1.0 / s - 1.0 / prior, 1e-6)
-    data_mean = t / s / data_prec
-    est = np.maximum(tau2.copy(), 1e-8)
-    for _ in range(200):
-        post_var = 1.0 / (data_prec + 1.0 / est[:, None])
-        post_mean = data_mean * data_prec * post_var
-        est = np.mean(post_mean**2 + post_var, axis=1)
-    return 0.5 * est + 0.5 * np.median(est)
-
-
-def _adaptation_scale2(design: Design, params: DirectParams) -> np.ndarray:
-    """Squared scale (M, n_hierarchical_blocks) of the Student-t prior of a new level's offsets.
-
-    A new level's offset about the estimated population level has variance ``tau^2 (1 + 1/K)``
-    (``tau^2`` the between-level variance of :func:`_between_level_variance`, ``K`` the fitted
-    levels: the population level is itself estimated from ``K`` levels). The Student-t prior with
-    :data:`ADAPT_PRIOR_DF` degrees of freedom gets the scale whose curvature at zero equals that
-    normal's (``scale^2 = (nu + 1) / nu * tau^2 (1 + 1/K)``): small offsets are shrunk no more
-    than by the empirical-Bayes normal prior (a Cauchy with scale ``tau`` shrinks them as a normal
-    of variance ``tau^2 / 2`` would, which pulled a typical site's offsets halfway to zero), and
-    the heavy tails only add room for a site unlike the training ones.
+    scale2 : numpy.ndarray, shape (M, n_hierarchical_blocks)
+    structure : list of (omega2, centre2) or None, one per block (see ``site_prior.common_structure``)
     """
     theta, cov, tau2 = params.target(design.target)
-    out = tau2.copy()
+    out, structure = tau2.copy(), []
     for j, block in enumerate(design.hierarchical_blocks):
+        common = None
         if design.spec.covariate(block.name).effect == "categorical":
             n_levels = block.stop - block.start
-            out[:, j] = (_between_level_variance(theta, cov, tau2[:, j], block) * (1.0 + 1.0 / n_levels)
-                         * (ADAPT_PRIOR_DF + 1.0) / ADAPT_PRIOR_DF)
-    return out
+            if design.target in ("mean", "variance"):
+                common = site_prior.common_structure(theta, cov, tau2[:, j], block, scale)
+            var = (common[0] * scale**2 if common is not None
+                   else site_prior.between_level_variance(theta, cov, tau2[:, j], block))
+            out[:, j] = _t_scale2(var, n_levels)
+        structure.append(common)
+    return out, structure
+
+
+def _centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, dof, Ys):
+    """Each new level's centre over responses (a shared part of its offsets) as fixed linear-predictor parts.
+
+    A log-sd offset estimated from ``nu`` degrees of freedom is biased by ``(psi(nu/2) - log(nu/2)) / 2``
+    (the log of a chi-square; -0.11 from 5 controls): harmless in one response, it would be the
+    centre's whole error when averaged over many, so it is removed from each before averaging.
+
+    Returns
+    -------
+    offsets : list of numpy.ndarray, each (n, M)
+    centres : list of (target index, column, centre (M,), centre variance (M,))
+    """
+    offsets, centres = [np.zeros((X.shape[0], fit.theta[0].shape[0])) for X in Xs], []
+    r = (Ys - Xs[0] @ fit.theta[0].T) * np.exp(-(Xs[1] @ fit.theta[1].T))  # (n, M) at the wide fit
+    scores = {"mean": r, "variance": 0.5 * (r**2 - 1.0)}
+    for k, d in enumerate(designs):
+        for j, b in enumerate(d.hierarchical_blocks):
+            if structures[k][j] is None:
+                continue
+            omega2, centre2 = structures[k][j]
+            for col in np.flatnonzero(frees[k][b.slice]) + b.start:
+                est, var = site_prior.data_only(fit.theta[k][:, col], fit.cov[k][:, col, col], wide[k][:, j])
+                rows = Xs[k][:, col] != 0
+                if d.target == "variance":
+                    nu = np.maximum(dof[rows].sum(axis=0) if dof is not None else rows.sum(), 1.0)
+                    est = est + 0.5 * (np.log(nu / 2.0) - special.digamma(nu / 2.0))
+                c, c_var = site_prior.site_centre(est / scales[k], var / scales[k] ** 2, omega2,
+                                                  centre2 * (1.0 + 1.0 / n_levels[k][j]), scores[d.target][rows])
+                offsets[k] += np.outer(Xs[k][:, col], c * scales[k])
+                centres.append((k, col, c * scales[k], c_var * scales[k] ** 2))
+    return offsets, centres
 
 
 def _restricted_dof(Xm_new: np.ndarray, free_m: np.ndarray, w: np.ndarray, tau2_new: np.ndarray) -> np.ndarray:
@@ -524,14 +546,19 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
                         "contain no level unseen at fit time, so there is nothing to adapt",
                         "pass data from the new site(s) only, with their new site labels")
     old_designs, designs = _designs(spec), _designs(new_spec)
-    thetas, covs, tau2s, frees, Xs = [], [], [], [], []
+    thetas, covs, frees, Xs = [], [], [], []
     for od, d in zip(old_designs, designs):
         theta, cov, _ = params.target(d.target)
         thetas.append(relayout(theta, od, d, (1,)))
         covs.append(relayout(cov, od, d, (1, 2)))
-        tau2s.append(_adaptation_scale2(od, params))
         frees.append(new_level_mask(d, added))
         Xs.append(d.matrix(covariates, warn=False)[0])
+    # each response's residual sd at the controls (population level): the unit of its mean offsets
+    log_sd = np.mean(Xs[1] @ thetas[1].T, axis=0)
+    scales = [np.exp(log_sd) if d.target == "mean" else np.ones_like(log_sd) for d in designs]
+    priors = [_site_priors(od, params, sc) for od, sc in zip(old_designs, scales)]
+    tau2s, structures = [p[0] for p in priors], [p[1] for p in priors]
+    n_levels = [[b.stop - b.start for b in od.hierarchical_blocks] for od in old_designs]
     Ys = (Y - params.y_mean) / params.y_std
     dof = None
     if spec.likelihood == "Normal":
@@ -543,12 +570,15 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
             tau_free = np.full((Y.shape[1], np.count_nonzero(frees[0])), designs[0].blocks[-1].scale ** 2)
         dof = _restricted_dof(Xs[0], frees[0], w, tau_free)
     family = _family(spec, Ys, dof)
-    # Student-t prior as a scale mixture of normals, EM on the mixing weights, started from a wide
-    # prior (the data's own estimate) so that the mode supported by the data is found
-    prior_t2 = [np.maximum(t, _ADAPT_START_VARIANCE) for t in tau2s]
+    # a wide prior (the data's own estimate) first: it gives each new level's centre over responses,
+    # and starts the Student-t prior's EM (a scale mixture of normals) at the mode the data support
+    wide = [np.maximum(t, _ADAPT_START_VARIANCE) for t in tau2s]
+    fit = fit_laplace(family, designs, Xs, thetas, tau2_init=wide, learn_tau=False, free=frees, **solver_kwargs)
+    offsets, centres = _centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, dof, Ys)
+    prior_t2 = [t.copy() for t in wide]
     for _round in range(12):
-        fit = fit_laplace(family, designs, Xs, thetas, tau2_init=prior_t2, learn_tau=False, free=frees,
-                          **solver_kwargs)
+        fit = fit_laplace(family, designs, Xs, thetas, offsets=offsets, tau2_init=prior_t2, learn_tau=False,
+                          free=frees, **solver_kwargs)
         thetas = fit.theta
         for k, d in enumerate(designs):
             for j, b in enumerate(d.hierarchical_blocks):
@@ -558,6 +588,9 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
                 e2 = np.mean(fit.theta[k][:, cols] ** 2 + np.diagonal(fit.cov[k], axis1=1, axis2=2)[:, cols], axis=1)
                 weight = (ADAPT_PRIOR_DF + 1.0) / (ADAPT_PRIOR_DF + e2 / tau2s[k][:, j])
                 prior_t2[k][:, j] = tau2s[k][:, j] / weight
+    for k, col, c, c_var in centres:  # the offsets are the centre plus each response's deviation from it
+        fit.theta[k][:, col] += c
+        fit.cov[k][:, col, col] += c_var
     fields = {}
     for d, C, F, fm, theta in zip(designs, covs, fit.cov, frees, fit.theta):
         idx = np.flatnonzero(fm)

@@ -1,0 +1,163 @@
+"""The empirical-Bayes prior of a new site's offsets, learned from the training sites of all responses.
+
+A model fitted to ``M`` responses at once (the regions of a table, the modes of a map) holds, for
+every training site ``k``, one offset per response ``theta[r, k]`` (mean or log-sd). A new site's
+offsets are fitted on a few of its controls with a prior learned from these (see
+:func:`~spectranorm_neuro.engine.direct.adapt_direct`):
+
+* each training offset is first turned back into its data-only estimate (posterior precision minus
+  the prior's), so the hyperprior's shrinkage does not make the sites look alike
+  (:func:`data_only`);
+* with several responses, a site's offsets share a common part: a site with twice the spread is
+  noisier in (nearly) every region. The training offsets, in units of each response's residual
+  sd, are split into a site centre ``c_k`` (the precision-weighted mean over responses) and the
+  responses' deviations from it, whose variance ``omega^2`` is pooled over all responses and sites
+  (:func:`common_structure`); a new site's centre is then estimated from all its responses at
+  once (:func:`site_centre`), so each response's offset is shrunk towards the site's own centre,
+  not towards the training sites' average;
+* with one response, or too few to tell a centre from the deviations, the prior is centred at the
+  population level with the between-site variance of :func:`between_level_variance`.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["data_only", "between_level_variance", "common_structure", "site_centre", "MIN_CENTRE_DF"]
+
+#: Degrees of freedom (sites x (responses - 1)) needed to estimate the spread of a site's offsets
+#: about its centre; with fewer the prior is centred at the population level.
+MIN_CENTRE_DF = 10
+
+
+def data_only(theta: np.ndarray, var: np.ndarray, prior_var) -> tuple[np.ndarray, np.ndarray]:
+    """Data-only estimate and variance of normal-prior offsets from their posterior.
+
+    Parameters
+    ----------
+    theta, var : numpy.ndarray, shape (M, L)
+        Posterior means and variances of ``L`` offsets of ``M`` responses.
+    prior_var : numpy.ndarray, broadcastable to (M, L)
+        Their prior variances (prior mean 0).
+
+    Returns
+    -------
+    estimate, variance : numpy.ndarray, shape (M, L)
+    """
+    var = np.maximum(var, 1e-12)
+    data_prec = np.maximum(1.0 / var - 1.0 / prior_var, 1e-6)
+    return theta / var / data_prec, 1.0 / data_prec
+
+
+def between_level_variance(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block) -> np.ndarray:
+    """Between-level variance of a hierarchical block, not shrunk by the hyperprior, pooled over responses.
+
+    The training levels' data-only offsets (:func:`data_only`) re-pooled by the EM fixed point of
+    the marginal likelihood (no hyperprior); half of each response's estimate is pooled with the
+    median over responses (few training levels make one response's estimate noisy).
+
+    Parameters
+    ----------
+    theta : numpy.ndarray, shape (M, p)
+    cov : numpy.ndarray, shape (M, p, p)
+    tau2 : numpy.ndarray, shape (M,)
+        The block's fitted variance.
+    block : Block
+
+    Returns
+    -------
+    numpy.ndarray, shape (M,)
+    """
+    est_t, est_v = _training_offsets(theta, cov, tau2, block)
+    data_prec, data_mean = 1.0 / est_v, est_t
+    est = np.maximum(tau2.copy(), 1e-8)
+    for _ in range(200):
+        post_var = 1.0 / (data_prec + 1.0 / est[:, None])
+        post_mean = data_mean * data_prec * post_var
+        est = np.mean(post_mean**2 + post_var, axis=1)
+    return 0.5 * est + 0.5 * np.median(est)
+
+
+def _training_offsets(theta, cov, tau2, block, conditional: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Data-only offsets (M, L) of the training levels, with their marginal or conditional variances.
+
+    The marginal posterior variance of an offset includes the uncertainty of the intercept (which
+    trades off against all the offsets at once); the conditional one (given every other
+    coefficient, ``1 / (C^-1)_kk``) is the offset's own sampling noise.
+    """
+    if conditional:
+        s = 1.0 / np.diagonal(np.linalg.inv(cov), axis1=1, axis2=2)[:, block.slice]
+    else:
+        s = np.diagonal(cov[:, block.slice, block.slice], axis1=1, axis2=2)
+    return data_only(theta[:, block.slice], s, tau2[:, None])
+
+
+def common_structure(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block, scale: np.ndarray):
+    """Spread of the training sites' offsets about their own centres, and of the centres.
+
+    Parameters
+    ----------
+    theta, cov, tau2, block
+        As in :func:`between_level_variance`.
+    scale : numpy.ndarray, shape (M,)
+        Each response's unit (its residual sd for mean offsets, 1 for log-sd offsets).
+
+    Returns
+    -------
+    (omega2, centre2) : tuple of float, or None
+        ``omega2``: variance of an offset (in ``scale`` units) about its site's centre, pooled over
+        responses and sites; ``centre2``: variance of the sites' centres. ``None`` when
+        ``sites * (responses - 1) < MIN_CENTRE_DF``.
+    """
+    M, K = theta.shape[0], block.stop - block.start
+    if K * (M - 1) < MIN_CENTRE_DF:
+        return None
+    # the intercept's error is shared by every site of a response and is not a deviation from a
+    # site's centre: compare offsets with the response's average offset, with their own noise only
+    est, var = _training_offsets(theta, cov, tau2, block, conditional=True)
+    est = est - est.mean(axis=1, keepdims=True)
+    a, av = est / scale[:, None], var / scale[:, None] ** 2
+    omega2 = max(float(np.mean(np.var(a, axis=0))), 1e-6)
+    for _ in range(100):
+        w = 1.0 / (av + omega2)
+        centre = (w * a).sum(axis=0) / w.sum(axis=0)
+        new = max(float(np.mean((a - centre) ** 2 - av)) * M / (M - 1) * K / (K - 1), 1e-6)
+        if abs(new - omega2) <= 1e-8 * omega2:
+            break
+        omega2 = new
+    centre_var = 1.0 / w.sum(axis=0)
+    centre2 = max(float(np.mean(centre**2 - centre_var)), 1e-6)
+    return omega2, centre2
+
+
+def site_centre(estimate: np.ndarray, variance: np.ndarray, omega2: float, prior_var: float,
+                subject_scores: np.ndarray | None = None) -> tuple[float, float]:
+    """Posterior mean and variance of a new site's centre from its data-only offsets over responses.
+
+    Parameters
+    ----------
+    estimate, variance : numpy.ndarray, shape (M,)
+        The new site's data-only offsets and their variances, in ``scale`` units.
+    omega2 : float
+        Variance of an offset about its site's centre (:func:`common_structure`).
+    prior_var : float
+        Prior variance of a site centre (mean 0).
+    subject_scores : numpy.ndarray, shape (n, M), optional
+        Each control's contribution to each response's offset (standardized residual for a mean
+        offset, ``(r^2 - 1) / 2`` for a log-sd offset). The responses of one subject are
+        correlated (a subject thick in one region is thick in others), so the centre is no more
+        precise than the spread over subjects of their weighted average score says; this
+        empirical variance is the floor of the centre's variance.
+
+    Returns
+    -------
+    centre, centre_var : float
+    """
+    w = 1.0 / (variance + omega2)
+    data_var = 1.0 / w.sum()
+    centre = float((w * estimate).sum() * data_var)
+    if subject_scores is not None and subject_scores.shape[0] > 1:
+        per_subject = subject_scores @ (w * data_var)
+        data_var = max(data_var, float(np.var(per_subject, ddof=1)) / subject_scores.shape[0])
+    prec = 1.0 / prior_var + 1.0 / data_var
+    return centre / data_var / prec, 1.0 / prec
