@@ -107,7 +107,10 @@ def common_structure(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block
     (omega2, centre2) : tuple of float, or None
         ``omega2``: variance of an offset (in ``scale`` units) about its site's centre, pooled over
         responses and sites; ``centre2``: variance of the sites' centres. ``None`` when
-        ``sites * (responses - 1) < MIN_CENTRE_DF``.
+        ``sites * (responses - 1) < MIN_CENTRE_DF``, or when the centres explain less of the
+        offsets than the responses' own deviations (``centre2 < omega2``: a site acts on each
+        response in its own way, as on the eigenmodes of a map, whose site effect sits in a few
+        modes).
     """
     M, K = theta.shape[0], block.stop - block.start
     if K * (M - 1) < MIN_CENTRE_DF:
@@ -127,6 +130,8 @@ def common_structure(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block
         omega2 = new
     centre_var = 1.0 / w.sum(axis=0)
     centre2 = max(float(np.mean(centre**2 - centre_var)), 1e-6)
+    if centre2 < omega2:
+        return None  # the sites' offsets are mostly response-specific (e.g. eigenmodes): no common centre
     return omega2, centre2
 
 
