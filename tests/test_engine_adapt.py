@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from spectranorm_neuro.engine import site_prior
 from spectranorm_neuro.engine.direct import DirectNormativeModel
+from spectranorm_neuro.engine.effects import Block
+from spectranorm_neuro.engine.regional import RegionalNormativeModel
 from spectranorm_neuro.exceptions import AdaptationWarning
 
 SITES = list("ABCDEFGHIJ")
@@ -82,3 +85,81 @@ def test_a_new_spread_is_adapted_even_when_training_sites_share_one():
         adapted = copy.deepcopy(m).adapt_fit(cohort(20, 100 + seed, ["NEW"], shift, logsd))
         sds.append(adapted.evaluate(cohort(1000, 200 + seed, ["NEW"], shift, logsd)).predictions["z-score"].std())
     assert 0.9 <= np.mean(sds) <= 1.15
+
+
+def regional_cohort(n, seed, sites, shift, logsd, n_regions=30):
+    """Thickness-like regions; a site shifts every region's mean by ``0.1 * shift`` and scales its sd by exp(logsd)."""
+    rng = np.random.default_rng(seed)
+    cov = pd.DataFrame({"age": rng.uniform(10, 80, n), "site": rng.choice(sites, n)},
+                       index=[f"sub-{seed}-{i}" for i in range(n)])
+    a = cov["age"].to_numpy()[:, None]
+    s = cov["site"].map(shift).to_numpy(float)[:, None]
+    v = cov["site"].map(logsd).to_numpy(float)[:, None]
+    k = np.arange(n_regions)[None, :]
+    sd = (0.1 + 0.001 * a) * np.exp(v)
+    y = 2.6 - 0.3 * np.tanh((a - 35) / 20) + 0.05 * np.sin(a / 12 + k) + 0.1 * s + sd * rng.normal(size=(n, n_regions))
+    return pd.DataFrame(y, index=cov.index, columns=[f"region{j}" for j in range(n_regions)]), cov
+
+
+@pytest.fixture(scope="module")
+def regional_model():
+    sites = [f"S{i}" for i in range(12)]
+    rng = np.random.default_rng(7)
+    shift = dict(zip(sites, rng.normal(0, 1, 12)))
+    logsd = dict(zip(sites, rng.permutation(np.linspace(np.log(0.6), np.log(2.0), 12)) - np.log(1.1)))
+    table, cov = regional_cohort(1200, 0, sites, shift, logsd)
+    model = RegionalNormativeModel.from_dataframe(
+        "HBR", cov, numerical_covariates=["age"], nonlinear_covariates=["age"], categorical_covariates=["site"],
+        batch_covariates=["site"], influencing_mean=["age", "site"], influencing_variance=["age", "site"])
+    return model.fit(table, cov), np.mean(list(shift.values()))
+
+
+@pytest.mark.parametrize("spread", [0.6, 2.0])
+def test_regional_new_site_spread_is_calibrated_after_20_controls(regional_model, spread):
+    # a held-out site one between-site sd above the training sites' average, with 0.6x or 2x their
+    # spread: after adapting on 20 of its controls, its other subjects' z (averaged over regions)
+    # have mean within +-0.1 and sd within 0.9-1.1 (the prior that shrank every region's offsets to
+    # the training sites' average gave z sd 0.88 at x0.6 and z mean +0.095 at x2 on these draws)
+    model, centre = regional_model
+    shift, logsd = {"NEW": centre + 1.0}, {"NEW": np.log(spread)}
+    controls, ccov = regional_cohort(20, 100, ["NEW"], shift, logsd)
+    test, tcov = regional_cohort(400, 200, ["NEW"], shift, logsd)
+    adapted = copy.deepcopy(model).adapt_fit(controls, ccov)
+    z = adapted.evaluate(test, tcov)["z-score"]
+    assert abs(z.mean().mean()) < 0.1
+    assert 0.9 <= z.std().mean() <= 1.1
+    report = adapted.model_params["adaptation"]["site"]["NEW"]
+    assert report["n_controls"] == 20 and 18 < report["n_effective"] <= 20
+    unadapted = model.evaluate(test, tcov.assign(site="S0"))["z-score"]  # another site's norms: miscalibrated
+    assert abs(unadapted.mean().mean()) > 0.3 or abs(np.log(unadapted.std().mean())) > 0.3
+
+
+def _offsets(centre_sd, dev_sd, M=40, K=12, noise=1e-4, seed=0):
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(0, centre_sd, K)[None, :] + rng.normal(0, dev_sd, (M, K))
+    cov = np.broadcast_to(np.eye(K) * noise, (M, K, K)).copy()
+    return theta, cov, np.full(M, 10.0), Block("site", 0, K, True, 1.0)
+
+
+def test_common_structure_recovers_site_centres_and_deviations():
+    theta, cov, tau2, block = _offsets(0.5, 0.1)
+    omega2, centre2 = site_prior.common_structure(theta, cov, tau2, block, np.ones(len(theta)))
+    assert 0.007 < omega2 < 0.013  # deviations' variance 0.01
+    assert 0.1 < centre2 < 0.5  # centres' variance 0.25 (12 sites)
+    # offsets specific to each response (eigenmodes), or a single response: no common centre
+    assert site_prior.common_structure(*_offsets(0.05, 0.5), np.ones(40)) is None
+    theta, cov, tau2, block = _offsets(0.5, 0.1, M=1)
+    assert site_prior.common_structure(theta, cov, tau2, block, np.ones(1)) is None
+
+
+def test_site_centre_is_no_more_precise_than_its_controls():
+    rng = np.random.default_rng(1)
+    n, M = 20, 50
+    subject = rng.normal(0, 1, (n, 1))  # each control's responses share a subject effect (correlated)
+    scores = 0.7 * subject + 0.7 * rng.normal(0, 1, (n, M))
+    est, var = scores.mean(axis=0), np.full(M, 1.0 / n)
+    c_indep, v_indep = site_prior.site_centre(est, var, 1e-6, 100.0)
+    c, v = site_prior.site_centre(est, var, 1e-6, 100.0, scores)
+    assert c == pytest.approx(c_indep, rel=1e-3) and c == pytest.approx(scores.mean(), abs=1e-3)
+    assert v_indep == pytest.approx(1.0 / (n * M), rel=1e-3)
+    assert v == pytest.approx(np.var(scores.mean(axis=1), ddof=1) / n, rel=1e-3)  # ~0.5 / 20, not 1 / 1000
