@@ -18,15 +18,15 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import special, stats
+from scipy import stats
 
 from .._util import as_finite_array
 from ..exceptions import AdaptationWarning, NotFittedError, ShapeMismatchError, UnseenCategoryError, bad_value
-from . import site_prior
 from .effects import Design, new_level_mask, relayout
 from .inference import ArrayRecord, GaussianFamily, fit_laplace
 from .results import NormativePredictions
 from .shash import ShashFamily, harmonize_values, quantiles, shape_parameters
+from .site_prior import ADAPT_PRIOR_DF, centre_offsets, level_priors
 from .specs import NormativeModelSpec
 
 __all__ = ["DirectParams", "check_training_data", "fit_direct", "predict_direct", "predict_distribution",
@@ -49,8 +49,6 @@ MIN_ADAPT_CONTROLS = 10
 #: family-wise level (Bonferroni over the responses fitted together: p < alpha / M).
 SHAPE_SELECTION_ALPHA = 0.01
 
-#: Degrees of freedom of the Student-t prior of a new site's offsets in :func:`adapt_direct`.
-ADAPT_PRIOR_DF = 1.0
 _ADAPT_START_VARIANCE = 1.0
 
 
@@ -412,75 +410,6 @@ def extend_levels(spec: NormativeModelSpec, covariates: pd.DataFrame) -> tuple[N
     return new_spec, added
 
 
-def _t_scale2(variance, n_levels: int):
-    """Squared scale of the Student-t prior whose curvature at 0 is that of ``N(0, variance (1 + 1/K))``.
-
-    A new level's offset about an estimated centre has variance ``variance (1 + 1/K)`` (the centre
-    is itself estimated from ``K`` levels). The Student-t prior with :data:`ADAPT_PRIOR_DF` degrees
-    of freedom and ``scale^2 = (nu + 1) / nu`` times that shrinks small offsets no more than that
-    normal would (a Cauchy of scale ``tau`` shrinks them as a normal of variance ``tau^2 / 2``,
-    which pulled a typical site's offsets halfway to zero); its heavy tails only add room for a
-    site unlike the training ones.
-    """
-    return variance * (1.0 + 1.0 / n_levels) * (ADAPT_PRIOR_DF + 1.0) / ADAPT_PRIOR_DF
-
-
-def _site_priors(design: Design, params: DirectParams, scale: np.ndarray) -> tuple[np.ndarray, list]:
-    """Prior of a new level's offsets per hierarchical block: t scale^2 (M, h) and the common structure.
-
-    Returns
-    -------
-    scale2 : numpy.ndarray, shape (M, n_hierarchical_blocks)
-    structure : list of (omega2, centre2) or None, one per block (see ``site_prior.common_structure``)
-    """
-    theta, cov, tau2 = params.target(design.target)
-    out, structure = tau2.copy(), []
-    for j, block in enumerate(design.hierarchical_blocks):
-        common = None
-        if design.spec.covariate(block.name).effect == "categorical":
-            n_levels = block.stop - block.start
-            if design.target in ("mean", "variance"):
-                common = site_prior.common_structure(theta, cov, tau2[:, j], block, scale)
-            var = (common[0] * scale**2 if common is not None
-                   else site_prior.between_level_variance(theta, cov, tau2[:, j], block))
-            out[:, j] = _t_scale2(var, n_levels)
-        structure.append(common)
-    return out, structure
-
-
-def _centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, dof, Ys):
-    """Each new level's centre over responses (a shared part of its offsets) as fixed linear-predictor parts.
-
-    A log-sd offset estimated from ``nu`` degrees of freedom is biased by ``(psi(nu/2) - log(nu/2)) / 2``
-    (the log of a chi-square; -0.11 from 5 controls): harmless in one response, it would be the
-    centre's whole error when averaged over many, so it is removed from each before averaging.
-
-    Returns
-    -------
-    offsets : list of numpy.ndarray, each (n, M)
-    centres : list of (target index, column, centre (M,), centre variance (M,))
-    """
-    offsets, centres = [np.zeros((X.shape[0], fit.theta[0].shape[0])) for X in Xs], []
-    r = (Ys - Xs[0] @ fit.theta[0].T) * np.exp(-(Xs[1] @ fit.theta[1].T))  # (n, M) at the wide fit
-    scores = {"mean": r, "variance": 0.5 * (r**2 - 1.0)}
-    for k, d in enumerate(designs):
-        for j, b in enumerate(d.hierarchical_blocks):
-            if structures[k][j] is None:
-                continue
-            omega2, centre2 = structures[k][j]
-            for col in np.flatnonzero(frees[k][b.slice]) + b.start:
-                est, var = site_prior.data_only(fit.theta[k][:, col], fit.cov[k][:, col, col], wide[k][:, j])
-                rows = Xs[k][:, col] != 0
-                if d.target == "variance":
-                    nu = np.maximum(dof[rows].sum(axis=0) if dof is not None else rows.sum(), 1.0)
-                    est = est + 0.5 * (np.log(nu / 2.0) - special.digamma(nu / 2.0))
-                c, c_var = site_prior.site_centre(est / scales[k], var / scales[k] ** 2, omega2,
-                                                  centre2 * (1.0 + 1.0 / n_levels[k][j]), scores[d.target][rows])
-                offsets[k] += np.outer(Xs[k][:, col], c * scales[k])
-                centres.append((k, col, c * scales[k], c_var * scales[k] ** 2))
-    return offsets, centres
-
-
 def _restricted_dof(Xm_new: np.ndarray, free_m: np.ndarray, w: np.ndarray, tau2_new: np.ndarray) -> np.ndarray:
     """``1 - h_i``: one minus each row's leverage on the free (new-level) mean columns, (n, M).
 
@@ -503,15 +432,27 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
     Each new level (site) gets mean and log-sd offsets (and shape offsets where the site acts on
     them) fitted on its controls only, with
 
-    * an empirical-Bayes prior whose scale ``tau`` reflects the true between-level spread of the
-      training levels (their data-only offsets re-pooled without the hyperprior's shrinkage, see
-      ``_between_level_variance``) and whose tails are those of a Student-t with
-      :data:`ADAPT_PRIOR_DF` degree(s) of freedom (Cauchy; fitted as a scale mixture of normals by
-      EM started from the data's own estimate), so small offsets are shrunk while a site whose
+    * an empirical-Bayes prior learned from the training levels' offsets, turned back into their
+      data-only estimates so the hyperprior's shrinkage does not make them look alike (see
+      ``engine.site_prior``). Where the training sites' offsets are mostly common to the
+      responses (a noisier site is noisier in every region of a table), each new offset is shrunk
+      towards the new site's own centre, estimated from all its responses at once (its variance
+      no smaller than the spread of the controls' own average scores, since one subject's
+      responses are correlated; the log-sd bias of few controls removed), with the prior variance
+      of the responses' deviations from their site's centre, pooled over responses and sites.
+      Otherwise (one response; eigenmodes, whose site effect sits in a few modes) it is shrunk
+      towards the population level with the between-level variance of each response;
+    * Student-t tails (:data:`ADAPT_PRIOR_DF` degree(s) of freedom, Cauchy; fitted as a scale
+      mixture of normals by EM started from the data's own estimate) with the scale whose
+      curvature at zero is that of the normal prior of variance ``tau^2 (1 + 1/K)`` (``K`` fitted
+      levels): small offsets are shrunk no more than by that normal prior, and a site whose
       controls clearly show another spread keeps it, even when the training sites shared one;
     * a small-sample correction of the log-sd offset (Normal likelihood): each control's weight in
       the variance is ``1 - h_i``, ``h_i`` its leverage on the new site's mean offset, as in REML,
       so the spread is not under-estimated from few controls.
+
+    The predictive sd then includes the new offsets' Laplace posterior variance (that of the
+    centre included).
 
     A warning (:class:`~spectranorm_neuro.exceptions.AdaptationWarning`) is issued for a new level
     with fewer than :data:`MIN_ADAPT_CONTROLS` controls.
@@ -556,7 +497,7 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
     # each response's residual sd at the controls (population level): the unit of its mean offsets
     log_sd = np.mean(Xs[1] @ thetas[1].T, axis=0)
     scales = [np.exp(log_sd) if d.target == "mean" else np.ones_like(log_sd) for d in designs]
-    priors = [_site_priors(od, params, sc) for od, sc in zip(old_designs, scales)]
+    priors = [level_priors(od, params, sc) for od, sc in zip(old_designs, scales)]
     tau2s, structures = [p[0] for p in priors], [p[1] for p in priors]
     n_levels = [[b.stop - b.start for b in od.hierarchical_blocks] for od in old_designs]
     Ys = (Y - params.y_mean) / params.y_std
@@ -574,7 +515,7 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
     # and starts the Student-t prior's EM (a scale mixture of normals) at the mode the data support
     wide = [np.maximum(t, _ADAPT_START_VARIANCE) for t in tau2s]
     fit = fit_laplace(family, designs, Xs, thetas, tau2_init=wide, learn_tau=False, free=frees, **solver_kwargs)
-    offsets, centres = _centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, dof, Ys)
+    offsets, centres = centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, dof, Ys)
     prior_t2 = [t.copy() for t in wide]
     for _round in range(12):
         fit = fit_laplace(family, designs, Xs, thetas, offsets=offsets, tau2_init=prior_t2, learn_tau=False,

@@ -22,8 +22,13 @@ offsets are fitted on a few of its controls with a prior learned from these (see
 from __future__ import annotations
 
 import numpy as np
+from scipy import special
 
-__all__ = ["data_only", "between_level_variance", "common_structure", "site_centre", "MIN_CENTRE_DF"]
+__all__ = ["data_only", "between_level_variance", "common_structure", "site_centre", "t_scale2", "level_priors",
+           "centre_offsets", "MIN_CENTRE_DF", "ADAPT_PRIOR_DF"]
+
+#: Degrees of freedom of the Student-t prior of a new site's offsets (Cauchy).
+ADAPT_PRIOR_DF = 1.0
 
 #: Degrees of freedom (sites x (responses - 1)) needed to estimate the spread of a site's offsets
 #: about its centre; with fewer the prior is centred at the population level.
@@ -166,3 +171,96 @@ def site_centre(estimate: np.ndarray, variance: np.ndarray, omega2: float, prior
         data_var = max(data_var, float(np.var(per_subject, ddof=1)) / subject_scores.shape[0])
     prec = 1.0 / prior_var + 1.0 / data_var
     return centre / data_var / prec, 1.0 / prec
+
+
+def t_scale2(variance, n_levels: int):
+    """Squared scale of the Student-t prior whose curvature at 0 is that of ``N(0, variance (1 + 1/K))``.
+
+    A new level's offset about an estimated centre has variance ``variance (1 + 1/K)`` (the centre
+    is itself estimated from ``K`` levels). The Student-t prior with :data:`ADAPT_PRIOR_DF` degrees
+    of freedom and ``scale^2 = (nu + 1) / nu`` times that shrinks small offsets no more than that
+    normal would (a Cauchy of scale ``tau`` shrinks them as a normal of variance ``tau^2 / 2``,
+    which pulled a typical site's offsets halfway to zero); its heavy tails only add room for a
+    site unlike the training ones.
+    """
+    return variance * (1.0 + 1.0 / n_levels) * (ADAPT_PRIOR_DF + 1.0) / ADAPT_PRIOR_DF
+
+
+def level_priors(design, params, scale: np.ndarray) -> tuple[np.ndarray, list]:
+    """Prior of a new level's offsets per hierarchical block: t scale^2 (M, h) and the common structure.
+
+    Parameters
+    ----------
+    design : Design
+        The fitted design of one target.
+    params : DirectParams
+        The fitted parameters (``params.target(design.target)``).
+    scale : numpy.ndarray, shape (M,)
+        Each response's unit for this target (see :func:`common_structure`).
+
+    Returns
+    -------
+    scale2 : numpy.ndarray, shape (M, n_hierarchical_blocks)
+    structure : list of (omega2, centre2) or None, one per block (see :func:`common_structure`)
+    """
+    theta, cov, tau2 = params.target(design.target)
+    out, structure = tau2.copy(), []
+    for j, block in enumerate(design.hierarchical_blocks):
+        common = None
+        if design.spec.covariate(block.name).effect == "categorical":
+            n_levels = block.stop - block.start
+            if design.target in ("mean", "variance"):
+                common = common_structure(theta, cov, tau2[:, j], block, scale)
+            var = (common[0] * scale**2 if common is not None
+                   else between_level_variance(theta, cov, tau2[:, j], block))
+            out[:, j] = t_scale2(var, n_levels)
+        structure.append(common)
+    return out, structure
+
+
+def centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, dof, Ys):
+    """Each new level's centre over responses (a shared part of its offsets) as fixed linear-predictor parts.
+
+    A log-sd offset estimated from ``nu`` degrees of freedom is biased by ``(psi(nu/2) - log(nu/2)) / 2``
+    (the log of a chi-square; -0.11 from 5 controls): harmless in one response, it would be the
+    centre's whole error when averaged over many, so it is removed from each before averaging.
+
+    Parameters
+    ----------
+    designs, Xs : sequences of Design and numpy.ndarray (n, p_k)
+        The new designs and the controls' design matrices.
+    fit : LaplaceFit
+        The adaptation fit with the wide prior ``wide`` (list of (M, h_k)).
+    frees : sequence of numpy.ndarray of bool, each (p_k,)
+        The new levels' columns.
+    structures, scales, n_levels
+        Per target: :func:`level_priors`' structures, the responses' units, the fitted levels per block.
+    dof : numpy.ndarray, shape (n, M), or None
+        Each control's degrees of freedom in the variance (REML weights), or 1.
+    Ys : numpy.ndarray, shape (n, M)
+        The controls' standardized responses.
+
+    Returns
+    -------
+    offsets : list of numpy.ndarray, each (n, M)
+    centres : list of (target index, column, centre (M,), centre variance (M,))
+    """
+    offsets, centres = [np.zeros((X.shape[0], fit.theta[0].shape[0])) for X in Xs], []
+    r = (Ys - Xs[0] @ fit.theta[0].T) * np.exp(-(Xs[1] @ fit.theta[1].T))  # (n, M) at the wide fit
+    scores = {"mean": r, "variance": 0.5 * (r**2 - 1.0)}
+    for k, d in enumerate(designs):
+        for j, b in enumerate(d.hierarchical_blocks):
+            if structures[k][j] is None:
+                continue
+            omega2, centre2 = structures[k][j]
+            for col in np.flatnonzero(frees[k][b.slice]) + b.start:
+                est, var = data_only(fit.theta[k][:, col], fit.cov[k][:, col, col], wide[k][:, j])
+                rows = Xs[k][:, col] != 0
+                if d.target == "variance":
+                    nu = np.maximum(dof[rows].sum(axis=0) if dof is not None else rows.sum(), 1.0)
+                    est = est + 0.5 * (np.log(nu / 2.0) - special.digamma(nu / 2.0))
+                c, c_var = site_centre(est / scales[k], var / scales[k] ** 2, omega2,
+                                                  centre2 * (1.0 + 1.0 / n_levels[k][j]), scores[d.target][rows])
+                offsets[k] += np.outer(Xs[k][:, col], c * scales[k])
+                centres.append((k, col, c * scales[k], c_var * scales[k] ** 2))
+    return offsets, centres
