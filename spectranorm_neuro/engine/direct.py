@@ -136,7 +136,7 @@ def check_training_data(spec: NormativeModelSpec, Y, covariates: pd.DataFrame) -
 
 
 def _family(spec: NormativeModelSpec, Ys: np.ndarray, dof=None):
-    return ShashFamily(Ys) if spec.likelihood == "SHASHb" else GaussianFamily(Ys, dof)
+    return ShashFamily(Ys, dof) if spec.likelihood == "SHASHb" else GaussianFamily(Ys, dof)
 
 
 def _loglik(family, Xs, fit) -> np.ndarray:
@@ -447,7 +447,7 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
       curvature at zero is that of the normal prior of variance ``tau^2 (1 + 1/K)`` (``K`` fitted
       levels): small offsets are shrunk no more than by that normal prior, and a site whose
       controls clearly show another spread keeps it, even when the training sites shared one;
-    * a small-sample correction of the log-sd offset (Normal likelihood): each control's weight in
+    * a small-sample correction of the log-sd offset: each control's weight in
       the variance is ``1 - h_i``, ``h_i`` its leverage on the new site's mean offset, as in REML,
       so the spread is not under-estimated from few controls.
 
@@ -501,15 +501,13 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
     tau2s, structures = [p[0] for p in priors], [p[1] for p in priors]
     n_levels = [[b.stop - b.start for b in od.hierarchical_blocks] for od in old_designs]
     Ys = (Y - params.y_mean) / params.y_std
-    dof = None
-    if spec.likelihood == "Normal":
-        w = np.exp(-2.0 * (Xs[1] @ thetas[1].T))
-        hier_m = designs[0].hierarchical_blocks
-        tau_free = np.concatenate([np.repeat(tau2s[0][:, [j]], np.count_nonzero(frees[0][b.slice]), axis=1)
-                                   for j, b in enumerate(hier_m)] or [np.zeros((Y.shape[1], 0))], axis=1)
-        if tau_free.shape[1] != np.count_nonzero(frees[0]):  # BLR: fixed-effect prior on new levels
-            tau_free = np.full((Y.shape[1], np.count_nonzero(frees[0])), designs[0].blocks[-1].scale ** 2)
-        dof = _restricted_dof(Xs[0], frees[0], w, tau_free)
+    w = np.exp(-2.0 * (Xs[1] @ thetas[1].T))  # the mean's information per control (SHASHb: up to a constant)
+    tau_free = np.concatenate([np.repeat(tau2s[0][:, [j]], np.count_nonzero(frees[0][b.slice]), axis=1)
+                               for j, b in enumerate(designs[0].hierarchical_blocks)]
+                              or [np.zeros((Y.shape[1], 0))], axis=1)
+    if tau_free.shape[1] != np.count_nonzero(frees[0]):  # BLR: fixed-effect prior on new levels
+        tau_free = np.full((Y.shape[1], np.count_nonzero(frees[0])), designs[0].blocks[-1].scale ** 2)
+    dof = _restricted_dof(Xs[0], frees[0], w, tau_free)
     family = _family(spec, Ys, dof)
     # a wide prior (the data's own estimate) first: it gives each new level's centre over responses,
     # and starts the Student-t prior's EM (a scale mixture of normals) at the mode the data support

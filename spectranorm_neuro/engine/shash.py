@@ -142,12 +142,20 @@ class ShashFamily:
     directions (symmetrized among them); the positive-definite fallback is the outer product of
     the scores (BHHH). When the shape does not vary over subjects (no covariate acts on it, the
     default) its moments are computed once per response.
+
+    Parameters
+    ----------
+    Y : numpy.ndarray, shape (n, M)
+    dof : numpy.ndarray, broadcastable to (n, M), optional
+        Weights ``c_i`` of the ``log sd`` term, the small-sample (REML-like) correction of
+        :class:`~spectranorm_neuro.engine.inference.GaussianFamily`. Default 1.
     """
 
     n_predictors = 4
 
-    def __init__(self, Y: np.ndarray):
+    def __init__(self, Y: np.ndarray, dof: np.ndarray | None = None):
         self.Y = Y
+        self.dof = 1.0 if dof is None else dof
 
     def _scores(self, etas: Sequence[np.ndarray], scores: bool = True, location: bool = False, loglik: bool = True):
         mu, logsd, eta_e, eta_d = etas
@@ -176,12 +184,13 @@ class ShashFamily:
         ll = None
         if loglik:
             log_cosh = abs_a + np.log1p(e) - np.log(2.0)
-            ll = np.log(delta) + log_cosh - 0.5 * np.log(q) - 0.5 * _LOG_2PI - 0.5 * s * s + np.log(v) - logsd
+            ll = (np.log(delta) + log_cosh - 0.5 * np.log(q) - 0.5 * _LOG_2PI - 0.5 * s * s + np.log(v)
+                  - self.dof * logsd)
         if not scores:
             return ll, None
         ll_x = delta / sq * k - x / q
         s_mu = -ll_x * v * inv_sd
-        s_sd = -ll_x * v * r - 1.0
+        s_sd = -ll_x * v * r - self.dof
         s_e = ll_x * (m_e + v_e * r) - k + v_e / v
         s_d = ll_x * (m_d + v_d * r) + 1.0 / delta + ash * k + v_d / v
         s_e = s_e * (1.0 - te * te)
