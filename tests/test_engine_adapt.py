@@ -136,20 +136,25 @@ def test_regional_new_site_spread_is_calibrated_after_20_controls(regional_model
 
 def _offsets(centre_sd, dev_sd, M=40, K=12, noise=1e-4, seed=0):
     rng = np.random.default_rng(seed)
-    theta = rng.normal(0, centre_sd, K)[None, :] + rng.normal(0, dev_sd, (M, K))
+    loading = rng.uniform(0.5, 1.5, M)  # each response's sensitivity to its site's centre
+    theta = np.outer(loading, rng.normal(0, centre_sd, K)) + rng.normal(0, dev_sd, (M, K))
     cov = np.broadcast_to(np.eye(K) * noise, (M, K, K)).copy()
-    return theta, cov, np.full(M, 10.0), Block("site", 0, K, True, 1.0)
+    return theta, cov, np.full(M, 10.0), Block("site", 0, K, True, 1.0), loading
 
 
-def test_common_structure_recovers_site_centres_and_deviations():
-    theta, cov, tau2, block = _offsets(0.5, 0.1)
-    omega2, centre2 = site_prior.common_structure(theta, cov, tau2, block, np.ones(len(theta)))
+def test_common_structure_recovers_site_centres_loadings_and_deviations():
+    theta, cov, tau2, block, loading = _offsets(0.5, 0.1)
+    omega2, centre2, fitted = site_prior.common_structure(theta, cov, tau2, block, np.ones(len(theta)))
     assert 0.007 < omega2 < 0.013  # deviations' variance 0.01
     assert 0.1 < centre2 < 0.5  # centres' variance 0.25 (12 sites)
-    # offsets specific to each response (eigenmodes), or a single response: no common centre
-    assert site_prior.common_structure(*_offsets(0.05, 0.5), np.ones(40)) is None
-    theta, cov, tau2, block = _offsets(0.5, 0.1, M=1)
+    assert np.corrcoef(fitted, loading)[0, 1] > 0.95 and fitted.mean() == pytest.approx(1.0)
+    # offsets specific to each response (eigenmodes without a shared site map), a single response,
+    # or two sites: no common centre
+    assert site_prior.common_structure(*_offsets(0.0, 0.5)[:4], np.ones(40)) is None
+    theta, cov, tau2, block, _ = _offsets(0.5, 0.1, M=1)
     assert site_prior.common_structure(theta, cov, tau2, block, np.ones(1)) is None
+    theta, cov, tau2, block, _ = _offsets(0.5, 0.1, K=2)
+    assert site_prior.common_structure(theta, cov, tau2, block, np.ones(40)) is None
 
 
 def test_site_centre_is_no_more_precise_than_its_controls():

@@ -98,7 +98,13 @@ def _training_offsets(theta, cov, tau2, block, conditional: bool = False) -> tup
 
 
 def common_structure(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block, scale: np.ndarray):
-    """Spread of the training sites' offsets about their own centres, and of the centres.
+    """A one-factor model of the training sites' offsets: each site's centre, each response's loading.
+
+    ``offset[r, k] = loading[r] * centre[k] + deviation[r, k]`` (in ``scale`` units): a site acts
+    on all responses at once, each response with its own sensitivity (a volume may take half the
+    shift a thickness takes), and the deviations have a variance ``omega2`` pooled over responses
+    and sites. Fitted by alternating weighted least squares (loadings averaging 1) on the training
+    offsets' data-only estimates.
 
     Parameters
     ----------
@@ -109,40 +115,50 @@ def common_structure(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block
 
     Returns
     -------
-    (omega2, centre2) : tuple of float, or None
-        ``omega2``: variance of an offset (in ``scale`` units) about its site's centre, pooled over
-        responses and sites; ``centre2``: variance of the sites' centres. ``None`` when
+    (omega2, centre2, loading) : tuple of float, float, numpy.ndarray (M,), or None
+        ``omega2``: variance of a deviation; ``centre2``: variance of the sites' centres;
+        ``loading``: each response's loading. ``None`` with fewer than 3 sites, when
         ``sites * (responses - 1) < MIN_CENTRE_DF``, or when the centres explain less of the
-        offsets than the responses' own deviations (``centre2 < omega2``: a site acts on each
-        response in its own way, as on the eigenmodes of a map, whose site effect sits in a few
-        modes).
+        offsets than the deviations (``centre2 < omega2``: a site acts on each response in its
+        own way, as on the eigenmodes of a map, whose site effect sits in a few modes).
     """
     M, K = theta.shape[0], block.stop - block.start
-    if K * (M - 1) < MIN_CENTRE_DF:
+    if K < 3 or K * (M - 1) < MIN_CENTRE_DF:
         return None
     # the intercept's error is shared by every site of a response and is not a deviation from a
     # site's centre: compare offsets with the response's average offset, with their own noise only
     est, var = _training_offsets(theta, cov, tau2, block, conditional=True)
     est = est - est.mean(axis=1, keepdims=True)
     a, av = est / scale[:, None], var / scale[:, None] ** 2
-    omega2 = max(float(np.mean(np.var(a, axis=0))), 1e-6)
-    for _ in range(100):
+    loading, omega2 = np.ones(M), max(float(np.mean(np.var(a, axis=0))), 1e-6)
+    df = max(M * K - M - K + 1, 1)
+    for _ in range(200):
         w = 1.0 / (av + omega2)
-        centre = (w * a).sum(axis=0) / w.sum(axis=0)
-        new = max(float(np.mean((a - centre) ** 2 - av)) * M / (M - 1) * K / (K - 1), 1e-6)
+        centre = (w * loading[:, None] * a).sum(axis=0) / (w * loading[:, None] ** 2).sum(axis=0)
+        loading = (w * a * centre).sum(axis=1) / np.maximum((w * centre**2).sum(axis=1), 1e-12)
+        mean_loading = loading.mean()
+        if abs(mean_loading) < 1e-6:
+            return None
+        loading, centre = loading / mean_loading, centre * mean_loading
+        new = max(float(np.sum((a - np.outer(loading, centre)) ** 2 - av)) / df, 1e-6)
         if abs(new - omega2) <= 1e-8 * omega2:
             break
         omega2 = new
-    centre_var = 1.0 / w.sum(axis=0)
+    centre_var = 1.0 / (w * loading[:, None] ** 2).sum(axis=0)
     centre2 = max(float(np.mean(centre**2 - centre_var)), 1e-6)
-    if centre2 < omega2:
+    if centre2 * np.mean(loading**2) < omega2:
         return None  # the sites' offsets are mostly response-specific (e.g. eigenmodes): no common centre
-    return omega2, centre2
+    return omega2, centre2, loading
 
 
-def site_centre(estimate: np.ndarray, variance: np.ndarray, omega2: float, prior_var: float,
-                subject_scores: np.ndarray | None = None) -> tuple[float, float]:
-    """Posterior mean and variance of a new site's centre from its data-only offsets over responses.
+def site_centre(estimate: np.ndarray, variance: np.ndarray, omega2: float, prior_scale2: float,
+                subject_scores: np.ndarray | None = None, loading: np.ndarray | None = None) -> tuple[float, float]:
+    """Posterior mode and variance of a new site's centre from its data-only offsets over responses.
+
+    The centre's prior is the same Student-t as the offsets' (:data:`ADAPT_PRIOR_DF` degrees of
+    freedom, squared scale ``prior_scale2``, see :func:`t_scale2`), fitted by EM as a scale mixture
+    of normals: with few training sites the spread of their centres is poorly known, and a site
+    whose controls clearly lie beyond it keeps its centre.
 
     Parameters
     ----------
@@ -150,27 +166,36 @@ def site_centre(estimate: np.ndarray, variance: np.ndarray, omega2: float, prior
         The new site's data-only offsets and their variances, in ``scale`` units.
     omega2 : float
         Variance of an offset about its site's centre (:func:`common_structure`).
-    prior_var : float
-        Prior variance of a site centre (mean 0).
+    prior_scale2 : float
+        Squared scale of the Student-t prior of a site centre (mean 0).
     subject_scores : numpy.ndarray, shape (n, M), optional
         Each control's contribution to each response's offset (standardized residual for a mean
         offset, ``(r^2 - 1) / 2`` for a log-sd offset). The responses of one subject are
         correlated (a subject thick in one region is thick in others), so the centre is no more
         precise than the spread over subjects of their weighted average score says; this
         empirical variance is the floor of the centre's variance.
+    loading : numpy.ndarray, shape (M,), optional
+        Each response's loading on the centre (:func:`common_structure`); default 1.
 
     Returns
     -------
     centre, centre_var : float
     """
+    lam = np.ones_like(estimate) if loading is None else loading
     w = 1.0 / (variance + omega2)
-    data_var = 1.0 / w.sum()
-    centre = float((w * estimate).sum() * data_var)
+    data_var = 1.0 / (w * lam**2).sum()
+    centre = float((w * lam * estimate).sum() * data_var)
     if subject_scores is not None and subject_scores.shape[0] > 1:
-        per_subject = subject_scores @ (w * data_var)
+        per_subject = subject_scores @ (w * lam * data_var)
         data_var = max(data_var, float(np.var(per_subject, ddof=1)) / subject_scores.shape[0])
-    prec = 1.0 / prior_var + 1.0 / data_var
-    return centre / data_var / prec, 1.0 / prec
+    prior_var = prior_scale2
+    for _ in range(50):
+        post_var = 1.0 / (1.0 / prior_var + 1.0 / data_var)
+        post = centre / data_var * post_var
+        weight = (ADAPT_PRIOR_DF + 1.0) / (ADAPT_PRIOR_DF + (post**2 + post_var) / prior_scale2)
+        prior_var = prior_scale2 / weight
+    post_var = 1.0 / (1.0 / prior_var + 1.0 / data_var)
+    return centre / data_var * post_var, post_var
 
 
 def t_scale2(variance, n_levels: int):
@@ -201,7 +226,7 @@ def level_priors(design, params, scale: np.ndarray) -> tuple[np.ndarray, list]:
     Returns
     -------
     scale2 : numpy.ndarray, shape (M, n_hierarchical_blocks)
-    structure : list of (omega2, centre2) or None, one per block (see :func:`common_structure`)
+    structure : list of (omega2, centre2, loading) or None, one per block (see :func:`common_structure`)
     """
     theta, cov, tau2 = params.target(design.target)
     out, structure = tau2.copy(), []
@@ -252,7 +277,7 @@ def centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, 
         for j, b in enumerate(d.hierarchical_blocks):
             if structures[k][j] is None:
                 continue
-            omega2, centre2 = structures[k][j]
+            omega2, centre2, loading = structures[k][j]
             for col in np.flatnonzero(frees[k][b.slice]) + b.start:
                 est, var = data_only(fit.theta[k][:, col], fit.cov[k][:, col, col], wide[k][:, j])
                 rows = Xs[k][:, col] != 0
@@ -260,7 +285,7 @@ def centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, 
                     nu = np.maximum(dof[rows].sum(axis=0) if dof is not None else rows.sum(), 1.0)
                     est = est + 0.5 * (np.log(nu / 2.0) - special.digamma(nu / 2.0))
                 c, c_var = site_centre(est / scales[k], var / scales[k] ** 2, omega2,
-                                                  centre2 * (1.0 + 1.0 / n_levels[k][j]), scores[d.target][rows])
-                offsets[k] += np.outer(Xs[k][:, col], c * scales[k])
-                centres.append((k, col, c * scales[k], c_var * scales[k] ** 2))
+                                       t_scale2(centre2, n_levels[k][j]), scores[d.target][rows], loading)
+                offsets[k] += np.outer(Xs[k][:, col], loading * c * scales[k])
+                centres.append((k, col, loading * c * scales[k], c_var * (loading * scales[k]) ** 2))
     return offsets, centres
