@@ -434,13 +434,13 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
 
     * an empirical-Bayes prior learned from the training levels' offsets, turned back into their
       data-only estimates so the hyperprior's shrinkage does not make them look alike (see
-      ``engine.site_prior``). Where the training sites' offsets are mostly common to the
-      responses (a noisier site is noisier in every region of a table), each new offset is shrunk
-      towards the new site's own centre, estimated from all its responses at once (its variance
-      no smaller than the spread of the controls' own average scores, since one subject's
-      responses are correlated; the log-sd bias of few controls removed), with the prior variance
-      of the responses' deviations from their site's centre, pooled over responses and sites.
-      Otherwise (one response; eigenmodes, whose site effect sits in a few modes) it is shrunk
+      ``engine.site_prior``). A site acts on all responses at once, so the training offsets are
+      modelled as each site's centre times each response's loading plus a deviation (pooled
+      variance); each new offset is shrunk towards its loading times the new site's own centre,
+      estimated from all its responses at once (its variance no smaller than the spread of the
+      controls' own average scores, since one subject's responses are correlated; the log-sd bias
+      of few controls removed). Where the offsets have no such common part (one response, fewer
+      than three training levels, or centres explaining less than the deviations) it is shrunk
       towards the population level with the between-level variance of each response;
     * Student-t tails (:data:`ADAPT_PRIOR_DF` degree(s) of freedom, Cauchy; fitted as a scale
       mixture of normals by EM started from the data's own estimate) with the scale whose

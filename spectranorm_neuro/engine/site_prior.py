@@ -9,14 +9,15 @@ offsets are fitted on a few of its controls with a prior learned from these (see
   the prior's), so the hyperprior's shrinkage does not make the sites look alike
   (:func:`data_only`);
 * with several responses, a site's offsets share a common part: a site with twice the spread is
-  noisier in (nearly) every region. The training offsets, in units of each response's residual
-  sd, are split into a site centre ``c_k`` (the precision-weighted mean over responses) and the
-  responses' deviations from it, whose variance ``omega^2`` is pooled over all responses and sites
-  (:func:`common_structure`); a new site's centre is then estimated from all its responses at
-  once (:func:`site_centre`), so each response's offset is shrunk towards the site's own centre,
-  not towards the training sites' average;
-* with one response, or too few to tell a centre from the deviations, the prior is centred at the
-  population level with the between-site variance of :func:`between_level_variance`.
+  noisier in (nearly) every region, a scanner's bias map loads on the eigenmodes in a fixed way.
+  The training offsets, in units of each response's residual sd, follow a one-factor model
+  ``loading[r] * centre[k] + deviation[r, k]`` with the deviations' variance ``omega^2`` pooled
+  over all responses and sites (:func:`common_structure`); a new site's centre is then estimated
+  from all its responses at once (:func:`site_centre`), so each response's offset is shrunk
+  towards its loading times the site's own centre, not towards the training sites' average;
+* with one response, fewer than three sites, or offsets without a common part, the prior is
+  centred at the population level with the between-site variance of :func:`between_level_variance`;
+* every prior is a Student-t (:data:`ADAPT_PRIOR_DF` degrees of freedom) scaled by :func:`t_scale2`.
 """
 
 from __future__ import annotations
