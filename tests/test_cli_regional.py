@@ -136,8 +136,10 @@ def test_adapt_calibrates_a_site_with_twice_the_spread_from_20_controls(study):
                             files["newsite_test"][1], "--out", root / "newsite_scores"])
     assert code == 0, err
     z = _z(root / "newsite_scores" / "group" / "desc-zscore_volume.tsv")
-    assert 0.85 < float(np.median(z.std())) < 1.15
-    assert abs(float(np.median(z.mean()))) < 0.25
+    # the issue's target: z sd within 0.9-1.1 and mean within +-0.1 (D has twice the spread and the
+    # largest shift of all sites; a prior shrinking to the training sites' average left mean +0.18)
+    assert 0.9 < float(np.median(z.std())) < 1.1
+    assert abs(float(np.median(z.mean()))) < 0.1
     code, _, err = run_cli(["apply", root / "bundle", files["newsite_test"][0], "--participants",
                             files["newsite_test"][1], "--out", root / "unadapted"])
     assert code == 1 and "never saw" in err and "spectranorm-neuro adapt" in err
