@@ -130,6 +130,7 @@ def test_regional_new_site_spread_is_calibrated_after_20_controls(regional_model
     assert 0.9 <= z.std().mean() <= 1.1
     report = adapted.model_params["adaptation"]["site"]["NEW"]
     assert report["n_controls"] == 20 and 18 < report["n_effective"] <= 20
+    assert 0.5 < report["data_weight_sd"] < 1  # the spread is learned from the controls, not the prior
     unadapted = model.evaluate(test, tcov.assign(site="S0"))["z-score"]  # another site's norms: miscalibrated
     assert abs(unadapted.mean().mean()) > 0.3 or abs(np.log(unadapted.std().mean())) > 0.3
 
@@ -163,8 +164,8 @@ def test_site_centre_is_no_more_precise_than_its_controls():
     subject = rng.normal(0, 1, (n, 1))  # each control's responses share a subject effect (correlated)
     scores = 0.7 * subject + 0.7 * rng.normal(0, 1, (n, M))
     est, var = scores.mean(axis=0), np.full(M, 1.0 / n)
-    c_indep, v_indep = site_prior.site_centre(est, var, 1e-6, 100.0)
-    c, v = site_prior.site_centre(est, var, 1e-6, 100.0, scores)
+    c_indep, v_indep, _ = site_prior.site_centre(est, var, 1e-6, 100.0)
+    c, v, _ = site_prior.site_centre(est, var, 1e-6, 100.0, scores)
     assert c == pytest.approx(c_indep, rel=1e-3) and c == pytest.approx(scores.mean(), abs=1e-3)
     assert v_indep == pytest.approx(1.0 / (n * M), rel=1e-3)
     assert v == pytest.approx(np.var(scores.mean(axis=1), ddof=1) / n, rel=1e-3)  # ~0.5 / 20, not 1 / 1000

@@ -527,9 +527,16 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
                 e2 = np.mean(fit.theta[k][:, cols] ** 2 + np.diagonal(fit.cov[k], axis1=1, axis2=2)[:, cols], axis=1)
                 weight = (ADAPT_PRIOR_DF + 1.0) / (ADAPT_PRIOR_DF + e2 / tau2s[k][:, j])
                 prior_t2[k][:, j] = tau2s[k][:, j] / weight
-    for k, col, c, c_var in centres:  # the offsets are the centre plus each response's deviation from it
+    # the offsets are the centre plus each response's deviation from it; the prior variance of each
+    # new log-sd offset (for the report's data weight) is the deviation's plus the centre's
+    prior_v = np.zeros_like(fit.theta[1])
+    for j, b in enumerate(designs[1].hierarchical_blocks):
+        prior_v[:, b.slice] = prior_t2[1][:, [j]]
+    for k, col, c, c_var, c_prior in centres:
         fit.theta[k][:, col] += c
         fit.cov[k][:, col, col] += c_var
+        if k == 1:
+            prior_v[:, col] += c_prior
     fields = {}
     for d, C, F, fm, theta in zip(designs, covs, fit.cov, frees, fit.theta):
         idx = np.flatnonzero(fm)
@@ -539,14 +546,18 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
     new_params = DirectParams(y_mean=params.y_mean, y_std=params.y_std, converged=params.converged & fit.converged,
                               loglik=params.loglik, loglik_normal=params.loglik_normal,
                               normal_selected=params.normal_selected, **fields)
-    report = _adaptation_report(designs[1], covariates, added, dof, fit.cov[1], prior_t2[1])
+    report = _adaptation_report(designs[1], covariates, added, dof, fit.cov[1], prior_v)
     if not return_report:
         return new_spec, new_params, added
     return new_spec, new_params, added, report
 
 
-def _adaptation_report(dv: Design, covariates: pd.DataFrame, added: dict, dof, cov_v, tau2_v) -> dict:
-    """Controls, effective controls and data weight of each new level; warn when too few."""
+def _adaptation_report(dv: Design, covariates: pd.DataFrame, added: dict, dof, cov_v, prior_v) -> dict:
+    """Controls, effective controls and data weight of each new level; warn when too few.
+
+    ``cov_v`` (M, p, p) is the log-sd coefficients' posterior covariance, ``prior_v`` (M, p) the prior
+    variance of each new log-sd offset.
+    """
     report = {}
     for name, levels in added.items():
         col = covariates[name].astype(str).to_numpy()
@@ -559,10 +570,8 @@ def _adaptation_report(dv: Design, covariates: pd.DataFrame, added: dict, dof, c
             weight = float("nan")
             if blocks:
                 b = blocks[0]
-                j = dv.hierarchical_blocks.index(b)
                 k = b.stop - len(added[name]) + levels.index(level)
-                post_var = cov_v[:, k, k]
-                weight = float(np.median(np.clip(1.0 - post_var / tau2_v[:, j], 0.0, 1.0)))
+                weight = float(np.median(np.clip(1.0 - cov_v[:, k, k] / prior_v[:, k], 0.0, 1.0)))
             report[name][str(level)] = {"n_controls": n, "n_effective": n_eff, "data_weight_sd": weight}
             if n < MIN_ADAPT_CONTROLS:
                 warnings.warn(

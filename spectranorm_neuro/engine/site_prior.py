@@ -180,7 +180,8 @@ def site_centre(estimate: np.ndarray, variance: np.ndarray, omega2: float, prior
 
     Returns
     -------
-    centre, centre_var : float
+    centre, centre_var, prior_var : float
+        The posterior mode and variance, and the normal variance the t prior amounts to there.
     """
     lam = np.ones_like(estimate) if loading is None else loading
     w = 1.0 / (variance + omega2)
@@ -196,7 +197,7 @@ def site_centre(estimate: np.ndarray, variance: np.ndarray, omega2: float, prior
         weight = (ADAPT_PRIOR_DF + 1.0) / (ADAPT_PRIOR_DF + (post**2 + post_var) / prior_scale2)
         prior_var = prior_scale2 / weight
     post_var = 1.0 / (1.0 / prior_var + 1.0 / data_var)
-    return centre / data_var * post_var, post_var
+    return centre / data_var * post_var, post_var, prior_var
 
 
 def t_scale2(variance, n_levels: int):
@@ -269,7 +270,7 @@ def centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, 
     Returns
     -------
     offsets : list of numpy.ndarray, each (n, M)
-    centres : list of (target index, column, centre (M,), centre variance (M,))
+    centres : list of (target index, column, centre (M,), its posterior and prior variances (M,))
     """
     offsets, centres = [np.zeros((X.shape[0], fit.theta[0].shape[0])) for X in Xs], []
     r = (Ys - Xs[0] @ fit.theta[0].T) * np.exp(-(Xs[1] @ fit.theta[1].T))  # (n, M) at the wide fit
@@ -285,8 +286,9 @@ def centre_offsets(designs, Xs, fit, frees, wide, structures, scales, n_levels, 
                 if d.target == "variance":
                     nu = np.maximum(dof[rows].sum(axis=0) if dof is not None else rows.sum(), 1.0)
                     est = est + 0.5 * (np.log(nu / 2.0) - special.digamma(nu / 2.0))
-                c, c_var = site_centre(est / scales[k], var / scales[k] ** 2, omega2,
-                                       t_scale2(centre2, n_levels[k][j]), scores[d.target][rows], loading)
+                c, c_var, c_prior = site_centre(est / scales[k], var / scales[k] ** 2, omega2,
+                                                t_scale2(centre2, n_levels[k][j]), scores[d.target][rows], loading)
+                unit2 = (loading * scales[k]) ** 2
                 offsets[k] += np.outer(Xs[k][:, col], loading * c * scales[k])
-                centres.append((k, col, loading * c * scales[k], c_var * (loading * scales[k]) ** 2))
+                centres.append((k, col, loading * c * scales[k], c_var * unit2, c_prior * unit2))
     return offsets, centres
