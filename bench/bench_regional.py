@@ -13,9 +13,10 @@ Prints, per seed:
   Normal); held-out z skew, kurtosis and the fraction beyond +-1.96;
 * the likelihood-ratio verdict (regions found non-Normal, per kind);
 * adaptation to held-out sites with x0.6, x1.0 and x2.0 spread (``--spreads``) from 20 controls each
-  (``--controls``): their z mean and sd on 300 further subjects of the site, not the controls
-  (median over regions; target z sd 0.9-1.1, mean within +-0.1), the share of regions with z sd in
-  0.9-1.1 and the reported effective number of controls (``--only adapt`` runs only this part);
+  (``--controls``; ``--sites`` training sites, default 12): their z mean and sd on 300 further
+  subjects of the site, not the controls (median over regions; target z sd 0.9-1.1, mean within
+  +-0.1), the share of regions with z sd in 0.9-1.1 and the reported effective number of controls
+  (``--only adapt`` runs only this part);
 
 then the time to fit a 200-region table (1000 subjects) with SHASHb on the MAP path, with the
 same-run ratio to the Normal fit (target <= 10 s; the machine is shared, so compare ratios), and,
@@ -76,12 +77,13 @@ def build(cov, likelihood):
         likelihood=likelihood)
 
 
-def accuracy(seed, n_regions, n_train, n_test, only=None, new_spreads=(0.6, 1.0, 2.0), controls=(20,)):
+def accuracy(seed, n_regions, n_train, n_test, only=None, new_spreads=(0.6, 1.0, 2.0), controls=(20,), n_sites=12):
     rng = np.random.default_rng(1000 + seed)
-    shifts = dict(zip(SITES, rng.normal(0, 1, len(SITES))))
-    spreads = dict(zip(SITES, np.exp(rng.permutation(np.linspace(np.log(0.6), np.log(2.0), len(SITES)))) / 1.1))
-    train, cov = cohort(n_train, seed, SITES, shifts, spreads, n_regions)
-    test, tcov = cohort(n_test, seed + 500, SITES, shifts, spreads, n_regions)
+    sites = SITES if n_sites == len(SITES) else [f"S{i:02d}" for i in range(n_sites)]
+    shifts = dict(zip(sites, rng.normal(0, 1, len(sites))))
+    spreads = dict(zip(sites, np.exp(rng.permutation(np.linspace(np.log(0.6), np.log(2.0), len(sites)))) / 1.1))
+    train, cov = cohort(n_train, seed, sites, shifts, spreads, n_regions)
+    test, tcov = cohort(n_test, seed + 500, sites, shifts, spreads, n_regions)
     res = {}
     for lik in ("Normal", "SHASHb"):
         with warnings.catch_warnings():
@@ -89,7 +91,7 @@ def accuracy(seed, n_regions, n_train, n_test, only=None, new_spreads=(0.6, 1.0,
             model = build(cov, lik).fit(train, cov)
         res[lik] = (model, model.evaluate(test, tcov))
     kinds = np.array([c.split("_")[0] for c in train.columns])
-    print(f"seed {seed}: {n_regions} regions, {n_train} training / {n_test} test subjects, 12 sites")
+    print(f"seed {seed}: {n_regions} regions, {n_train} training / {n_test} test subjects, {len(sites)} sites")
     if only == "adapt":
         adapt(res["SHASHb"][0], res["Normal"][0], seed, n_regions, new_spreads, controls)
         return
@@ -181,12 +183,13 @@ def main() -> None:
     parser.add_argument("--spreads", type=float, nargs="+", default=[0.6, 1.0, 2.0],
                         help="spread multipliers of the held-out sites adapted to")
     parser.add_argument("--controls", type=int, nargs="+", default=[20], help="numbers of controls to adapt on")
+    parser.add_argument("--sites", type=int, default=12, help="training sites of the accuracy/adaptation cohorts")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
     print(f"machine: {machine()} (shared: compare same-run ratios, not absolute times)")
     with pinned(1):
         for seed in args.seeds:
-            accuracy(seed, args.regions, args.train, args.test, args.only, args.spreads, args.controls)
+            accuracy(seed, args.regions, args.train, args.test, args.only, args.spreads, args.controls, args.sites)
         if args.only:
             return
         timing()

@@ -149,9 +149,10 @@ def test_common_structure_recovers_site_centres_loadings_and_deviations():
     assert 0.007 < omega2 < 0.013  # deviations' variance 0.01
     assert 0.1 < centre2 < 0.5  # centres' variance 0.25 (12 sites)
     assert np.corrcoef(fitted, loading)[0, 1] > 0.95 and fitted.mean() == pytest.approx(1.0)
-    # offsets specific to each response (eigenmodes without a shared site map), a single response,
-    # or two sites: no common centre
-    assert site_prior.common_structure(*_offsets(0.0, 0.5)[:4], np.ones(40)) is None
+    # offsets specific to each response: the deviations carry the spread, the centres almost none
+    omega2, centre2, _ = site_prior.common_structure(*_offsets(0.0, 0.5)[:4], np.ones(40))
+    assert 0.2 < omega2 < 0.3 and centre2 < 0.05
+    # a single response or two sites: no factor model
     theta, cov, tau2, block, _ = _offsets(0.5, 0.1, M=1)
     assert site_prior.common_structure(theta, cov, tau2, block, np.ones(1)) is None
     theta, cov, tau2, block, _ = _offsets(0.5, 0.1, K=2)

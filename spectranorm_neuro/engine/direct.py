@@ -439,9 +439,8 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
       variance); each new offset is shrunk towards its loading times the new site's own centre,
       estimated from all its responses at once (its variance no smaller than the spread of the
       controls' own average scores, since one subject's responses are correlated; the log-sd bias
-      of few controls removed). Where the offsets have no such common part (one response, fewer
-      than three training levels, or centres explaining less than the deviations) it is shrunk
-      towards the population level with the between-level variance of each response;
+      of few controls removed). With one response or fewer than three training levels it is
+      shrunk towards the population level with the between-level variance of each response;
     * Student-t tails (:data:`ADAPT_PRIOR_DF` degree(s) of freedom, Cauchy; fitted as a scale
       mixture of normals by EM started from the data's own estimate) with the scale whose
       curvature at zero is that of the normal prior of variance ``tau^2 (1 + 1/K)`` (``K`` fitted

@@ -15,8 +15,8 @@ offsets are fitted on a few of its controls with a prior learned from these (see
   over all responses and sites (:func:`common_structure`); a new site's centre is then estimated
   from all its responses at once (:func:`site_centre`), so each response's offset is shrunk
   towards its loading times the site's own centre, not towards the training sites' average;
-* with one response, fewer than three sites, or offsets without a common part, the prior is
-  centred at the population level with the between-site variance of :func:`between_level_variance`;
+* with one response or fewer than three sites, the prior is centred at the population level with
+  the between-site variance of :func:`between_level_variance`;
 * every prior is a Student-t (:data:`ADAPT_PRIOR_DF` degrees of freedom) scaled by :func:`t_scale2`.
 """
 
@@ -104,8 +104,8 @@ def common_structure(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block
     ``offset[r, k] = loading[r] * centre[k] + deviation[r, k]`` (in ``scale`` units): a site acts
     on all responses at once, each response with its own sensitivity (a volume may take half the
     shift a thickness takes), and the deviations have a variance ``omega2`` pooled over responses
-    and sites. Fitted by alternating weighted least squares (loadings averaging 1) on the training
-    offsets' data-only estimates.
+    and sites. Fitted by alternating weighted least squares (loadings averaging 1, each shrunk
+    towards 1 by its precision) on the training offsets' data-only estimates.
 
     Parameters
     ----------
@@ -118,10 +118,10 @@ def common_structure(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block
     -------
     (omega2, centre2, loading) : tuple of float, float, numpy.ndarray (M,), or None
         ``omega2``: variance of a deviation; ``centre2``: variance of the sites' centres;
-        ``loading``: each response's loading. ``None`` with fewer than 3 sites, when
-        ``sites * (responses - 1) < MIN_CENTRE_DF``, or when the centres explain less of the
-        offsets than the deviations (``centre2 < omega2``: a site acts on each response in its
-        own way, as on the eigenmodes of a map, whose site effect sits in a few modes).
+        ``loading``: each response's loading. ``None`` with fewer than 3 sites or when
+        ``sites * (responses - 1) < MIN_CENTRE_DF``. Offsets without a common part give
+        ``centre2`` near 0 and ``omega2`` near their between-site variance: each response is then
+        shrunk towards a centre near 0 with its own spread, as without the factor.
     """
     M, K = theta.shape[0], block.stop - block.start
     if K < 3 or K * (M - 1) < MIN_CENTRE_DF:
@@ -136,7 +136,13 @@ def common_structure(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block
     for _ in range(200):
         w = 1.0 / (av + omega2)
         centre = (w * loading[:, None] * a).sum(axis=0) / (w * loading[:, None] ** 2).sum(axis=0)
-        loading = (w * a * centre).sum(axis=1) / np.maximum((w * centre**2).sum(axis=1), 1e-12)
+        info = np.maximum((w * centre**2).sum(axis=1), 1e-12)
+        raw = (w * a * centre).sum(axis=1) / info
+        # loadings shrunk towards 1 by their own precision (empirical Bayes): with sites whose
+        # centres are alike the loadings are mostly noise, and noisy loadings would attenuate a
+        # new site's centre
+        spread = max(float(np.mean((raw - 1.0) ** 2 - 1.0 / info)), 0.0)
+        loading = 1.0 + (raw - 1.0) * spread / (spread + 1.0 / info)
         mean_loading = loading.mean()
         if abs(mean_loading) < 1e-6:
             return None
@@ -147,8 +153,6 @@ def common_structure(theta: np.ndarray, cov: np.ndarray, tau2: np.ndarray, block
         omega2 = new
     centre_var = 1.0 / (w * loading[:, None] ** 2).sum(axis=0)
     centre2 = max(float(np.mean(centre**2 - centre_var)), 1e-6)
-    if centre2 * np.mean(loading**2) < omega2:
-        return None  # the sites' offsets are mostly response-specific (e.g. eigenmodes): no common centre
     return omega2, centre2, loading
 
 
