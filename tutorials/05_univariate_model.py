@@ -319,13 +319,14 @@ save_figure("fit_vs_ground_truth")  # port: the notebook shows the figure
 train_predictions = normative_model.predict(data[["age", "site"]])
 
 # Now we can evaluate how well the model captures the variability in the target variable
-print("train evaluations (predict + evaluate_predictions):",  # port: the notebook displays the dict
-      train_predictions.evaluate_predictions(
-          variable_of_interest=data["phenotype"].to_numpy(),
-          train_mean=normative_model.model_params["mean_VOI"],
-          train_std=normative_model.model_params["std_VOI"],
-          n_params=normative_model.model_params["n_params"],
-      ).evaluations)
+train_predictions.evaluate_predictions(  # noqa: B018 (the cell's displayed value)
+    variable_of_interest=data["phenotype"].to_numpy(),
+    train_mean=normative_model.model_params["mean_VOI"],
+    train_std=normative_model.model_params["std_VOI"],
+    n_params=normative_model.model_params["n_params"],
+).evaluations
+# port: the notebook displays the dict above (`evaluate_predictions` fills `train_predictions` in place)
+print("train evaluations (predict + evaluate_predictions):", train_predictions.evaluations)
 
 # %% [markdown]
 # The same with `evaluate` (notebook cell 19).
