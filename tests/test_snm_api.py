@@ -87,6 +87,31 @@ def test_point_metrics_closed_forms():
     np.testing.assert_allclose(m.compute_expv(y, p), 1 - np.var(y - p, axis=0) / np.var(y, axis=0))
 
 
+REFERENCE_EVALUATIONS = ["MAE", "MSE", "RMSE", "MAPE", "R-squared", "Explained Variance", "MSLL"]
+
+
+def test_evaluate_predictions_returns_the_reference_metrics_only():
+    # the univariate tutorial's cell 18 displays `.evaluations`: the reference's seven metrics, in
+    # this order, each a 0-d array; `n_params` is accepted and changes nothing (the reference keeps it "for future use")
+    rng = np.random.default_rng(5)
+    y = 3.0 + rng.normal(size=500)
+    mu, sd = np.full(500, 3.1), np.full(500, 0.9)
+
+    def evaluations(**kwargs):
+        pred = snm.NormativePredictions({"mu_estimate": mu, "std_estimate": sd})
+        return pred.evaluate_predictions(variable_of_interest=y, train_mean=2.5, train_std=1.5, **kwargs).evaluations
+
+    ev = evaluations(n_params=12)
+    assert list(ev) == REFERENCE_EVALUATIONS
+    assert all(isinstance(v, np.ndarray) and v.shape == () for v in ev.values())
+    assert {k: float(v) for k, v in evaluations().items()} == {k: float(v) for k, v in ev.items()}
+    np.testing.assert_allclose(ev["MAE"], np.mean(np.abs(y - 3.1)))
+    np.testing.assert_allclose(ev["MAPE"], 100 * np.mean(np.abs((y - 3.1) / y)))
+    model_ll = snm.utils.stats.compute_censored_log_likelihood(y, mu, sd)
+    base_ll = snm.utils.stats.compute_censored_log_likelihood(y, 2.5, 1.5)
+    np.testing.assert_allclose(ev["MSLL"], -(model_ll.mean() - base_ll.mean()))
+
+
 def test_correlation_significance_with_fdr_holm_bonferroni():
     r = np.array([[1.0, 0.5, 0.0], [0.5, 1.0, 0.1], [0.0, 0.1, 1.0]])
     p = snm.utils.stats.compute_correlation_significance(r.copy(), 103, correction_method="bonferroni")

@@ -136,50 +136,79 @@ def _printed(text: str) -> dict[str, float]:
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"^([A-Za-z][^:\n]*): (-?\d+\.\d+)$", text, re.M)}
 
 
+def _evaluations(label: str, text: str) -> dict[str, float]:
+    """The ``evaluations`` dict printed after ``label: `` (values shown as ``array(x)``), in its order."""
+    match = re.search(rf"^{re.escape(label)}: \{{(.*)\}}$", text, re.M)
+    assert match, f"{label!r} not in the output"
+    return {k: float(v) for k, v in re.findall(r"'([^']+)': (?:array\()?(-?[\d.]+(?:e[+-]?\d+)?)", match.group(1))}
+
+
+# The notebook's own stored outputs (univariate_model.ipynb at 13295f5, cells 18/19 and 23), 5000 subjects.
+# MAE ... Explained Variance are bitwise those of the recorded 0.1.4 run; its MSLL values (-0.79697968,
+# -0.80074661) come from an earlier censoring rule of the reference (by log-likelihood value instead of |z|):
+# 0.1.4, and this package, give -0.7877 and -0.7928 on the same predictions.
+NOTEBOOK_TRAIN = {"MAE": 0.39788493, "MSE": 0.26895753, "RMSE": 0.51861116, "MAPE": 10.17445066,
+                  "R-squared": 0.77135881, "Explained Variance": 0.77135901}
+NOTEBOOK_TEST = {"MAE": 0.3962901, "MSE": 0.26426399, "RMSE": 0.51406614, "MAPE": 9.63360171,
+                 "R-squared": 0.77598759, "Explained Variance": 0.77599224}
+# ours vs the reference, absolute: the mean fits agree closely (this package: MAP/Laplace; the
+# reference: ADVI); MAPE is in percent; the censored MSLL depends on the fitted sd in the tails
+TOLERANCE = {"MAE": 0.002, "MSE": 0.002, "RMSE": 0.002, "MAPE": 0.05, "R-squared": 0.002,
+             "Explained Variance": 0.002, "MSLL": 0.01}
+
+
 @pytest.mark.slow
 def test_univariate_model_tutorial(tmp_path):
     out = run_tutorial(next(p for p in TUTORIALS if p.name.startswith("05_")), tmp_path)
     assert {p.name for p in tmp_path.glob("*.png")} == {"05_01_data.png", "05_02_model_fit.png",
-                                                        "05_03_harmonized_test_data.png"}
-    ours = _printed(out)
-    # the same script run on the reference itself (data/upstream/reference_tutorials.py, fast mode)
+                                                        "05_03_fit_vs_ground_truth.png",
+                                                        "05_04_harmonized_test_data.png"}
+    # the same script run on the reference itself (data/upstream/reference_tutorials.py): 5000 subjects, as the notebook
     ref_text = (UPSTREAM / "reference_05_univariate_model.txt").read_text()
-    ref = _printed(ref_text)
-    assert out.splitlines()[:6] == ref_text.splitlines()[:6]  # the reference's data cell: identical data
-    for part in ("train", "test"):
-        for key in ("MAE", "RMSE", "R-squared", "Explained Variance"):
-            assert abs(ours[f"{part} {key}"] - ref[f"{part} {key}"]) < 0.005, (part, key)
-        assert abs(ours[f"{part} MSLL"] - ref[f"{part} MSLL"]) < 0.02  # MSLL censored as the reference's
-    # against the known process: at least as close to the truth as the reference (0.147, 0.053 there)
-    assert ours["RMSE of z-scores against the true z"] <= ref["RMSE of z-scores against the true z"] + 0.01
-    chart_sd = "RMSE of the chart sd against the true within-site sd"
-    assert ours[chart_sd] <= ref[chart_sd] + 0.002 and ours[chart_sd] < 0.04
-    band = "fraction of harmonized test data inside the 95% band"
-    assert 0.92 < ours[band] < 0.98 and abs(ours[band] - ref[band]) < 0.02
-    new_z = _number(r"new site G after adapt_fit: mean z (\S+),", out)
-    assert abs(new_z) < 0.3  # 0.77 on the reference (its prior pins the new site's offset near 0)
-    assert (tmp_path / "univariate_model" / "saved_model" / "manifest.json").exists()
+    assert out.splitlines()[:7] == ref_text.splitlines()[:7]  # identical data (cell 6) and model repr (cell 10)
+    train = _evaluations("train evaluations (predict + evaluate_predictions)", out)
+    assert train == _evaluations("train evaluations (evaluate)", out)  # cells 18 and 19: the same numbers
+    for label, notebook in (("train evaluations (evaluate)", NOTEBOOK_TRAIN), ("test evaluations", NOTEBOOK_TEST)):
+        ours, ref = _evaluations(label, out), _evaluations(label, ref_text)
+        assert list(ours) == list(ref) == [*notebook, "MSLL"]  # the reference's seven metrics, nothing else
+        for key, value in ref.items():
+            assert abs(ours[key] - value) < TOLERANCE[key], (label, key, ours[key], value)
+        for key, value in notebook.items():
+            assert ref[key] == pytest.approx(value, abs=1e-8)  # the recording is the notebook's run
+    # the added section: against the known generating process, at least as close as the reference
+    ours, ref = _printed(out), _printed(ref_text)
+    chart_sd = "RMSE of the chart sd against the true within-site sd"  # 0.0160 on the reference
+    assert ours[chart_sd] <= ref[chart_sd] + 0.002
+    z_rmse = "RMSE of z-scores against the true z"  # 0.0681 on the reference
+    assert ours[z_rmse] <= ref[z_rmse] + 0.01
+    band = "fraction of harmonized test data inside the 95% band"  # 0.9506 on the reference
+    assert abs(ours[band] - 0.95) < 0.01 and abs(ours[band] - ref[band]) < 0.005
 
 
 @pytest.mark.slow
 def test_digit_eigenmode_bases_tutorial(tmp_path):
     out = run_tutorial(next(p for p in TUTORIALS if p.name.startswith("06_")), tmp_path)
-    assert {p.name for p in tmp_path.glob("*.png")} == {"06_01_lattice.png", "06_02_modes.png", "06_03_digits.png"}
+    assert {p.name for p in tmp_path.glob("*.png")} == {"06_01_lattice.png", "06_02_first_modes.png",
+                                                        "06_03_last_modes.png", "06_04_digits.png"}
     assert (tmp_path / "eigenmode_basis.joblib").read_bytes()[:2] == b"PK"  # the safe npz format
     assert "loaded basis identical: True" in out
     # the same script run on the reference itself (data/upstream/reference_tutorials.py)
     ref = (UPSTREAM / "reference_06_digit_eigenmode_bases.txt").read_text()
+    for text in (out, ref):  # cell 4's display, as the notebook shows it
+        assert "EigenmodeBasis(n_modes=100, n_features=2500)" in text.splitlines()
 
     def numbers(text):
-        values = re.search(r"first eigenvalues: \[([^\]]*)\]", text).group(1).split()
+        values = [float(v) for label in ("first eigenvalues", "eigenvalues 20 and 21", "eigenvalues 100 and 101")
+                  for v in re.search(rf"^{label}: (.*)$", text, re.M).group(1).split()]
         errors = re.findall(r"^digit (\d) +(\d+) modes: relative reconstruction error (\S+)%$", text, re.M)
-        return np.array(values, dtype=float), {(d, k): float(e) for d, k, e in errors}
+        return np.array(values), {(d, k): float(e) for d, k, e in errors}
 
     (vals, errors), (ref_vals, ref_errors) = numbers(out), numbers(ref)
-    np.testing.assert_allclose(vals, ref_vals, atol=2e-6)
+    assert vals.shape == (12,)
+    np.testing.assert_allclose(vals, ref_vals, atol=2e-6)  # printed to 6 decimals
     assert len(errors) == 20 and set(errors) == set(ref_errors)
-    for key, err in errors.items():  # 20 and 100 modes reconstruct each digit exactly as on the reference
-        assert abs(err - ref_errors[key]) < 0.02, key
+    for key, err in errors.items():  # the 20- and 100-mode subspaces are unique (no eigenvalue tie at the cut)
+        assert abs(err - ref_errors[key]) < 0.011, key  # printed to 0.01 %
         assert errors[(key[0], "100")] < errors[(key[0], "20")]
 
 

@@ -1,61 +1,72 @@
 # %% [markdown]
 # # Eigenmode Bases
 #
-# The SpectraNorm "Eigenmode Bases" tutorial (tutorials/eigenmode_bases/eigenmode_bases.ipynb of the
-# reference, 0.1.4) with its import line changed to `from spectranorm_neuro import snm`: a 50 x 50
-# lattice graph, its symmetric-normalized Laplacian eigenmodes as an `EigenmodeBasis`, handwritten
-# digits encoded in 20 and 100 modes and decoded back, and the basis saved for the spectral-model
-# tutorial. The digits cell and the saving cell are the reference's, cell for cell, except that the
-# reference downloads MNIST (`fetch_openml`) and upsamples it with scikit-image: this package runs
-# offline, so the digits are scikit-learn's bundled 8 x 8 digits, upsampled to 50 x 50 by a small
-# `resize` (scipy) defined below. The earlier cells build the lattice and the basis as the
-# reference's spectral tutorial describes them (the notebook stores them among large embedded
-# figures). Only the reference's API is used: `data/upstream/reference_tutorials.py` runs this
-# script on the reference itself and records its numbers, which `tests/test_tutorials.py` compares.
+# Provenance: the SpectraNorm tutorial "Eigenmode Bases"
+# (`tutorials/eigenmode_bases/eigenmode_bases.ipynb` of github.com/sina-mansour/spectranorm,
+# commit 13295f5), ported cell by cell; only the import and the data source changed.
 #
-# Figures are written to files (the reference calls `plt.show()`).
+# Each `# %%` section below is one code cell of the notebook (its number in the notebook is
+# given), with the notebook's calls and arguments. Departures, each marked `# port:` where it is:
+# - the import line: `from spectranorm_neuro import snm` (the notebook: `from spectranorm import snm`);
+# - the data source: the notebook downloads MNIST (`sklearn.datasets.fetch_openml`, 28 x 28
+#   digits) and upsamples with `skimage.transform.resize`; this package runs offline, so the digits
+#   are scikit-learn's bundled 8 x 8 digits (`load_digits`), upsampled to 50 x 50 by a `resize`
+#   defined here with scipy (scikit-image is not a dependency);
+# - figures are written to PNG files (`06_NN_name.png`) where the notebook shows them;
+# - a value the notebook displays as a cell's last expression is printed;
+# - one section added at the end (not in the notebook) prints the numbers that are compared with
+#   the reference (eigenvalues, each digit's reconstruction error) and loads the saved basis back.
+#
+# Because the cells use only the reference's API, this script also runs on the reference itself
+# with the import switched back: `data/upstream/reference_tutorials.py` does so and records what
+# it prints, and `tests/test_tutorials.py` compares this package's numbers with it.
 
 # %%
-import os
-
+# port: not a notebook cell. Figures go to files.
 import matplotlib
 
 matplotlib.use("Agg")
 
-import matplotlib.pyplot as plt
-import numpy as np
-from scipy import ndimage, sparse
-
-# Import the SpectraNorm package
-from spectranorm_neuro import snm
-
-FAST = os.environ.get("SPECTRANORM_TUTORIAL_FAST") == "1"  # this tutorial is fast at full size
 figure_count = 0
 
 
 def save_figure(name):
-    """Save the current figure (where the reference calls plt.show())."""
+    """Write the current figure to ``06_NN_name.png`` (where the notebook shows it)."""
     global figure_count
     figure_count += 1
-    plt.savefig(f"06_{figure_count:02d}_{name}.png", dpi=60, bbox_inches="tight")
+    plt.savefig(f"06_{figure_count:02d}_{name}.png", dpi=40, bbox_inches="tight")
     plt.close("all")
 
 
 # %% [markdown]
-# ## A simple lattice example
-# A 50 x 50 lattice graph: every node is connected to its four neighbours.
+# ## A simple lattice example (notebook cell 2)
+#
+# A 50 x 50 lattice graph (2,500 nodes covering the unit square), every node connected to its
+# four neighbours, as a sparse adjacency matrix.
 
 # %%
+# Several imports used in this notebook
+import matplotlib.pyplot as plt
+import numpy as np
+from scipy import sparse
+
+# Import the SpectraNorm package
+from spectranorm_neuro import snm  # port: the notebook imports `from spectranorm import snm`
+
 # Define the number of nodes along each dimension
 num_nodes = 50
+
 # Create a grid of points
 x = np.linspace(0, 1, num_nodes)
 y = np.linspace(0, 1, num_nodes)
 X, Y = np.meshgrid(x, y)
+
 # Flatten the grid to create a list of node coordinates
 nodes = np.column_stack((X.flatten(), Y.flatten()))
+
 # Let's create a sparse adjacency matrix to represent the connections between the nodes
 adjacency_matrix = sparse.lil_matrix((num_nodes**2, num_nodes**2))
+
 # Connect each node to its immediate neighbors (up, down, left, right)
 for i in range(num_nodes):
     for j in range(num_nodes):
@@ -68,65 +79,116 @@ for i in range(num_nodes):
             adjacency_matrix[node_index, i * num_nodes + (j - 1)] = 1
         if j < num_nodes - 1:  # Connect to the node to the right
             adjacency_matrix[node_index, i * num_nodes + (j + 1)] = 1
+
 # Let's convert the adjacency matrix to a more efficient format for computations
 adjacency_matrix = adjacency_matrix.tocsr()
-print("nodes:", adjacency_matrix.shape[0], "edges:", adjacency_matrix.nnz // 2)
 
-plt.figure(figsize=(6, 6))
-rows, cols = adjacency_matrix.nonzero()
-plt.plot(np.stack([nodes[rows, 0], nodes[cols, 0]]), np.stack([nodes[rows, 1], nodes[cols, 1]]), c="gray", lw=0.3)
-plt.scatter(nodes[:, 0], nodes[:, 1], s=1, c="k")
-plt.axis("off")
-save_figure("lattice")
+# Plot the lattice structure and the connections between the nodes
+plt.figure(figsize=(10, 10))
+
+# Plot the nodes
+plt.scatter(nodes[:, 0], nodes[:, 1], color="teal", s=10, label="Nodes", zorder=2)
+
+# Plot the connections
+for i in range(num_nodes**2):
+    neighbors = adjacency_matrix[i].nonzero()[1]
+    for neighbor in neighbors:
+        plt.plot(
+            [nodes[i, 0],
+             nodes[neighbor, 0]],
+             [nodes[i, 1], nodes[neighbor, 1]],
+             color="gray", linewidth=0.5, zorder=1,
+        )
+
+# Legend outside the axis
+plt.legend(loc="upper center", bbox_to_anchor=(0.5, 1.05))
+save_figure("lattice")  # port: the notebook: plt.show()
 
 # %% [markdown]
-# ## Computing eigenmode bases
-# The eigenvectors of the symmetric normalized Laplacian with the smallest eigenvalues vary slowly
-# over the graph. As the reference, `num_eigenvalues=100` returns 101 eigenpairs, one mode per row;
-# the basis keeps the first 100 (as the spectral tutorial's basis, 100 modes of 2500 nodes).
+# ## Computing Eigenmode Bases (notebook cell 4)
+#
+# The first 100 eigenmodes of the graph's symmetric normalized Laplacian (the lowest
+# frequencies), stored in an `EigenmodeBasis`.
 
 # %%
-eigenvalues, eigenvectors = snm.utils.gsp.compute_symmetric_normalized_laplacian_eigenmodes(
-    adjacency_matrix, num_eigenvalues=100)
-print("eigenvalues:", eigenvalues.shape, "eigenvectors:", eigenvectors.shape)
-print("first eigenvalues:", np.round(eigenvalues[:8], 6))
-eigenmode_basis = snm.utils.gsp.EigenmodeBasis(eigenvalues[:100], eigenvectors.T[:, :100])
-print(eigenmode_basis)
+# Let's first compute the eigenvalues and eigenvectors of the graph Laplacian
+(
+    eigenvalues, eigenvectors
+) = snm.utils.gsp.compute_symmetric_normalized_laplacian_eigenmodes(
+    adjacency_matrix=adjacency_matrix,
+    num_eigenvalues=100,
+)
 
-fig, axes = plt.subplots(2, 6, figsize=(12, 4.5))
-for k, ax in enumerate(axes.ravel()):
-    ax.imshow(eigenmode_basis.eigenvectors[:, k].reshape(num_nodes, num_nodes), cmap="RdBu_r")
-    ax.set_title(f"mode {k}")
+# Now let's store the outputs in an `EigenmodeBasis` object
+eigenmode_basis = snm.utils.gsp.EigenmodeBasis(
+    eigenvalues=eigenvalues[:100],
+    eigenvectors=eigenvectors.T[:, :100],
+)
+
+print(eigenmode_basis)  # port: the notebook displays `eigenmode_basis`
+
+# %% [markdown]
+# The first 25 eigenmodes as images (notebook cell 6).
+
+# %%
+# Let's use gridspec to visualize the first few eigenmodes as images
+fig, axes = plt.subplots(5, 5, figsize=(15, 15))
+
+for i in range(25):
+    ax = axes[i // 5, i % 5]
+    eigenmode = eigenmode_basis.eigenvectors[:, i].reshape(num_nodes, num_nodes)
+    ax.imshow(eigenmode, cmap="Spectral")
+    ax.set_title(f"Eigenmode {i + 1}")
     ax.axis("off")
-plt.tight_layout()
-save_figure("modes")
+save_figure("first_modes")  # port: the notebook shows the figure
 
 # %% [markdown]
-# ## Using eigenmode bases: encoding and decoding
-# Digits (the reference: MNIST; here scikit-learn's bundled digits, see the top), encoded with 20 or
-# 100 eigenmodes and decoded back to the lattice.
+# The last 25 of the 100 eigenmodes (notebook cell 7).
 
 # %%
-from sklearn.datasets import load_digits  # the reference: from sklearn.datasets import fetch_openml
+# Let's use gridspec to visualize the last few eigenmodes as images
+fig, axes = plt.subplots(5, 5, figsize=(15, 15))
+
+for i in range(25):
+    ax = axes[i // 5, i % 5]
+    eigenmode = eigenmode_basis.eigenvectors[:, -25 + i].reshape(num_nodes, num_nodes)
+    ax.imshow(eigenmode, cmap="Spectral")
+    ax.set_title(f"Eigenmode {eigenmode_basis.eigenvectors.shape[1] - 25 + i + 1}")
+    ax.axis("off")
+save_figure("last_modes")  # port: the notebook shows the figure
+
+# %% [markdown]
+# ## Encoding and Decoding with Eigenmode Bases (notebook cell 9)
+#
+# One image of each digit, encoded with 20 or 100 eigenmodes and decoded back to the lattice.
+
+# %%
+from scipy import ndimage  # port: for `resize` below (the notebook: from skimage.transform import resize)
+from sklearn.datasets import load_digits  # port: the notebook: from sklearn.datasets import fetch_openml
 
 
-def resize(image, shape, anti_aliasing=True):
-    """Linear upsampling of a 2-D image to ``shape`` (the reference uses skimage.transform.resize)."""
+def resize(image, output_shape, anti_aliasing=True):
+    """Upsample a 2-D image to ``output_shape`` (port: stands in for ``skimage.transform.resize``).
+
+    A light Gaussian pre-filter when ``anti_aliasing``, then linear interpolation.
+    """
     image = ndimage.gaussian_filter(image, 0.5) if anti_aliasing else image
-    return ndimage.zoom(image, (shape[0] / image.shape[0], shape[1] / image.shape[1]), order=1)
+    zoom = (output_shape[0] / image.shape[0], output_shape[1] / image.shape[1])
+    return ndimage.zoom(image, zoom, order=1)
 
 
-# 1. Load the digits (bundled with scikit-learn; the reference downloads MNIST here)
-print("Loading digits...")
-X, y = load_digits(return_X_y=True)
+# 1. Load MNIST data (this may take a minute the first time)
+# port: the bundled digits instead of the MNIST download
+print("Loading digits...")  # port: the notebook prints "Fetching MNIST..."
+X, y = load_digits(return_X_y=True)  # port: the notebook: fetch_openml("mnist_784", ...) data and target
 
 # 2. Extract one sample of each digit (0-9)
 digits = []
 for i in range(10):
     # Find the first index where the label matches the digit
     idx = np.where(y == i)[0][0]
-    # Reshape from flat 64 to 8x8 (MNIST: 784 to 28x28)
-    img_28 = X[idx].reshape(8, 8)
+    # Reshape from flat 784 to 28x28
+    img_28 = X[idx].reshape(8, 8)  # port: the bundled digits are 8 x 8 (MNIST: 28 x 28)
 
     # 3. Resize to 50x50
     # anti_aliasing prevents jagged edges during upscaling
@@ -170,23 +232,36 @@ for i in range(10):
     axes[i, 2].axis("off")
 
 plt.tight_layout()
-save_figure("digits")  # the reference: plt.show()
-
-# %%
-for i in range(10):
-    for n_modes, recon in ((20, digits_20[i]), (100, digits_100[i])):
-        error = np.linalg.norm(recon - digits[i]) / np.linalg.norm(digits[i])
-        print(f"digit {i} {n_modes:3d} modes: relative reconstruction error {100 * error:.2f}%")
+save_figure("digits")  # port: the notebook: plt.show()
 
 # %% [markdown]
-# ## Saving and Loading Eigenmode Bases
-# The basis is saved for the spectral-model tutorial (this package writes its safe `.npz` + JSON
-# format whatever the file name; it is never a pickle) and loaded back.
+# ## Saving and Loading Eigenmode Bases (notebook cell 11)
+#
+# The basis is saved for the spectral-model tutorial (`02_spectral_model.py` loads it). This
+# package writes its own safe format (npz + JSON, never a pickle) whatever the file name, and never
+# replaces an existing file unless asked (`overwrite=True`): run again in the same folder, this cell
+# stops with an error naming that fix, where the reference silently replaces the file.
 
 # %%
 eigenmode_basis.save("eigenmode_basis.joblib")
 
+# %% [markdown]
+# ## Added by this port (not in the notebook): the numbers compared with the reference
+#
+# The eigenvalues and eigenvector shapes, how well each digit is reconstructed with 20 and with
+# 100 modes, and the saved basis loaded back (`EigenmodeBasis.load`, which the notebook names).
+
 # %%
+print("eigenvalues:", eigenvalues.shape, "eigenvectors:", eigenvectors.shape)
+print("first eigenvalues:", " ".join(f"{abs(v) if abs(v) < 5e-7 else v:.6f}" for v in eigenvalues[:8]))
+# the 20th and 21st, and the 100th and 101st eigenvalues differ, so the 20- and 100-mode subspaces
+# are unique: the reconstructions do not depend on the solver's choice within degenerate eigenspaces
+print("eigenvalues 20 and 21:", " ".join(f"{v:.6f}" for v in eigenvalues[19:21]))
+print("eigenvalues 100 and 101:", " ".join(f"{v:.6f}" for v in eigenvalues[99:101]))
+for i in range(10):
+    for n_modes, recon in ((20, digits_20[i]), (100, digits_100[i])):
+        error = np.linalg.norm(recon - digits[i]) / np.linalg.norm(digits[i])
+        print(f"digit {i} {n_modes:3d} modes: relative reconstruction error {100 * error:.2f}%")
 loaded_basis = snm.utils.gsp.EigenmodeBasis.load("eigenmode_basis.joblib")
 print("loaded basis identical:", bool(np.array_equal(np.asarray(loaded_basis.eigenvectors),
                                                      np.asarray(eigenmode_basis.eigenvectors))))

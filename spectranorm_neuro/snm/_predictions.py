@@ -50,8 +50,12 @@ class NormativePredictions(_NativePredictions):
         """Extend the predictions, then compute MAE, MSE, RMSE, MAPE, R-squared, Explained Variance and MSLL.
 
         MSLL compares censored log-likelihoods of the model and of ``N(train_mean, train_std^2)``
-        (``msll_censored_quantile=0`` for the uncensored MSLL). ``n_params`` adds ``BIC``.
+        (``msll_censored_quantile=0`` for the uncensored MSLL). ``n_params`` is accepted and not
+        used, as in the reference: ``evaluations`` holds exactly these seven metrics, each a 0-d array
+        (one value per query for several queries). For an information criterion use
+        :func:`snm.utils.metrics.compute_bic`.
         """
+        del n_params  # the reference's parameter, kept "for future use" there too
         self.extend_predictions(variable_of_interest, likelihood_censoring_quantile=msll_censored_quantile)
         y, mu = self.predictions["variable_of_interest"], self.predictions["mu_estimate"]
         ev = self.evaluations
@@ -64,8 +68,6 @@ class NormativePredictions(_NativePredictions):
         baseline = _s.compute_censored_log_likelihood(y, np.asarray(train_mean), np.asarray(train_std),
                                                       censored_quantile=msll_censored_quantile)
         ev["MSLL"] = _m.compute_msll(self.predictions["log-likelihood"], baseline)
-        if n_params is not None:
-            ev["BIC"] = _m.compute_bic(self.predictions["log-likelihood"], int(n_params), y.shape[0])
         return self
 
     def to_dataframe(self, index=None, which: str = "predictions") -> pd.DataFrame:
