@@ -404,7 +404,7 @@ class BrainRenderer:
         canvas.draw()
         pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(np.int64)
         code = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
-        index = np.where((code >= 1) & (code <= offset), code - 1, -1)
+        index = np.where((code >= 1) & (code <= offset), code - 1, -1).astype(np.int32)
         self._raster = (index, zlims)
         return self._raster
 
