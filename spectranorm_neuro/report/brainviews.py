@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import functools
 import io
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -283,7 +284,7 @@ class BrainRenderer:
             self.surfaces.append((block, geometry))
         self._volume_bg: dict[str, object] = {}
         self._raster: tuple[np.ndarray, list] | None = None
-        self._templates: dict[ColourScale, Figure] = {}
+        self._templates: dict[tuple[int, ColourScale], Figure] = {}
 
     def __getstate__(self) -> dict:
         """Pickled for worker processes without the kept figures (each worker builds its own)."""
@@ -441,10 +442,11 @@ class BrainRenderer:
     # ------------------------------------------------------------------ kinds
     def _surface_montage(self, values: np.ndarray, scale: ColourScale, title: str,
                          shown: np.ndarray | None) -> bytes:
-        """PNG of the montage, drawn on one figure per colour scale that is kept and repainted."""
-        if scale not in self._templates:
-            self._templates[scale] = self._montage_template(scale)
-        fig = self._templates[scale]
+        """PNG of the montage, drawn on one figure per colour scale (and thread) that is kept and repainted."""
+        key = (threading.get_ident(), scale)  # a thread backend must not repaint another thread's figure
+        if key not in self._templates:
+            self._templates[key] = self._montage_template(scale)
+        fig = self._templates[key]
         self._paint(fig, values, scale, title, shown)
         return png_bytes(fig, self.dpi)
 
