@@ -5,12 +5,12 @@ Prints wall-clock seconds of:
 * ``spectranorm-neuro --help`` and ``spectranorm-neuro fit --help`` in a fresh interpreter (best of
   5), next to ``python -c pass`` in the same run (target: ``--help`` <= 0.5 s; nothing heavy is
   imported before a command runs);
-* ``spectranorm-neuro demo`` (default size: 400 training subjects, both fsaverage5 hemispheres,
-  80 modes per hemisphere, 320 held-out controls + 40 patients, report with 6 subjects in detail), and the
+* ``spectranorm-neuro demo`` (default size: 1600 training subjects, both fsaverage5 hemispheres,
+  80 modes per hemisphere, 1280 held-out controls + 40 patients, report with 6 subjects in detail), and the
   planted-deviation check it reports (target: <= 120 s on 2 cores, check passed);
-* ``fit`` of the demo's reference dataset (BIDS, 400 subjects) with its basis, to a ``.zip`` bundle;
+* ``fit`` of the demo's reference dataset (BIDS, 1600 subjects) with its basis, to a ``.zip`` bundle;
 * ``info`` of that bundle (checksums verified);
-* ``apply`` of the bundle to the demo's clinic dataset (360 subjects: z-score and centile GIFTI maps
+* ``apply`` of the bundle to the demo's clinic dataset (1320 subjects: z-score and centile GIFTI maps
   + summary), with and without ``--report``;
 * ``adapt`` is not timed (the demo has no new site).
 

@@ -155,3 +155,27 @@ def test_user_mesh_with_background(tmp_path):
     pattern = r"meshes=\[\]: has no mesh for surface 'CortexLeft' \(258 vertices\)"
     with pytest.raises(ValueError, match=pattern):
         generate_report(tmp_path / "other", z, None, None, structures=structures, progress=False)
+
+
+def test_kept_montage_draws_each_map_as_a_new_figure_would():
+    """Montages are repainted on a kept figure (one 3-D draw per renderer): the PNGs equal fresh figures'."""
+    vertices, faces = octasphere()
+    n = len(vertices)
+    structures = (Structure("CortexLeft", "surface", n, np.arange(n)),)
+    blocks = checks.resolve_blocks(None, structures, n)
+    renderer = BrainRenderer(blocks, {"CortexLeft": (vertices, faces, vertices[:, 2])})
+    scale = ColourScale("RdBu_r", -3, 3, "z")
+    maps = [np.where(vertices[:, 0] < -40, 3.0, 0.0), vertices[:, 1] / 25, -vertices[:, 2] / 25]
+    shown = np.abs(maps[1]) > 1
+    drawn = [renderer.render(m, scale, f"map {i}", shown if i == 1 else None)[0].png for i, m in enumerate(maps)]
+    fresh = [png_bytes(renderer.surface_figure(m, scale, f"map {i}", shown if i == 1 else None), renderer.dpi)
+             for i, m in enumerate(maps)]
+    pixels = [mpimg.imread(io.BytesIO(p)) for p in drawn + fresh]
+    for i in range(3):
+        np.testing.assert_array_equal(pixels[i], pixels[3 + i])
+    assert not np.array_equal(pixels[0], pixels[1])  # the maps differ, so the kept figure was repainted
+    # the colours are the map's: the first map's cap is red on the lateral (first) view only
+    width = pixels[0].shape[1]
+    red = coloured_pixels(drawn[0], "red")
+    red = red[red[:, 1] < 0.8 * width]  # not the colour bar
+    assert len(red) > 50 and np.mean(red[:, 1] < 0.45 * width) > 0.95

@@ -22,7 +22,13 @@ from spectranorm_neuro.basis import EigenmodeBasis
 from spectranorm_neuro.graphs import Structure
 from spectranorm_neuro.report import generate_report
 from spectranorm_neuro.report._inputs import resolve_blocks
-from spectranorm_neuro.report.brainviews import NOT_MODELLED, BrainRenderer, ColourScale, surface_face_colours
+from spectranorm_neuro.report.brainviews import (
+    NOT_MODELLED,
+    BrainRenderer,
+    ColourScale,
+    png_bytes,
+    surface_face_colours,
+)
 from spectranorm_neuro.report.centiles import centile_charts
 from spectranorm_neuro.report.clusters import cluster_geometries, find_clusters
 from spectranorm_neuro.report.figures import CentileChartFigure
@@ -93,6 +99,15 @@ def test_star_sits_at_the_table_centile_for_women_and_men(sexed_cohort, tmp_path
     mu_ref = np.interp(charts.subject_x, charts.grid, charts.mean[:, 0])
     sd_ref = np.interp(charts.subject_x, charts.grid, charts.std[:, 0])
     np.testing.assert_allclose((charts.reference_y[:, 0] - mu_ref) / sd_ref, charts.subject_z[:, 0], atol=1e-3)
+
+
+def test_kept_chart_figure_draws_each_subject_as_a_new_figure_would(sexed_cohort):
+    subjects, basis, model, coefficients, _ = sexed_cohort
+    charts = centile_charts(model, subjects, basis.n_features, coefficients)
+    figure = CentileChartFigure(charts)
+    kept = [figure.render_subject(i, f"s{i:02d}") for i in (0, 1, 0)]  # subject 0 again after subject 1
+    new = png_bytes(CentileChartFigure(charts).subject_figure(0, "s00"), figure.dpi)
+    assert kept[0] == kept[2] == new and kept[1] != kept[0]
 
 
 def test_every_modelled_vertex_is_coloured_zero_included(tmp_path):

@@ -72,7 +72,7 @@ def _add_demo(sub, parent) -> None:
     p.add_argument("--hemi", choices=("both", "left"), default=None,
                    help="hemispheres (default both; left with --small)")
     p.add_argument("--n-train", type=_positive_int, default=None,
-                   help="training subjects (default 400; 150 with --small)")
+                   help="training subjects (default 1600; 150 with --small)")
     p.add_argument("--n-modes", type=_positive_int, default=None,
                    help="eigenmodes in all, over both hemispheres (default 160; 40 with --small, one hemisphere)")
     p.add_argument("--max-subjects", type=_positive_int, default=6, help="subjects shown in detail in the report")

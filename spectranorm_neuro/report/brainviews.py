@@ -7,13 +7,17 @@ pyplot state is touched.
 
 Speed: for a closed mesh (every edge shared by two triangles, as fsaverage5 inflated) the
 triangles facing away from the camera are hidden behind the others, so each view draws only the
-front-facing half; the picture is the same and rendering is about twice as fast.
+front-facing half. The 3-D projection and depth sorting are done once per renderer: matplotlib
+draws the views' triangles in colours that encode their numbers, and every montage after that is
+a colour lookup per pixel on one kept figure per colour scale (pixel for pixel the picture
+matplotlib's 3-D axes draw, about six times faster per map).
 """
 
 from __future__ import annotations
 
 import functools
 import io
+import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -45,6 +49,7 @@ VIEW_ANGLES = {
     ("right", "medial"): (0.0, 180.0),
 }
 SURFACE_ZOOM = 1.55
+_VIEW_WIDTH = 2.5  # inches per view of a surface montage
 DPI = 80
 # Colour of surface nodes that were not modelled (medial wall): flat mid grey. The anatomy under a
 # thresholded map is shaded lighter (grey levels 0.65-0.95), so the two never look alike, and every
@@ -278,6 +283,14 @@ class BrainRenderer:
                                            None if background is None else _background_levels(background))
             self.surfaces.append((block, geometry))
         self._volume_bg: dict[str, object] = {}
+        self._raster: tuple[np.ndarray, list] | None = None
+        self._templates: dict[tuple[int, ColourScale], Figure] = {}
+
+    def __getstate__(self) -> dict:
+        """Pickled for worker processes without the kept figures (each worker builds its own)."""
+        state = dict(self.__dict__)
+        state["_templates"] = {}
+        return state
 
     # ------------------------------------------------------------------ public
     def render(self, values: np.ndarray, scale: ColourScale, title: str,
@@ -322,41 +335,120 @@ class BrainRenderer:
 
     def surface_figure(self, values: np.ndarray, scale: ColourScale, title: str,
                        shown: np.ndarray | None = None) -> Figure:
-        """The surface montage as a Figure (2 views per surface, then a colour bar).
+        """The surface montage as a new Figure (2 views per surface, then a colour bar).
 
         Colours come from :func:`surface_face_colours`: every modelled vertex is coloured,
-        ``NOT_MODELLED`` grey marks only what was not modelled.
+        ``NOT_MODELLED`` grey marks only what was not modelled. The views are one image placed
+        pixel for pixel (``figimage``): render the figure at its own ``dpi`` (the renderer's). Its
+        hidden 3-D axes (one per view) hold the camera of each view.
         """
-        views = [(block, geom, view) for block, geom in self.surfaces for view in ("lateral", "medial")]
-        width = 2.5
-        total = width * len(views) + 1.1
-        fig = Figure(figsize=(total, 2.45))
-        for i, (block, geom, view) in enumerate(views):
-            ax = fig.add_axes((i * width / total, 0.0, width / total, 0.9), projection="3d")
+        fig = self._montage_template(scale)
+        self._paint(fig, values, scale, title, shown)
+        return fig
+
+    # ------------------------------------------------------------------ surfaces
+    def _views(self) -> list[tuple[Block, SurfaceGeometry, str]]:
+        return [(block, geom, view) for block, geom in self.surfaces for view in ("lateral", "medial")]
+
+    def _figsize(self) -> tuple[float, float]:
+        return (_VIEW_WIDTH * len(self._views()) + 1.1, 2.45)
+
+    def _view_axes(self, fig: Figure, i: int, geom: SurfaceGeometry, view: str, zlim=None):
+        """The 3-D axes of view ``i`` with the camera of ``(geom.hemi, view)``."""
+        total = self._figsize()[0]
+        ax = fig.add_axes((i * _VIEW_WIDTH / total, 0.0, _VIEW_WIDTH / total, 0.9), projection="3d")
+        coords = geom.vertices - geom.vertices.mean(axis=0)
+        limits = (coords.min(), coords.max())
+        ax.set_xlim(*limits)
+        ax.set_ylim(*limits)
+        if zlim is not None:
+            ax.set_zlim(*zlim)
+        ax.view_init(*VIEW_ANGLES[(geom.hemi, view)])
+        ax.set_axis_off()
+        ax.set_box_aspect(None, zoom=SURFACE_ZOOM)
+        return ax, coords
+
+    def _face_image(self) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Which visible triangle covers each pixel of the montage, computed once per renderer.
+
+        Every view's front-facing triangles are drawn once by matplotlib's 3-D axes (depth-sorted
+        as for a coloured map) in colours that encode their number; the Agg image read back is
+        the map from pixels to triangles that every montage then reuses, so a map costs one
+        colour lookup per pixel instead of projecting and sorting the mesh again.
+
+        Returns
+        -------
+        index : numpy.ndarray of int, shape (height, width)
+            Position of the triangle in the views' visible triangles laid end to end, -1 for none.
+        zlims : list of (float, float)
+            The z limits matplotlib chose for each view (the hidden axes of the montages reuse them).
+        """
+        if self._raster is not None:
+            return self._raster
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        fig = Figure(figsize=self._figsize(), dpi=self.dpi)
+        offset, zlims = 0, []
+        for i, (_, geom, view) in enumerate(self._views()):
+            ax, coords = self._view_axes(fig, i, geom, view)
             faces = geom.visible_faces(view)
-            full_shown = None if shown is None else block.to_full(shown.astype(np.float64)) == 1.0
-            colours = surface_face_colours(block.to_full(values), faces, geom.background, scale, full_shown)
-            coords = geom.vertices - geom.vertices.mean(axis=0)
+            code = offset + 1 + np.arange(len(faces))  # 0 (white background) is no triangle
+            rgb = np.column_stack([(code >> 16) & 255, (code >> 8) & 255, code & 255]) / 255.0
+            colours = np.column_stack([rgb, np.ones(len(faces))])
             collection = ax.plot_trisurf(coords[:, 0], coords[:, 1], coords[:, 2], triangles=faces,
                                          linewidth=0.1, antialiased=False, color="white")
             collection.set_facecolors(colours)
             collection.set_edgecolors(colours)
-            limits = (coords.min(), coords.max())
-            ax.set_xlim(*limits)
-            ax.set_ylim(*limits)
-            ax.view_init(*VIEW_ANGLES[(geom.hemi, view)])
-            ax.set_axis_off()
-            ax.set_box_aspect(None, zoom=SURFACE_ZOOM)
-            ax.text2D(0.5, 0.02, f"{geom.hemi} {view}", transform=ax.transAxes, ha="center",
-                      va="bottom", fontsize=8, color="0.35")
+            zlims.append(ax.get_zlim())
+            offset += len(faces)
+        canvas = FigureCanvasAgg(fig)
+        canvas.draw()
+        pixels = np.asarray(canvas.buffer_rgba())[..., :3].astype(np.int64)
+        code = (pixels[..., 0] << 16) | (pixels[..., 1] << 8) | pixels[..., 2]
+        index = np.where((code >= 1) & (code <= offset), code - 1, -1).astype(np.int32)
+        self._raster = (index, zlims)
+        return self._raster
+
+    def _montage_template(self, scale: ColourScale) -> Figure:
+        """A montage figure without a map: hidden view axes, view labels, colour bar, empty image."""
+        _, zlims = self._face_image()
+        total = self._figsize()[0]
+        fig = Figure(figsize=self._figsize(), dpi=self.dpi)
+        for i, (_, geom, view) in enumerate(self._views()):
+            ax, _ = self._view_axes(fig, i, geom, view, zlims[i])
+            ax.apply_aspect()
+            ax.set_visible(False)
+            fig.text((i + 0.5) * _VIEW_WIDTH / total, 0.018, f"{geom.hemi} {view}", ha="center", va="bottom",
+                     fontsize=8, color="0.35")
         _colourbar(fig, (1 - 0.85 / total, 0.12, 0.12 / total, 0.68), scale)
-        fig.suptitle(title, fontsize=10, y=0.985)
+        index = self._raster[0]
+        fig.figimage(np.full((*index.shape, 4), 255, dtype=np.uint8), xo=0, yo=0, origin="upper", zorder=-1)
         return fig
+
+    def _paint(self, fig: Figure, values: np.ndarray, scale: ColourScale, title: str,
+               shown: np.ndarray | None) -> None:
+        """Colour the montage ``fig`` (from :meth:`_montage_template` with ``scale``) with one map."""
+        index, _ = self._face_image()
+        colours = []
+        for block, geom, view in self._views():
+            full_shown = None if shown is None else block.to_full(shown.astype(np.float64)) == 1.0
+            colours.append(surface_face_colours(block.to_full(values), geom.visible_faces(view), geom.background,
+                                                scale, full_shown))
+        colours.append(np.ones((1, 4)))  # index -1 (no triangle): white
+        table = np.round(255 * np.concatenate(colours)).astype(np.uint8)
+        fig.images[0].set_data(table[index])
+        fig.suptitle(title, fontsize=10, y=0.985)  # replaces the figure's title
 
     # ------------------------------------------------------------------ kinds
     def _surface_montage(self, values: np.ndarray, scale: ColourScale, title: str,
                          shown: np.ndarray | None) -> bytes:
-        return png_bytes(self.surface_figure(values, scale, title, shown), self.dpi)
+        """PNG of the montage, drawn on one figure per colour scale (and thread) that is kept and repainted."""
+        key = (threading.get_ident(), scale)  # a thread backend must not repaint another thread's figure
+        if key not in self._templates:
+            self._templates[key] = self._montage_template(scale)
+        fig = self._templates[key]
+        self._paint(fig, values, scale, title, shown)
+        return png_bytes(fig, self.dpi)
 
     def volume_background(self, block: Block):
         """Background image of a volume block: MNI152 template if the grid covers it, else the mask."""

@@ -5,7 +5,7 @@ moved into place only when every step succeeded):
 
 1. the basis: Laplace–Beltrami modes of nilearn's fsaverage5 midthickness (medial wall removed),
    ``--n-modes`` in all (over both hemispheres) -> ``basis.npz``;
-2. a reference cohort of healthy subjects from three sites and a clinic cohort (320 held-out
+2. a reference cohort of 1600 healthy subjects from three sites and a clinic cohort (1280 held-out
    controls and 40 patients with one planted focal deviation of -3 sd each) drawn from a known
    normative process (:class:`spectranorm_neuro.datasets.DemoProcess`), written as BIDS derivatives
    datasets (``data/reference``, ``data/clinic``: GIFTI ``.shape.gii`` per hemisphere,
@@ -68,11 +68,12 @@ class DemoSettings:
     def __init__(self, small: bool = False, hemi: str | None = None, n_train: int | None = None,
                  n_modes: int | None = None):
         self.hemi = hemi or ("left" if small else "both")
-        self.n_train = n_train or (150 if small else 400)
+        self.n_train = n_train or (150 if small else 1600)
         self.n_modes = n_modes or (40 if small else 80) * (2 if self.hemi == "both" else 1)
-        # ~160 held-out controls per sex: the standard error of their mean z on the centile charts is
-        # ~0.08 (with 20 per sex it was 0.23, as large as the effects the report is meant to show)
-        self.n_controls = 10 if small else 320
+        # The controls' mean z of each sex on the centile charts errs by the fit's sampling error
+        # (sd ~0.09 with 360 training subjects, ~0.045 with 1440) plus their own standard error
+        # (~0.08 with 160 controls per sex, ~0.04 with 640): 1600 and 1280 keep both sexes near 0.
+        self.n_controls = 10 if small else 1280
         self.n_patients = 10 if small else 40
 
 
