@@ -250,10 +250,18 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
     rows_extra, found = [], {}
     # the local z (minus the subject's own k0 coarse modes), vertex and smoothed queries (no closed-form
     # truth, so only exceedance and detection)
-    variants = [("local", k0, f"local z, {k0} modes" + ("" if k0 == args.local_modes[0] else " (uncal.)"))
-                for k0 in args.local_modes]
+    extra = [(f"FWHM {f:g}", io.kernel_queries(basis, SURFACES, fwhm=f).weights) for f in args.extra_fwhm]
+    with threadpool_limits(1):  # the other cutoffs and kernels, calibrated as if declared at fit time
+        for k0 in args.local_modes:
+            for W in [None, W_smooth] * (k0 != args.local_modes[0]) + [W for _, W in extra]:
+                for key, value in calibrate_maps(model, Y, train, [W], args.calibration_subjects, args.jobs,
+                                                 local_modes=k0).items():
+                    model.residual_params.calibration.setdefault(key, value)
+    variants = [("exact", 0, "exact z")] * bool(extra) + [("local", k0, f"local z, {k0} modes")
+                                                           for k0 in args.local_modes]
     for score, k0, title in variants:
-        for label, W in (("vertex", None), (f"FWHM {args.fwhm:g}", W_smooth)):
+        sets = [("vertex", None), (f"FWHM {args.fwhm:g}", W_smooth)] * (score == "local") + extra
+        for label, W in sets:
             with threadpool_limits(1):
                 lc = model.evaluate_maps(Yt, test, queries=W, score=score, local_modes=k0,
                                          n_jobs=args.jobs).predictions["z-score"]
@@ -334,8 +342,10 @@ def main(argv=None) -> None:
                         help="also score without the per-query calibration factors (independent residuals, no "
                              "spectral-residual covariance) to show what they carry")
     parser.add_argument("--local-modes", type=int, nargs="+", default=[40],
-                        help="coarse modes the 'local' score removes (the first is declared at fit time and "
-                             "calibrated; the others are scored uncalibrated)")
+                        help="coarse modes the 'local' score removes (the first is declared at fit time; the "
+                             "others are calibrated after the fit, the same way)")
+    parser.add_argument("--extra-fwhm", type=float, nargs="*", default=[],
+                        help="also score (exact and local, calibrated) smoothed maps of these kernel FWHMs in mm")
     parser.add_argument("--in-sample-calibration", action="store_true",
                         help="also score with calibration factors from the training maps' in-sample z (instead of "
                              "their leave-one-out z, the default) to show what the leave-one-out step changes")
