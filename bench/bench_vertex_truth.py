@@ -341,7 +341,7 @@ def main(argv=None) -> None:
     parser.add_argument("--uncalibrated", action="store_true",
                         help="also score without the per-query calibration factors (independent residuals, no "
                              "spectral-residual covariance) to show what they carry")
-    parser.add_argument("--local-modes", type=int, nargs="+", default=[40],
+    parser.add_argument("--local-modes", type=int, nargs="+", default=[100],
                         help="coarse modes the 'local' score removes (the first is declared at fit time; the "
                              "others are calibrated after the fit, the same way)")
     parser.add_argument("--extra-fwhm", type=float, nargs="*", default=[],

@@ -442,8 +442,9 @@ class MapScoring:
             At most this many training subjects (evenly spaced) are used for the calibration
             (default 500: on ``bench/bench_vertex_truth.py`` factors from 300 maps, shrunk, give
             vertex sd ratios 0.93-1.05 and exceedance 0.034-0.076, from 500 0.94-1.05 and
-            0.034-0.074, from 100 0.89-1.09 and 0.030-0.088; the cost grows linearly: 300 maps
-            cost 0.13 of the residual fit for two query sets).
+            0.034-0.074, from 100 0.89-1.09 and 0.030-0.088, all measured with in-sample factors;
+            the leave-one-out factors of :func:`calibrate_maps` put exceedance at 0.032-0.074 from
+            500; the cost grows linearly: 300 maps cost 0.13 of the residual fit for two query sets).
         local_modes : int, optional
             Declare the ``"local"`` score (:meth:`iter_evaluate_maps`): the number of coarse modes
             it removes, recorded with the model and calibrated for the vertices and ``calibrate``.
