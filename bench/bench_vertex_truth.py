@@ -250,10 +250,18 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
     rows_extra, found = [], {}
     # the local z (minus the subject's own k0 coarse modes), vertex and smoothed queries (no closed-form
     # truth, so only exceedance and detection)
-    variants = [("local", k0, f"local z, {k0} modes" + ("" if k0 == args.local_modes[0] else " (uncal.)"))
-                for k0 in args.local_modes]
+    extra = [(f"FWHM {f:g}", io.kernel_queries(basis, SURFACES, fwhm=f).weights) for f in args.extra_fwhm]
+    with threadpool_limits(1):  # the other cutoffs and kernels, calibrated as if declared at fit time
+        for k0 in args.local_modes:
+            for W in [None, W_smooth] * (k0 != args.local_modes[0]) + [W for _, W in extra]:
+                for key, value in calibrate_maps(model, Y, train, [W], args.calibration_subjects, args.jobs,
+                                                 local_modes=k0).items():
+                    model.residual_params.calibration.setdefault(key, value)
+    variants = [("exact", 0, "exact z")] * bool(extra) + [("local", k0, f"local z, {k0} modes")
+                                                           for k0 in args.local_modes]
     for score, k0, title in variants:
-        for label, W in (("vertex", None), (f"FWHM {args.fwhm:g}", W_smooth)):
+        sets = [("vertex", None), (f"FWHM {args.fwhm:g}", W_smooth)] * (score == "local") + extra
+        for label, W in sets:
             with threadpool_limits(1):
                 lc = model.evaluate_maps(Yt, test, queries=W, score=score, local_modes=k0,
                                          n_jobs=args.jobs).predictions["z-score"]
@@ -281,13 +289,26 @@ def run_mix(name, basis, coords, args, W_smooth, seed) -> None:
                                                            proc.sd(test)), float("nan")),
                            (f"  smoothed z, {tag}", summary(cs["z-score"], zq_true, cs["std_estimate"], sd_q),
                             float("nan"))]
+    if args.in_sample_calibration:  # before/after: factors from the training maps' in-sample z (earlier default)
+        saved = model.residual_params.calibration
+        with threadpool_limits(1):
+            model.residual_params.calibration = calibrate_maps(model, Y, train, [None, W_smooth],
+                                                               args.calibration_subjects, args.jobs,
+                                                               leave_one_out=False)
+            cv = model.evaluate_maps(Yt, test, n_jobs=args.jobs).predictions
+            cs = model.evaluate_maps(Yt, test, queries=W_smooth, n_jobs=args.jobs).predictions
+        model.residual_params.calibration = saved
+        rows_extra += [("  vertex z, in-sample calib.", summary(cv["z-score"], z_true, cv["std_estimate"],
+                                                                 proc.sd(test)), float("nan")),
+                       ("  smoothed z, in-sample calib.", summary(cs["z-score"], zq_true, cs["std_estimate"], sd_q),
+                        float("nan"))]
     if args.uncalibrated:  # what the calibration factors carry: the same scores without them
         calibration, model.residual_params.calibration = model.residual_params.calibration, {}
         with threadpool_limits(1):
             uv = model.evaluate_maps(Yt, test, n_jobs=args.jobs).predictions
             us = model.evaluate_maps(Yt, test, queries=W_smooth, n_jobs=args.jobs).predictions
         model.residual_params.calibration = calibration
-        rows_extra = [("  vertex z, uncalibrated", summary(uv["z-score"], z_true, uv["std_estimate"], proc.sd(test)),
+        rows_extra += [("  vertex z, uncalibrated", summary(uv["z-score"], z_true, uv["std_estimate"], proc.sd(test)),
                        float("nan")),
                       ("  smoothed z, uncalibrated", summary(us["z-score"], zq_true, us["std_estimate"], sd_q),
                        float("nan"))]
@@ -320,9 +341,14 @@ def main(argv=None) -> None:
     parser.add_argument("--uncalibrated", action="store_true",
                         help="also score without the per-query calibration factors (independent residuals, no "
                              "spectral-residual covariance) to show what they carry")
-    parser.add_argument("--local-modes", type=int, nargs="+", default=[40],
-                        help="coarse modes the 'local' score removes (the first is declared at fit time and "
-                             "calibrated; the others are scored uncalibrated)")
+    parser.add_argument("--local-modes", type=int, nargs="+", default=[100],
+                        help="coarse modes the 'local' score removes (the first is declared at fit time; the "
+                             "others are calibrated after the fit, the same way)")
+    parser.add_argument("--extra-fwhm", type=float, nargs="*", default=[],
+                        help="also score (exact and local, calibrated) smoothed maps of these kernel FWHMs in mm")
+    parser.add_argument("--in-sample-calibration", action="store_true",
+                        help="also score with calibration factors from the training maps' in-sample z (instead of "
+                             "their leave-one-out z, the default) to show what the leave-one-out step changes")
     parser.add_argument("--calibration-sweep", type=int, nargs="*", default=[],
                         help="also recalibrate from this many training maps (raw and shrunk factors) and score")
     parser.add_argument("--seeds", type=int, nargs="+", default=None,

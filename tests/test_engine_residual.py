@@ -297,16 +297,62 @@ def test_local_score_declared_at_fit_is_calibrated_and_saved(fitted, tmp_path):
     assert m.model_params["residual"]["local_modes"] == 5
     assert "vertex_local5" in m.residual_params.calibration
     z = m.evaluate_maps(Yt, test, score="local").predictions["z-score"]
-    assert np.mean(z**2) == pytest.approx(1.0, abs=0.02)  # calibrated on these very maps (factors shrunk)
+    # calibrated for new subjects (leave-one-out): the training maps' own z are smaller by ~2 dof / n
+    assert 0.93 < np.mean(z**2) < 0.99
     from spectranorm_neuro.engine.maps import calibrate_maps
 
-    m.residual_params.calibration.update(calibrate_maps(m, Yt, test, local_modes=5, shrink=False))
+    m.residual_params.calibration.update(calibrate_maps(m, Yt, test, local_modes=5, shrink=False,
+                                                        leave_one_out=False))
     z = m.evaluate_maps(Yt, test, score="local").predictions["z-score"]
     assert np.mean(z**2, axis=0) == pytest.approx(1.0, abs=1e-8)  # raw factors: exactly, at every vertex
     m.save_model(tmp_path / "m")
     back = SpectralNormativeModel.load_model(tmp_path / "m")
     np.testing.assert_allclose(back.evaluate_maps(Yt[:10], test.iloc[:10], score="local").predictions["z-score"],
                                z[:10], rtol=1e-12, atol=1e-12)
+
+
+def test_leave_one_out_moments_predict_new_subjects_z():
+    """Training rows' leave-one-out z^2 and exceedance match those of new subjects; in-sample ones do not."""
+    from spectranorm_neuro.engine.direct import fit_direct, predict_direct
+    from spectranorm_neuro.engine.maps import loo_moments
+    from spectranorm_neuro.engine.specs import NormativeModelSpec
+
+    rng = np.random.default_rng(4)
+    M = 200
+    offsets = rng.normal(size=(3, M)) * 0.3
+
+    def draw(n):
+        cov = _cov(rng, n)
+        a = (cov["age"].to_numpy()[:, None] - 50.0) / 30.0
+        site = cov["site"].map({"A": 0, "B": 1, "C": 2}).to_numpy()
+        return cov, 1.0 - 0.3 * a**2 + offsets[site] + 0.2 * (1.0 + 0.3 * a) * rng.normal(size=(n, M))
+
+    cov, Y = draw(150)
+    spec = NormativeModelSpec.from_dataframe("HBR", cov, "y", ["age"], ["site"], ["site"], ["age"],
+                                             influencing_mean=["age", "site"], influencing_variance=["age", "site"])
+    params = fit_direct(spec, Y, cov)
+    new_cov, Y_new = draw(4000)
+
+    def z2(mu_sd, Y):
+        return ((Y - mu_sd[0]) / mu_sd[1]) ** 2
+
+    inside = z2(predict_direct(spec, params, cov, warn=False), Y)
+    loo = z2(loo_moments(spec, params, Y, cov), Y)
+    new = z2(predict_direct(spec, params, new_cov, warn=False), Y_new)
+    assert np.mean(new) - np.mean(inside) > 0.08  # in-sample z are too small for new subjects
+    assert np.mean(loo) == pytest.approx(np.mean(new), abs=0.03)
+    assert np.mean(loo > 1.96**2) == pytest.approx(np.mean(new > 1.96**2), abs=0.004)
+    assert np.mean(new > 1.96**2) - np.mean(inside > 1.96**2) > 0.008
+    # the one-step moments are close to those of an actual refit without the row
+    mu_loo, sd_loo = loo_moments(spec, params, Y[:2], cov.iloc[:2])
+    mu_in, sd_in = predict_direct(spec, params, cov.iloc[:2], warn=False)
+    for i in range(2):
+        keep = np.arange(len(cov)) != i
+        mu_out, sd_out = predict_direct(spec, fit_direct(spec, Y[keep], cov.iloc[keep]), cov.iloc[i:i + 1],
+                                        warn=False)
+        # errors measured at 0.08 (mean) and 0.12-0.15 (sd) of the in-sample moments' errors
+        assert np.mean(np.abs(mu_loo[i] - mu_out[0])) < 0.25 * np.mean(np.abs(mu_in[i] - mu_out[0]))
+        assert np.mean(np.abs(np.log(sd_loo[i] / sd_out[0]))) < 0.3 * np.mean(np.abs(np.log(sd_in[i] / sd_out[0])))
 
 
 def test_shrunk_calibration_factors_are_closer_to_the_truth():

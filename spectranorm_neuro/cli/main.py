@@ -146,7 +146,8 @@ def _add_fit(sub, parent) -> None:
                    help="calibrate smoothed maps of these kernel FWHMs (mm on the mesh) for `apply --fwhm`")
     g.add_argument("--local-modes", type=int, default=None, metavar="N",
                    help="declare and calibrate the local z (`apply --z local`): the vertex or smoothed value minus "
-                        "the subject's own first N modes (e.g. 40 of 400): finds focal changes under broad noise")
+                        "the subject's own first N modes (e.g. 100 of 400 with --fwhm 10: see the README's bench): "
+                        "finds focal changes under broad noise")
     g.add_argument("--inference", choices=("map", "advi", "nuts"), default="map", help="default map (fast)")
     g.add_argument("--holdout", type=float, default=0.0,
                    help="fraction of each site held out of the fit and scored for the model card (default 0)")

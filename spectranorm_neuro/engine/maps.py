@@ -41,8 +41,8 @@ if TYPE_CHECKING:
     from .spectral import SpectralNormativeModel
 
 __all__ = ["SCORES", "MapScoring", "iter_score_maps", "resolve_score", "resolve_local_modes", "check_local_modes",
-           "local_key", "calibration_key", "assemble", "calibrate_maps",
-           "shrink_calibration"]
+           "local_key", "calibration_key", "assemble", "calibrate_maps", "loo_moments",
+           "shrink_calibration", "MAX_LEVERAGE"]
 
 logger = logging.getLogger("spectranorm_neuro")
 
@@ -50,6 +50,9 @@ SCORES = ("exact", "local", "projected")
 MAP_SUBJECT_BLOCK = 64
 CALIBRATION_SUBJECTS = 500  # training maps of the per-query calibration (accuracy/cost: see fit_residual)
 QUERY_BLOCK = 4096
+#: Leverages are capped at this value in :func:`loo_moments` (a row that alone determines a coefficient
+#: has no leave-one-out prediction; with hundreds of training rows leverages are ~0.01-0.05).
+MAX_LEVERAGE = 0.5
 
 
 def resolve_score(model, score: str | None) -> str:
@@ -105,13 +108,69 @@ def check_local_modes(local_modes, n_modes: int, argument: str = "local_modes") 
     return local_modes
 
 
+def loo_moments(spec, params, Y: np.ndarray, covariates: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """Approximate leave-one-out predictive mean and sd of the training rows of ``M`` Normal direct models.
+
+    A training row's own residual is shrunk by the fit (``e_i = (1 - h_i) e_(i)``, ``h_i`` its
+    leverage) and its log-sd is pulled towards its own squared residual, so z-scores of training
+    rows are smaller than those of new subjects by about twice the degrees of freedom used per
+    response over ``n``. One Newton step from the Laplace posterior without row ``i``
+    (Sherman-Morrison on the posterior precision) gives, with ``v_i = x_i' C_beta x_i``,
+    ``h_i = v_i / sd_i^2``, ``u_i = x_i' C_gamma x_i`` and ``z_i = e_i / sd_i`` (the log-sd has
+    Fisher information 2 per row, leverage ``2 u_i``):
+
+    ``e_(i) = e_i / (1 - h_i)``, ``v_(i) = v_i / (1 - h_i)``,
+    ``log sd_(i) = log sd_i - u_i (z_i^2 - 1) / (1 - 2 u_i)``, ``u_(i) = u_i / (1 - 2 u_i)``,
+
+    and the predictive variance ``exp(2 log sd_(i) + 2 u_(i)) + v_(i)`` as in
+    :func:`~spectranorm_neuro.engine.direct.predict_direct`. SHASHb models get their in-sample
+    moments (the Normal step does not apply to their shape).
+
+    Parameters
+    ----------
+    spec : NormativeModelSpec
+    params : DirectParams
+        ``M`` models fitted on the rows of ``Y``.
+    Y : numpy.ndarray, shape (n, M)
+        Their training responses.
+    covariates : pandas.DataFrame, shape (n, ...)
+        The same rows' covariates.
+
+    Returns
+    -------
+    mu, sd : numpy.ndarray, shape (n, M)
+    """
+    from .direct import predict_direct
+    from .effects import Design
+
+    if spec.likelihood != "Normal":
+        return predict_direct(spec, params, covariates, warn=False)
+    (Xm, _), (Xv, _) = (Design(spec, t).matrix(covariates, warn=False) for t in ("mean", "variance"))
+    beta, cov_b, _ = params.target("mean")
+    gamma, cov_g, _ = params.target("variance")
+    log_sd = Xv @ gamma.T
+    s2 = np.exp(2.0 * log_sd)
+    e = (Y - params.y_mean) / params.y_std - Xm @ beta.T
+    v = np.maximum(np.einsum("np,mpq,nq->nm", Xm, cov_b, Xm, optimize=True), 0.0)
+    u = np.maximum(np.einsum("np,mpq,nq->nm", Xv, cov_g, Xv, optimize=True), 0.0)
+    keep_m = 1.0 - np.minimum(v / s2, MAX_LEVERAGE)
+    keep_v = 1.0 - np.minimum(2.0 * u, MAX_LEVERAGE)
+    log_sd = log_sd - u * (e**2 / s2 - 1.0) / keep_v
+    var = np.exp(2.0 * log_sd + 2.0 * u / keep_v) + v / keep_m
+    return Y - params.y_std * (e / keep_m), params.y_std * np.sqrt(var)
+
+
 def _moments(sp, spec, residual, covariates: pd.DataFrame, without, unseen_batch: str, maps: np.ndarray,
-             C: np.ndarray, Q: np.ndarray, W, query_block: int, score: str, kappa, k0: int = 0
-             ) -> Iterator[tuple]:
-    """Yield ``(cols, observed, mean, sd)`` of one block of subjects, a block of queries at a time."""
+             C: np.ndarray, Q: np.ndarray, W, query_block: int, score: str, kappa, k0: int = 0,
+             residual_moments=None) -> Iterator[tuple]:
+    """Yield ``(cols, observed, mean, sd)`` of one block of subjects, a block of queries at a time.
+
+    ``residual_moments``: the residual part's mean and variance (two (subjects, features) arrays)
+    when computed by the caller (leave-one-out moments of training rows), else predicted here.
+    """
     exact = score != "projected"
     if exact:
-        r_mu, r_var = predict_residual(spec, residual, covariates, without, unseen_batch)
+        r_mu, r_var = residual_moments or predict_residual(spec, residual, covariates, without, unseen_batch)
     n_q = Q.shape[1]
     for a in range(0, n_q, query_block):
         cols = slice(a, min(a + query_block, n_q))
@@ -218,8 +277,16 @@ def iter_score_maps(model, maps, covariates: pd.DataFrame, queries=None, score: 
 
 
 def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_subjects: int = CALIBRATION_SUBJECTS,
-              n_jobs: int | None = 1, names=None, local_modes: int | None = None, shrink: bool = True) -> dict:
+              n_jobs: int | None = 1, names=None, local_modes: int | None = None, shrink: bool = True,
+              leave_one_out: bool = True) -> dict:
     """Per-query variance factors of exact scores on training maps (see ``ResidualParams.calibration``).
+
+    Each factor is the mean of ``z^2`` over training maps. With ``leave_one_out`` (the default) the
+    training maps are scored with their approximate leave-one-out moments (:func:`loo_moments`: the
+    spectral and residual parts' means and sds as if each map had not been fitted), so that the
+    factor estimates what ``z^2`` of a *new* subject averages: in-sample z-scores are smaller by
+    about twice the degrees of freedom per feature over the number of training maps, which put
+    the per-vertex exceedance of new controls ~0.005 above its nominal rate.
 
     Parameters
     ----------
@@ -237,6 +304,8 @@ def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_s
         Shrink the factors of queries centred one per feature (vertices, smoothing kernels)
         towards their smooth part over the mesh (:func:`shrink_calibration`); other query sets
         keep their raw factors.
+    leave_one_out : bool, optional
+        Score the training maps with leave-one-out moments (default); ``False``: in-sample moments.
 
     Returns
     -------
@@ -254,7 +323,8 @@ def calibrate_maps(model, maps, covariates: pd.DataFrame, queries=(None,), max_s
         for score, k0 in scores:
             z2, z4 = sum(_iter_blocks(_calibration_block, model, sub_maps, sub_cov, W, score, (), "population",
                                       MAP_SUBJECT_BLOCK, 4096, n_jobs, None if names is None else
-                                      np.asarray(names)[rows], None, per_block=True, k0=k0))
+                                      np.asarray(names)[rows], None, per_block=True, k0=k0,
+                                      loo=leave_one_out))
             n_feat = int(model.eigenmode_basis.n_features)
             out[calibration_key(W, score, k0)] = (
                 shrink_calibration(model.eigenmode_basis, model.residual_params.n_modes, z2, z4, rows.size)
@@ -274,9 +344,13 @@ class _RowView:
 
 
 def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unseen_batch, subject_block,
-                 query_block, n_jobs, names, kappa, per_block: bool = False, k0: int = 0):
-    """Run ``task`` over blocks of subjects (see :func:`iter_score_maps`)."""
-    from .spectral import _blocks
+                 query_block, n_jobs, names, kappa, per_block: bool = False, k0: int = 0, loo: bool = False):
+    """Run ``task`` over blocks of subjects (see :func:`iter_score_maps`).
+
+    ``loo``: the subjects are the model's training rows, scored with their approximate
+    leave-one-out moments (:func:`loo_moments`, spectral and residual parts), as the calibration does.
+    """
+    from .spectral import SpectralPredictions, _blocks
 
     basis = model.eigenmode_basis
     k = int(model.model_params["n_modes"])
@@ -309,8 +383,15 @@ def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unsee
             ids = None if names is None else names[rows]
             block = check_maps(maps[rows], n_feat, "maps", np.arange(rows.start, rows.stop), ids)
             C = basis.encode(block, n_modes=k)
-            yield (sp.subset(rows), model.spec, residual, covariates.iloc[rows], without, unseen_batch,
-                   block, C, Q, W, query_block, score, kappa, k0)
+            sp_rows, cov_rows, moments = sp.subset(rows), covariates.iloc[rows], None
+            if loo:
+                mu_c, sd_c = loo_moments(model.spec, model.direct_params.subset(slice(0, k)), C, cov_rows)
+                sp_rows = SpectralPredictions(mu_c, sd_c, sp_rows.rho, sp_rows.pairs, sp_rows.factor)
+                R = block - C @ np.asarray(basis.eigenvectors[:, :k]).T
+                r_mu, r_sd = loo_moments(model.spec, residual.direct, R, cov_rows)
+                moments = (r_mu, r_sd**2)
+            yield (sp_rows, model.spec, residual, cov_rows, without, unseen_batch,
+                   block, C, Q, W, query_block, score, kappa, k0, moments)
 
     if per_block:
         return run_tasks(task, arguments(), n_jobs)
@@ -361,8 +442,9 @@ class MapScoring:
             At most this many training subjects (evenly spaced) are used for the calibration
             (default 500: on ``bench/bench_vertex_truth.py`` factors from 300 maps, shrunk, give
             vertex sd ratios 0.93-1.05 and exceedance 0.034-0.076, from 500 0.94-1.05 and
-            0.034-0.074, from 100 0.89-1.09 and 0.030-0.088; the cost grows linearly: 300 maps
-            cost 0.13 of the residual fit for two query sets).
+            0.034-0.074, from 100 0.89-1.09 and 0.030-0.088, all measured with in-sample factors;
+            the leave-one-out factors of :func:`calibrate_maps` put exceedance at 0.032-0.074 from
+            500; the cost grows linearly: 300 maps cost 0.13 of the residual fit for two query sets).
         local_modes : int, optional
             Declare the ``"local"`` score (:meth:`iter_evaluate_maps`): the number of coarse modes
             it removes, recorded with the model and calibrated for the vertices and ``calibrate``.
