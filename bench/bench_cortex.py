@@ -12,11 +12,11 @@ over this process and its joblib workers, sampled every 50 ms):
 3. **fit** — the spectral normative model (age spline, sex, hierarchical site on the mean; age and
    site on the variance; the default low-rank cross-mode correlation with 200 mode pairs on top)
    on the 5000 subjects, then its residual part (what the modes miss) at every vertex from the
-   cached maps, a block of vertices at a time, calibrated on 1000 of the training maps;
+   cached maps, a block of vertices at a time, calibrated on 500 of the training maps (the default);
 4. **apply** — the 1000 new subjects' maps read, exact vertex-level z-score and centile maps of all
-   of them scored block by block and written as GIFTI (4000 ``.func.gii`` files) plus the z summary
-   table (``workflow.score_and_write`` with ``maps=cohort.maps()``: blocks of 64 subjects, each
-   written as it arrives).
+   of them scored block by block and written as GIFTI (4000 ``.shape.gii`` files, as sMRIPrep names
+   thickness maps) plus the z summary table (``workflow.score_and_write`` with
+   ``maps=cohort.maps()``: blocks of 64 subjects, each written as it arrives).
 
 ``--no-residual`` runs the spectral-only pipeline (projected low-pass z) of earlier releases.
 
@@ -412,7 +412,7 @@ def run(args, work: Path, results: dict) -> None:
     total = sum(s["seconds"] for s in counted.values())
     cpu = sum(s["cpu_seconds"] for s in counted.values())
     peak = max(s["peak_mb"] for s in counted.values())
-    n_gifti = sum(p.name.endswith(".func.gii") for p in written)
+    n_gifti = sum(p.name.endswith(".gii") for p in written)
     size = sum(p.stat().st_size for p in written) / 2**20
     summary = pd.read_csv(written[-1], sep="\t", index_col=0)
     frac = float(summary["n_abs_z_gt_2"].sum() / summary["n_features"].sum())
