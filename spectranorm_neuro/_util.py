@@ -38,6 +38,7 @@ __all__ = [
     "check_n_jobs",
     "check_positive_int",
     "run_tasks",
+    "block_slices",
     "replace_folder",
     "sibling_path",
     "clean_leftovers",
@@ -361,6 +362,11 @@ def check_positive_int(value: Any, argument: str, example: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
         raise bad_value(argument, value, "is not a positive integer", f"pass e.g. {argument}={example}")
     return int(value)
+
+
+def block_slices(n: int, size: int) -> list[slice]:
+    """Consecutive slices of at most ``size`` items covering ``range(n)`` (the blocks of every batched loop)."""
+    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
 
 
 def _pinned_task(func, args: tuple):

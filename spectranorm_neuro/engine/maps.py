@@ -32,9 +32,12 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from .._util import check_n_jobs, check_positive_int, run_tasks
+from .._util import block_slices, check_n_jobs, check_positive_int, run_tasks
 from ..exceptions import IncompatibleModelError, ShapeMismatchError, bad_value
-from .residual import check_maps, predict_residual, query_key, query_weights
+from .direct import predict_direct
+from .effects import Design
+from .mode_predictions import QUERY_BLOCK, SpectralPredictions
+from .residual import check_maps, encode_maps, fit_residual, predict_residual, query_key, query_weights
 from .results import NormativePredictions
 
 if TYPE_CHECKING:
@@ -49,7 +52,6 @@ logger = logging.getLogger("spectranorm_neuro")
 SCORES = ("exact", "local", "projected")
 MAP_SUBJECT_BLOCK = 64
 CALIBRATION_SUBJECTS = 500  # training maps of the per-query calibration (accuracy/cost: see fit_residual)
-QUERY_BLOCK = 4096
 #: Leverages are capped at this value in :func:`loo_moments` (a row that alone determines a coefficient
 #: has no leave-one-out prediction; with hundreds of training rows leverages are ~0.01-0.05).
 MAX_LEVERAGE = 0.5
@@ -140,9 +142,6 @@ def loo_moments(spec, params, Y: np.ndarray, covariates: pd.DataFrame) -> tuple[
     -------
     mu, sd : numpy.ndarray, shape (n, M)
     """
-    from .direct import predict_direct
-    from .effects import Design
-
     if spec.likelihood != "Normal":
         return predict_direct(spec, params, covariates, warn=False)
     (Xm, _), (Xv, _) = (Design(spec, t).matrix(covariates, warn=False) for t in ("mean", "variance"))
@@ -350,7 +349,6 @@ def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unsee
     ``loo``: the subjects are the model's training rows, scored with their approximate
     leave-one-out moments (:func:`loo_moments`, spectral and residual parts), as the calibration does.
     """
-    from .spectral import SpectralPredictions, _blocks
 
     basis = model.eigenmode_basis
     k = int(model.model_params["n_modes"])
@@ -376,7 +374,7 @@ def _iter_blocks(task, model, maps, covariates, W, score, predict_without, unsee
     Q = np.ascontiguousarray(Q)
     without = list(predict_without or [])
     sp = model._mode_predictions(covariates, without, k, unseen_batch)
-    row_blocks = _blocks(len(covariates), subject_block)
+    row_blocks = block_slices(len(covariates), subject_block)
 
     def arguments():
         for rows in row_blocks:
@@ -456,8 +454,6 @@ class MapScoring:
         SpectralNormativeModel
             ``self``, with ``residual_params``.
         """
-        from .residual import encode_maps, fit_residual
-
         self._fitted()
         k = int(self.model_params["n_modes"])
         self.spec.check_dataframe(covariates_dataframe, "covariates_dataframe")
@@ -523,8 +519,6 @@ class MapScoring:
             ``mu_estimate``, ``std_estimate``, ``z-score``, ``centiles``, ``log-likelihood``,
             each (n_block_subjects, n_block_queries).
         """
-        from .maps import iter_score_maps
-
         maps = maps if getattr(maps, "ndim", 0) == 2 else np.asarray(maps)
         return iter_score_maps(self, maps, covariates_dataframe, queries, score, predict_without, unseen_batch,
                                subject_block, query_block, n_jobs, None if names is None else np.asarray(names),
@@ -540,9 +534,6 @@ class MapScoring:
         NormativePredictions
             ``mu_estimate``, ``std_estimate``, ``z-score``, ``centiles``, ``log-likelihood``.
         """
-        from .maps import assemble
-        from .residual import query_weights
-
         W = query_weights(queries, int(self.eigenmode_basis.n_features))
         n_q = int(self.eigenmode_basis.n_features) if W is None else W.shape[0]
         blocks = self.iter_evaluate_maps(maps, covariates_dataframe, W, score, predict_without, unseen_batch,
@@ -571,9 +562,6 @@ class MapScoring:
         d2 : numpy.ndarray, shape (n_subjects,)
         p_value : numpy.ndarray, shape (n_subjects,)
         """
-        from .maps import resolve_score
-        from .residual import encode_maps, predict_residual, query_weights
-
         self._fitted()
         resolve_score(self, "exact")
         k = self.residual_params.n_modes

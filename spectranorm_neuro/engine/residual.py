@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import sparse
 
-from .._util import run_tasks, sha256_array
+from .._util import block_slices, run_tasks, sha256_array
 from ..exceptions import InvalidInputError, ShapeMismatchError, bad_value
 from .direct import DirectParams, adapt_direct, fit_direct, predict_direct
 from .specs import NormativeModelSpec
@@ -190,10 +190,8 @@ def fit_residual(spec: NormativeModelSpec, basis, maps, C: np.ndarray, covariate
     -------
     ResidualParams
     """
-    from .spectral import _blocks
-
     n_feat = int(basis.n_features)
-    blocks = _blocks(n_feat, feature_block)
+    blocks = block_slices(n_feat, feature_block)
     solver_kwargs = {"eb_tol": RESIDUAL_EB_TOL, **solver_kwargs}
 
     def arguments() -> Iterator[tuple]:
@@ -218,10 +216,8 @@ def adapt_residual(spec: NormativeModelSpec, params: ResidualParams, basis, maps
                    n_jobs: int | None = 1, feature_block: int = FEATURE_BLOCK,
                    **solver_kwargs) -> tuple[NormativeModelSpec, ResidualParams]:
     """Learn the residual effects of new batch levels (sites), everything else frozen."""
-    from .spectral import _blocks
-
     C = encode_maps(basis, maps, params.n_modes)
-    blocks = _blocks(int(basis.n_features), feature_block)
+    blocks = block_slices(int(basis.n_features), feature_block)
 
     def arguments() -> Iterator[tuple]:
         for cols in blocks:

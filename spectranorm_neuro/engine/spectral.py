@@ -19,20 +19,20 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
-from .._util import as_finite_array, check_n_jobs, check_n_modes, check_positive_int, run_tasks
+from .._util import as_finite_array, block_slices, check_n_jobs, check_n_modes, check_positive_int, run_tasks
 from ..basis import EigenmodeBasis
 from ..exceptions import NotFittedError, ShapeMismatchError, bad_value
 from .covariance import CovarianceParams, adapt_covariance, fit_covariance, predict_correlation, select_pairs
 from .direct import DirectNormativeModel, DirectParams, adapt_direct, fit_direct, predict_direct
-from .lowrank import FactorParams, factor_variance, fit_factor
+from .lowrank import FactorParams, fit_factor
 from .maps import MapScoring
+from .mode_predictions import QUERY_BLOCK, SpectralPredictions, pairs_below
 from .results import NormativePredictions
 
 __all__ = ["SpectralNormativeModel", "SpectralPredictions"]
@@ -40,135 +40,7 @@ __all__ = ["SpectralNormativeModel", "SpectralPredictions"]
 logger = logging.getLogger("spectranorm_neuro")
 
 MODE_BLOCK = 256  # modes (or pairs) per parallel task
-QUERY_BLOCK = 4096  # queries per block in predict
 SUBJECT_BLOCK = 256  # subjects per block in iter_predict
-
-
-@dataclass
-class SpectralPredictions:
-    """Mode-level predictions for a set of subjects.
-
-    Attributes
-    ----------
-    mu, sd : numpy.ndarray, shape (n_subjects, n_modes)
-        Predictive mean and sd of each mode's coefficient.
-    rho : numpy.ndarray, shape (n_subjects, n_pairs)
-        Predicted correlation of each modelled pair.
-    pairs : numpy.ndarray of int, shape (n_pairs, 2)
-    factor : FactorParams, optional
-        Low-rank-plus-diagonal correlation of all modes (``R = diag(u) + L L'``); modelled pairs
-        then replace the entries of ``R`` they cover.
-    """
-
-    mu: np.ndarray
-    sd: np.ndarray
-    rho: np.ndarray
-    pairs: np.ndarray
-    factor: FactorParams | None = None
-
-    @property
-    def n_modes(self) -> int:
-        """Number of modes."""
-        return int(self.mu.shape[1])
-
-    @property
-    def n_subjects(self) -> int:
-        """Number of subjects."""
-        return int(self.mu.shape[0])
-
-    def subset(self, rows) -> SpectralPredictions:
-        """The predictions of some subjects (a slice, integer positions or a boolean mask)."""
-        return SpectralPredictions(self.mu[rows], self.sd[rows], self.rho[rows], self.pairs, self.factor)
-
-    def truncate(self, n_modes: int) -> SpectralPredictions:
-        """The predictions of the first ``n_modes`` modes and of the pairs among them."""
-        if n_modes >= self.n_modes:
-            return self
-        keep = _pairs_below(self.pairs, n_modes)
-        factor = None if self.factor is None else self.factor.subset(slice(0, n_modes))
-        return SpectralPredictions(self.mu[:, :n_modes], self.sd[:, :n_modes], self.rho[:, keep], self.pairs[keep],
-                                   factor)
-
-    def query_predictions(self, Q: np.ndarray, coefficients: np.ndarray | None = None, index=None,
-                          query_block: int = QUERY_BLOCK) -> NormativePredictions:
-        """Normative predictions of these subjects for queries ``Q``, a block of queries at a time.
-
-        Parameters
-        ----------
-        Q : numpy.ndarray, shape (n_modes, n_queries)
-            Encoded queries over the same modes.
-        coefficients : numpy.ndarray, shape (n_subjects, n_modes), optional
-            Spectral coefficients of the observed maps: adds ``z-score``, ``centiles`` and
-            ``log-likelihood`` of the observed query values ``coefficients @ Q``.
-        index : pandas.Index, optional
-            Subject labels.
-        query_block : int, optional
-            Queries per matrix product (bounds the temporary arrays).
-
-        Returns
-        -------
-        NormativePredictions
-            Arrays of shape (n_subjects, n_queries); the same numbers as
-            :meth:`SpectralNormativeModel.predict` / ``evaluate`` for these subjects.
-        """
-        n_q = Q.shape[1]
-        mean = np.empty((self.n_subjects, n_q))
-        std = np.empty((self.n_subjects, n_q))
-        for b in _blocks(n_q, query_block):
-            mean[:, b], std[:, b] = self.query_moments(Q[:, b])
-        pred = NormativePredictions({"mu_estimate": mean, "std_estimate": std}, index=index)
-        if coefficients is not None:
-            pred.add_observations(coefficients @ Q)
-        return pred
-
-    def query_moments(self, Q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Mean and sd of queries ``Q`` (n_modes, n_queries) -> two (n_subjects, n_queries) arrays.
-
-        Matrix products: (subjects x modes) by (modes x queries) for the mean and the diagonal
-        part of the variance, (subjects x pairs) by (pairs x queries) for the pair terms, and with
-        a low-rank correlation one (subjects x modes) by (modes x queries) product per factor
-        (:func:`~spectranorm_neuro.engine.lowrank.factor_variance`).
-        """
-        mean = self.mu @ Q
-        Q2 = Q**2
-        diag = (self.sd**2) @ Q2
-        var = diag.copy() if self.factor is None else factor_variance(self.sd, Q, self.factor, Q2)
-        if self.pairs.shape[0]:
-            i, j = self.pairs[:, 0], self.pairs[:, 1]
-            rho = self.rho if self.factor is None else self.rho - self._factor_pairs()
-            # the factor 2 is exact in floating point, so folding it into the small factor changes nothing
-            var += (2.0 * rho * self.sd[:, i] * self.sd[:, j]) @ (Q[i] * Q[j])
-        floor = np.maximum(diag, 1e-300, out=diag)
-        floor *= 1e-12
-        np.maximum(var, floor, out=var)
-        return mean, np.sqrt(var, out=var)
-
-    def _factor_pairs(self) -> np.ndarray:
-        """Correlation (n_pairs,) the factor model gives the modelled pairs."""
-        L = self.factor.loadings
-        return np.einsum("pr,pr->p", L[self.pairs[:, 0]], L[self.pairs[:, 1]])
-
-    def correlation(self, subject: int) -> np.ndarray:
-        """Modelled (n_modes, n_modes) correlation of one subject's standardized coefficients."""
-        R = np.eye(self.n_modes) if self.factor is None else self.factor.correlation()
-        if self.pairs.shape[0]:
-            i, j = self.pairs[:, 0], self.pairs[:, 1]
-            R[i, j] = R[j, i] = self.rho[subject]
-        return R
-
-    def covariance(self, subject: int) -> np.ndarray:
-        """Modelled (n_modes, n_modes) covariance of one subject's coefficients."""
-        s = self.sd[subject]
-        return self.correlation(subject) * s[:, None] * s[None, :]
-
-
-def _pairs_below(pairs: np.ndarray, n_modes: int) -> np.ndarray:
-    """Mask (n_pairs,) of the pairs whose two modes are both among the first ``n_modes``."""
-    return np.all(pairs < n_modes, axis=1)
-
-
-def _blocks(n: int, size: int) -> list[slice]:
-    return [slice(a, min(a + size, n)) for a in range(0, n, size)]
 
 
 def _fit_direct_block(block: slice, spec, C: np.ndarray, covariates: pd.DataFrame, kwargs: dict) -> DirectParams:
@@ -202,7 +74,7 @@ def _run_blocks(func, n_items: int, n_jobs: int, desc: str, progress: bool | Non
     The shared arguments (data, covariates) are passed as they are to every task, so joblib ships
     each once: memory-mapped for local workers, scattered once to a dask cluster.
     """
-    blocks = _blocks(n_items, MODE_BLOCK)
+    blocks = block_slices(n_items, MODE_BLOCK)
     return list(run_tasks(func, ((b, *shared) for b in blocks), 1 if len(blocks) <= 1 else n_jobs,
                           total=len(blocks), progress=True if progress is True else None, desc=desc, unit="block"))
 
@@ -472,7 +344,7 @@ class SpectralNormativeModel(MapScoring):
         with tqdm(total=2, desc="Computing eigenmode estimates", disable=progress is not True and None) as bar:
             mu, sd = predict_direct(self.spec, direct.subset(slice(0, k)), test_covariates, without, unseen_batch)
             bar.update()
-            sub = cov.subset(_pairs_below(cov.pairs, k))
+            sub = cov.subset(pairs_below(cov.pairs, k))
             rho = predict_correlation(self.spec, sub, test_covariates, without)
             bar.update()
         factor = None if self.factor_params is None else self.factor_params.subset(slice(0, k))
@@ -507,7 +379,7 @@ class SpectralNormativeModel(MapScoring):
         n_subj, n_q = sp.mu.shape[0], Q.shape[1]
         mean = np.empty((n_subj, n_q))
         std = np.empty((n_subj, n_q))
-        for b in _blocks(n_q, QUERY_BLOCK):
+        for b in block_slices(n_q, QUERY_BLOCK):
             mean[:, b], std[:, b] = sp.query_moments(Q[:, b])
         return NormativePredictions({"mu_estimate": mean, "std_estimate": std}, index=test_covariates.index)
 
@@ -591,7 +463,8 @@ class SpectralNormativeModel(MapScoring):
         sp_wo = None if harmonize_without is None else self.compute_spectral_predictions(
             test_covariates, list(harmonize_without), k, unseen_batch)
         index = test_covariates.index
-        blocks = [(rows, cols) for rows in _blocks(n_subj, subject_block) for cols in _blocks(n_q, query_block)]
+        blocks = [(rows, cols) for rows in block_slices(n_subj, subject_block)
+                  for cols in block_slices(n_q, query_block)]
 
         def arguments():
             for rows, cols in blocks:
@@ -762,7 +635,7 @@ class SpectralNormativeModel(MapScoring):
         k = check_n_modes(n_modes, int(self.model_params["n_modes"]))
         new = type(self)(EigenmodeBasis.reduce(self.eigenmode_basis, k), type(self.base_model)(self.spec))
         new.direct_params = direct.subset(slice(0, k))
-        new.covariance_params = cov.subset(_pairs_below(cov.pairs, k))
+        new.covariance_params = cov.subset(pairs_below(cov.pairs, k))
         new.factor_params = None if self.factor_params is None else self.factor_params.subset(slice(0, k))
         new.model_params = dict(self.model_params, n_modes=k, n_pairs=new.covariance_params.n_pairs)
         if self.residual_params is not None:  # the residual of fewer modes is another quantity

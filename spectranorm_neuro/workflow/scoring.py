@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .._util import check_n_jobs, check_positive_int, run_tasks
+from .._util import block_slices, check_n_jobs, check_positive_int, run_tasks
 from ..exceptions import ExtrapolationWarning, InvalidInputError, UnseenCategoryError, bad_value
 from ..io import DerivativesWriter, build_bids_name, cohort_summary, kernel_queries, vertex_queries, write_summary
 
@@ -579,7 +579,7 @@ def write_maps(root, maps: dict[str, np.ndarray], subjects: Sequence[str], measu
     n = next(iter(maps.values())).shape[0] if maps else len(subjects)
     subjects = _check_subjects(subjects, n)
     written: dict[str, list[Path]] = {kind: [] for kind in maps}
-    bounds = [slice(a, min(a + block, n)) for a in range(0, n, block)]
+    bounds = block_slices(n, block)
     tasks = ((writer, {kind: values[rows] for kind, values in maps.items()}, subjects[rows], measure,
               tuple(structures), dict(space, meta=meta)) for rows in bounds)
     for paths in run_tasks(_write_block, tasks, n_jobs, total=n, progress=progress, desc="writing maps",
