@@ -26,7 +26,7 @@ from .effects import Design, new_level_mask, relayout
 from .inference import ArrayRecord, GaussianFamily, fit_laplace
 from .results import NormativePredictions
 from .shash import ShashFamily, harmonize_values, quantiles, shape_parameters
-from .site_prior import ADAPT_PRIOR_DF, centre_offsets, level_priors
+from .site_prior import ADAPT_PRIOR_DF, centre_offsets, level_priors, t_prior_variance
 from .specs import NormativeModelSpec
 
 __all__ = ["DirectParams", "check_training_data", "fit_direct", "predict_direct", "predict_distribution",
@@ -524,8 +524,7 @@ def adapt_direct(spec: NormativeModelSpec, params: DirectParams, Y, covariates: 
                 if not cols.size or d.spec.covariate(b.name).effect != "categorical":
                     continue
                 e2 = np.mean(fit.theta[k][:, cols] ** 2 + np.diagonal(fit.cov[k], axis1=1, axis2=2)[:, cols], axis=1)
-                weight = (ADAPT_PRIOR_DF + 1.0) / (ADAPT_PRIOR_DF + e2 / tau2s[k][:, j])
-                prior_t2[k][:, j] = tau2s[k][:, j] / weight
+                prior_t2[k][:, j] = t_prior_variance(e2, tau2s[k][:, j])
     # the offsets are the centre plus each response's deviation from it; the prior variance of each
     # new log-sd offset (for the report's data weight) is the deviation's plus the centre's
     prior_v = np.zeros_like(fit.theta[1])

@@ -25,8 +25,8 @@ from __future__ import annotations
 import numpy as np
 from scipy import special
 
-__all__ = ["data_only", "between_level_variance", "common_structure", "site_centre", "t_scale2", "level_priors",
-           "centre_offsets", "MIN_CENTRE_DF", "ADAPT_PRIOR_DF"]
+__all__ = ["data_only", "between_level_variance", "common_structure", "site_centre", "t_scale2", "t_prior_variance",
+           "level_priors", "centre_offsets", "MIN_CENTRE_DF", "ADAPT_PRIOR_DF"]
 
 #: Degrees of freedom of the Student-t prior of a new site's offsets (Cauchy).
 ADAPT_PRIOR_DF = 1.0
@@ -198,10 +198,20 @@ def site_centre(estimate: np.ndarray, variance: np.ndarray, omega2: float, prior
     for _ in range(50):
         post_var = 1.0 / (1.0 / prior_var + 1.0 / data_var)
         post = centre / data_var * post_var
-        weight = (ADAPT_PRIOR_DF + 1.0) / (ADAPT_PRIOR_DF + (post**2 + post_var) / prior_scale2)
-        prior_var = prior_scale2 / weight
+        prior_var = t_prior_variance(post**2 + post_var, prior_scale2)
     post_var = 1.0 / (1.0 / prior_var + 1.0 / data_var)
     return centre / data_var * post_var, post_var, prior_var
+
+
+def t_prior_variance(second_moment, scale2):
+    """One EM step of a Student-t prior fitted as a scale mixture of normals: the normal variance it amounts to.
+
+    ``scale2 / w`` with ``w = (nu + 1) / (nu + E[theta^2] / scale2)`` (:data:`ADAPT_PRIOR_DF` = nu), the
+    posterior mean of the mixing weight given the offset's posterior second moment ``E[theta^2]``.
+    Arrays broadcast.
+    """
+    weight = (ADAPT_PRIOR_DF + 1.0) / (ADAPT_PRIOR_DF + second_moment / scale2)
+    return scale2 / weight
 
 
 def t_scale2(variance, n_levels: int):

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .._util import blas_threads, run_tasks
+from .._util import blas_threads, block_slices, run_tasks
 from .brainviews import BrainRenderer, ColourScale, Panel
 from .centiles import CentileCharts
 from .figures import CentileChartFigure
@@ -94,7 +94,7 @@ def render_subjects(renderer: BrainRenderer, charts: CentileCharts | None, group
     SubjectFigures
     """
     tasks = [(i, str(ids[i]), zscores[i], None if shown is None else shown[i]) for i in range(len(ids))]
-    chunks = [tasks[a:a + CHUNK] for a in range(0, len(tasks), CHUNK)]
+    chunks = [tasks[rows] for rows in block_slices(len(tasks), CHUNK)]
     arguments = ((renderer, charts, groups, levels, chunk, scale, interactive, title_suffix) for chunk in chunks)
     for result in run_tasks(_render_chunk, arguments, 1 if len(chunks) <= 1 else n_jobs):
         yield from result

@@ -24,7 +24,7 @@ import pandas as pd
 from scipy import optimize, sparse, special, stats
 from scipy.cluster.vq import kmeans2
 
-from .._util import run_tasks
+from .._util import block_slices, run_tasks
 
 __all__ = ["MultivariateSeverity", "spectral_parcels", "multivariate_severity", "chi2_z_equivalent",
            "DEFAULT_PARCELS_PER_MODE", "MIN_CALIBRATION_CONTROLS"]
@@ -163,10 +163,10 @@ def multivariate_severity(model: Any, maps: Any, covariates: pd.DataFrame, contr
     k = int(model.residual_params.n_modes)
     W = spectral_parcels(model.eigenmode_basis, n_parcels or round(DEFAULT_PARCELS_PER_MODE * k), seed)
     n = len(covariates)
-    starts = range(0, n, _BLOCK)
-    tasks = ((model, np.asarray(maps[a:a + _BLOCK], dtype=np.float64), covariates.iloc[a:a + _BLOCK], W,
-              list(predict_without), ridge) for a in starts)
-    d2 = np.concatenate(list(run_tasks(_block_d2, tasks, n_jobs, total=len(starts)))) if n else np.empty(0)
+    blocks = block_slices(n, _BLOCK)
+    tasks = ((model, np.asarray(maps[rows], dtype=np.float64), covariates.iloc[rows], W, list(predict_without), ridge)
+             for rows in blocks)
+    d2 = np.concatenate(list(run_tasks(_block_d2, tasks, n_jobs, total=len(blocks)))) if n else np.empty(0)
     mask = None if controls is None else np.asarray(controls, dtype=bool)
     scale, dof, n_controls = _calibrate(d2, W.shape[0], mask)
     p = stats.chi2.sf(d2 / scale, dof)
